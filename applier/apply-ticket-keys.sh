@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# Applies a TLS session ticket key set to one server: validates it fully, writes the key
+# files and the server's include file atomically, tests the config, reloads, and restores
+# the previous set if the test or the reload fails. Prints exactly one JSON summary line on
+# stdout, on every path, and never key material. Needs bash, coreutils and python3.
+#
+# Exit codes:
+#   0  applied, or that generation was already active (nothing done)
+#   2  usage error: an option is missing or wrong; nothing touched
+#   3  the key set is invalid; nothing touched
+#   4  the key set conflicts with the active one (older generation without
+#      --allow-downgrade, or the same generation with other keys); nothing touched
+#   5  the config test failed; the previous set was restored
+#   6  the reload failed; the previous set was restored and reloaded
+#   7  the previous set could not be restored: the node needs attention
+#   8  could not lock or write (permissions, disk); the previous set is still in force
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: apply-ticket-keys.sh [options] [--input FILE|-]
+  --flavor nginx          server flavor (nginx; haproxy is planned)
+  --key-dir DIR           directory for the key files (created 0700)
+  --include FILE          the file the server's config includes for its ticket keys
+  --test-cmd CMD          config test command (default: nginx -t -q)
+  --reload-cmd CMD        reload command (default: nginx -s reload)
+  --input FILE|-          key set JSON (default: standard input)
+  --allow-downgrade       apply a generation older than the active one
+  --lock-timeout SECONDS  wait this long for another run to finish (default: 60)
+  --status                print the active generation and key names, change nothing
+EOF
+}
+
+summary_action=failed
+summary_generation=
+summary_keys=
+summary_active_generation=
+summary_error=
+input_file=-
+flavor=nginx
+key_dir=
+include_file=
+test_cmd=
+reload_cmd=
+allow_downgrade=0
+lock_timeout=60
+status_only=0
+stage_dir=
+include_tmp=
+include_rollback=
+command_output=
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+print_summary() {
+  local code=$?
+  [ -n "$command_output" ] && rm -f -- "$command_output"
+  SUMMARY_ACTION=$summary_action SUMMARY_GENERATION=$summary_generation SUMMARY_KEYS=$summary_keys \
+  SUMMARY_ACTIVE=$summary_active_generation SUMMARY_ERROR=$summary_error SUMMARY_FLAVOR=$flavor SUMMARY_EXIT=$code \
+    python3 -c '
+import json, os
+e = os.environ
+out = {"action": e["SUMMARY_ACTION"], "flavor": e["SUMMARY_FLAVOR"], "exitCode": int(e["SUMMARY_EXIT"])}
+if e["SUMMARY_GENERATION"]:
+    out["generation"] = int(e["SUMMARY_GENERATION"])
+out["keys"] = e["SUMMARY_KEYS"].split(",") if e["SUMMARY_KEYS"] else []
+if e["SUMMARY_ACTIVE"]:
+    out["previousGeneration"] = int(e["SUMMARY_ACTIVE"])
+if e["SUMMARY_ERROR"]:
+    out["error"] = e["SUMMARY_ERROR"]
+print(json.dumps(out, separators=(",", ":")))
+' || echo '{"action":"failed","error":"could not print the summary"}'
+  exit "$code"
+}
+trap print_summary EXIT
+
+fail() {
+  local code=$1 action=$2
+  shift 2
+  summary_action=$action
+  summary_error="$*"
+  echo "apply-ticket-keys: $*" >&2
+  exit "$code"
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --flavor | --key-dir | --include | --test-cmd | --reload-cmd | --input | --lock-timeout)
+      [ $# -ge 2 ] || fail 2 refused "option $1 needs a value (see --help)"
+      case "$1" in
+        --flavor) flavor=$2 ;;
+        --key-dir) key_dir=$2 ;;
+        --include) include_file=$2 ;;
+        --test-cmd) test_cmd=$2 ;;
+        --reload-cmd) reload_cmd=$2 ;;
+        --input) input_file=$2 ;;
+        --lock-timeout) lock_timeout=$2 ;;
+      esac
+      shift 2
+      ;;
+    --allow-downgrade) allow_downgrade=1; shift ;;
+    --status) status_only=1; shift ;;
+    -h | --help) usage >&2; summary_action=help; exit 0 ;;
+    *) fail 2 refused "unknown option $1 (see --help)" ;;
+  esac
+done
+
+case "$flavor" in
+  nginx)
+    test_cmd=${test_cmd:-nginx -t -q}
+    reload_cmd=${reload_cmd:-nginx -s reload}
+    ;;
+  *) fail 2 refused "flavor $flavor is not supported: use --flavor nginx" ;;
+esac
+[ -n "$key_dir" ] || fail 2 refused "--key-dir is required: the directory that holds the key files"
+[ -n "$include_file" ] || fail 2 refused "--include is required: the file the server's config includes"
+case "$lock_timeout" in '' | *[!0-9]*) fail 2 refused "--lock-timeout must be a whole number of seconds" ;; esac
+case "$key_dir" in /*) ;; *) key_dir=$PWD/$key_dir ;; esac
+case "$include_file" in /*) ;; *) include_file=$PWD/$include_file ;; esac
+[ -d "$(dirname "$include_file")" ] || fail 2 refused "the directory of --include $include_file does not exist: create it or fix the path"
+
+# The Python half validates the key set, compares it with the active one and writes the new
+# generation's files. It reads the key set from stdin and answers with one tab-separated line.
+read -r -d '' KEYSET_PY <<'PY' || true
+import base64, binascii, json, os, re, sys, tempfile
+
+mode, flavor, key_dir, include_file, allow_downgrade = sys.argv[1:6]
+STATE_FILE = os.path.join(key_dir, "active.json")
+SEP = "\x1f"
+FORMAT, VERSION, LENGTHS = "tls-ticket-keyset", 1, (80, 48)
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
+B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+TODO = "use a key set written by `ticket-keys init`/`rotate` or by the rotation function"
+
+class Refused(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+def invalid(message):
+    raise Refused(3, message)
+
+def expected_state(index):
+    return "current" if index == 0 else "next" if index == 1 else "previous"
+
+def validate(text):
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        invalid("key set is not valid JSON: " + TODO)
+    if not isinstance(doc, dict):
+        invalid("key set is not a JSON object: " + TODO)
+    if doc.get("format") != FORMAT:
+        invalid("key set format %s is unknown: expected \"%s\"" % (json.dumps(doc.get("format")), FORMAT))
+    if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):
+        invalid("key set version %s is not supported: this applier reads version %d; upgrade it or rewrite the set" % (json.dumps(doc.get("version")), VERSION))
+    unknown = sorted(set(doc) - {"format", "version", "generation", "keyLength", "keys"})
+    if unknown:
+        invalid("key set has unknown field(s) %s: %s" % (", ".join(unknown), TODO))
+    generation, key_length, keys = doc.get("generation"), doc.get("keyLength"), doc.get("keys")
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 1 or generation > 2**53 - 1:
+        invalid("key set generation %s is not a positive integer: %s" % (json.dumps(generation), TODO))
+    if key_length not in LENGTHS or isinstance(key_length, bool):
+        invalid("key set keyLength %s is not supported: it must be 80 or 48" % json.dumps(key_length))
+    if not isinstance(keys, list):
+        invalid("key set has no \"keys\" array: " + TODO)
+    if len(keys) == 0:
+        invalid("key set has no current key: a set needs a current and a next key")
+    if len(keys) == 1:
+        invalid("key set has no next key: a set needs a current and a next key")
+    names, materials = [], []
+    order = "keys must be ordered current, next, then previous keys"
+    for index, key in enumerate(keys):
+        where = "key %d" % (index + 1)
+        if not isinstance(key, dict):
+            invalid("%s is not an object: %s" % (where, TODO))
+        extra = sorted(set(key) - {"name", "state", "createdAt", "material"})
+        if extra:
+            invalid("%s has unknown field(s) %s: %s" % (where, ", ".join(extra), TODO))
+        for field in ("name", "state", "createdAt", "material"):
+            if not isinstance(key.get(field), str):
+                invalid("%s has no \"%s\" string: %s" % (where, field, TODO))
+        name, state = key["name"], key["state"]
+        if state != expected_state(index):
+            if index == 0:
+                invalid("key set has no current key first (key 1 is \"%s\"): %s" % (state, order))
+            if index == 1:
+                invalid("key set has no next key second (key 2 is \"%s\"): %s" % (state, order))
+            invalid("%s has state \"%s\" where \"previous\" belongs: %s" % (where, state, order))
+        if not ISO.match(key["createdAt"]):
+            invalid("%s (%s) has createdAt that is not an ISO 8601 UTC time: %s" % (where, name, TODO))
+        material = key["material"]
+        try:
+            if len(material) % 4 or not B64.match(material):
+                raise ValueError()
+            raw = base64.b64decode(material, validate=True)
+            if base64.b64encode(raw).decode() != material:
+                raise ValueError()
+        except (ValueError, binascii.Error):
+            invalid("%s (%s) material is not valid base64: %s" % (where, name, TODO))
+        if len(raw) != key_length:
+            invalid("%s (%s) is %d bytes but the set's keyLength is %d: every key must have the same length" % (where, name, len(raw), key_length))
+        if name != raw[:16].hex():
+            invalid("%s name %s does not match its material (a name is the hex of the first 16 bytes): %s" % (where, name, TODO))
+        if name in names:
+            invalid("key set holds key %s twice: every key must be distinct" % name)
+        names.append(name)
+        materials.append(raw)
+    return generation, names, materials
+
+def key_file_name(index, name):
+    return "%02d-%s.key" % (index, name)
+
+def render_include(generation, names, directory):
+    if flavor == "nginx":
+        lines = ["# Managed by apply-ticket-keys.sh: generation %d. Do not edit; the next rotation replaces it." % generation]
+        lines += ["ssl_session_ticket_key %s;" % os.path.join(directory, key_file_name(i, n)) for i, n in enumerate(names)]
+        return "\n".join(lines) + "\n"
+    raise Refused(2, "flavor %s is not supported" % flavor)
+
+def read_state():
+    try:
+        with open(STATE_FILE) as handle:
+            state = json.load(handle)
+        return state["generation"], state["keys"], state["dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+def active_set_intact(state):
+    """The state file names a generation whose include and key files are all still in place."""
+    generation, names, directory = state
+    try:
+        with open(include_file) as handle:
+            if handle.read() != render_include(generation, names, directory):
+                return False
+        for index, name in enumerate(names):
+            with open(os.path.join(directory, key_file_name(index, name)), "rb") as handle:
+                if handle.read(16).hex() != name:
+                    return False
+    except OSError:
+        return False
+    return True
+
+def active_materials(state):
+    _, names, directory = state
+    out = []
+    for index, name in enumerate(names):
+        with open(os.path.join(directory, key_file_name(index, name)), "rb") as handle:
+            out.append(handle.read())
+    return out
+
+def referenced_dir():
+    try:
+        with open(include_file) as handle:
+            for line in handle:
+                match = re.match(r"^ssl_session_ticket_key (.+)/[^/]+;$", line.strip())
+                if match:
+                    return match.group(1)
+    except OSError:
+        pass
+    return None
+
+def remove_leftovers(keep):
+    """Removes what a run killed part-way left behind: staged generations and temp files."""
+    for entry in os.listdir(key_dir):
+        path = os.path.join(key_dir, entry)
+        if entry.startswith("gen-") and path not in keep and os.path.isdir(path):
+            for child in os.listdir(path):
+                os.unlink(os.path.join(path, child))
+            os.rmdir(path)
+    include_dir, base = os.path.split(include_file)
+    for entry in os.listdir(include_dir):
+        if entry.startswith(".%s.tmp." % base):
+            os.unlink(os.path.join(include_dir, entry))
+
+def write_file(path, data, mode):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+def prepare(generation, names, materials):
+    state = read_state()
+    if state is not None:
+        active_generation, active_names, _ = state
+        intact = active_set_intact(state)
+        if generation < active_generation and allow_downgrade != "1":
+            raise Refused(4, "generation %d is older than the active generation %d: nothing changed; pass --allow-downgrade to go back on purpose" % (generation, active_generation))
+        if generation == active_generation:
+            if names != active_names or (intact and materials != active_materials(state)):
+                raise Refused(4, "generation %d is already active with other keys: two writers made different sets of one generation; nothing changed, find the other writer and rotate again" % generation)
+            if intact:
+                return "unchanged", "", "", ""
+    keep = {d for d in (referenced_dir(), state[2] if state else None) if d}
+    remove_leftovers(keep)
+    stage = tempfile.mkdtemp(prefix="gen-%d." % generation, dir=key_dir)
+    for index, (name, raw) in enumerate(zip(names, materials)):
+        write_file(os.path.join(stage, key_file_name(index, name)), raw, 0o600)
+    dir_fd = os.open(stage, os.O_RDONLY)
+    os.fsync(dir_fd)
+    os.close(dir_fd)
+    include_dir, base = os.path.split(include_file)
+    fd, include_tmp = tempfile.mkstemp(prefix=".%s.tmp." % base, dir=include_dir)
+    os.write(fd, render_include(generation, names, stage).encode())
+    os.fchmod(fd, 0o644)
+    os.fsync(fd)
+    os.close(fd)
+    return "apply", stage, include_tmp, state[0] if state else ""
+
+def main():
+    if mode == "status":
+        state = read_state()
+        if state is None:
+            print(SEP.join(["none", "", "", "", "", ""]))
+        else:
+            print(SEP.join(["active" if active_set_intact(state) else "damaged", "", "", str(state[0]), ",".join(state[1]), ""]))
+        return 0
+    generation, names, materials = validate(sys.stdin.read())
+    if mode == "validate":
+        print(SEP.join(["valid", "", "", str(generation), ",".join(names), ""]))
+        return 0
+    action, stage, include_tmp, active = prepare(generation, names, materials)
+    print(SEP.join([action, stage, include_tmp, str(generation), ",".join(names), str(active)]))
+    return 0
+
+try:
+    sys.exit(main())
+except Refused as refused:
+    print(str(refused), file=sys.stderr)
+    sys.exit(refused.code)
+except OSError as error:
+    print("could not write %s: %s" % (error.filename, error.strerror), file=sys.stderr)
+    sys.exit(8)
+PY
+
+# Runs the Python half; sets the globals from its answer or fails with its message.
+keyset_step() {
+  local mode=$1 answer code=0 errors
+  errors=$(mktemp)
+  if [ "$mode" = status ]; then
+    answer=$(python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" 2>"$errors" </dev/null) || code=$?
+  else
+    answer=$(printf '%s' "$keyset" | python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" 2>"$errors") || code=$?
+  fi
+  local message
+  message=$(cat "$errors")
+  rm -f "$errors"
+  if [ "$code" -ne 0 ]; then
+    case "$code" in
+      3 | 4 | 2) fail "$code" refused "$message" ;;
+      *) fail 8 failed "${message:-the key set step failed with exit code $code}" ;;
+    esac
+  fi
+  IFS=$'\x1f' read -r step_action stage_dir include_tmp summary_generation summary_keys summary_active_generation <<<"$answer"
+}
+
+if [ "$status_only" = 1 ]; then
+  keyset_step status
+  summary_action=$step_action
+  exit 0
+fi
+
+if [ "$input_file" = - ]; then
+  keyset=$(cat) || fail 2 refused "could not read the key set from standard input"
+else
+  [ -r "$input_file" ] || fail 2 refused "cannot read --input $input_file: check the path and its permissions"
+  keyset=$(cat -- "$input_file")
+fi
+
+keyset_step validate
+
+mkdir -p -- "$key_dir" 2>/dev/null || fail 8 failed "cannot create --key-dir $key_dir: check its parent and permissions"
+chmod 700 -- "$key_dir" || fail 8 failed "cannot set the mode of $key_dir to 0700"
+exec 9>>"$key_dir/.lock" || fail 8 failed "cannot open the lock file in $key_dir"
+# flock(2) on the inherited descriptor: the lock stays with this shell until it exits, even if killed.
+python3 -c '
+import fcntl, sys, time
+deadline = time.time() + int(sys.argv[1])
+while True:
+    try:
+        fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+    except BlockingIOError:
+        if time.time() > deadline:
+            sys.exit(1)
+        time.sleep(0.1)
+' "$lock_timeout" || fail 8 failed "another apply-ticket-keys run holds $key_dir/.lock after ${lock_timeout}s: wait for it or raise --lock-timeout"
+
+keyset_step prepare
+if [ "$step_action" = unchanged ]; then
+  summary_action=unchanged
+  exit 0
+fi
+
+cleanup_stage() {
+  [ -n "$stage_dir" ] && rm -rf -- "$stage_dir"
+  [ -n "$include_tmp" ] && rm -f -- "$include_tmp"
+  [ -n "$include_rollback" ] && rm -f -- "$include_rollback"
+  return 0
+}
+
+restore_previous() {
+  if [ -n "$include_rollback" ]; then
+    mv -f -- "$include_rollback" "$include_file" || return 1
+    include_rollback=
+  else
+    rm -f -- "$include_file" || return 1
+  fi
+  return 0
+}
+
+command_output=$(mktemp)
+
+run_server_command() {
+  bash -c "$1" >"$command_output" 2>&1
+}
+
+last_output_line() {
+  tail -n 3 -- "$command_output" | tr '\n' ' ' | sed 's/ *$//'
+}
+
+if [ -e "$include_file" ] || [ -L "$include_file" ]; then
+  include_rollback=$(mktemp "$(dirname "$include_file")/.$(basename "$include_file").tmp.rollback.XXXXXX")
+  cp -pP -- "$include_file" "$include_rollback" || fail 8 failed "cannot copy $include_file aside before replacing it"
+fi
+mv -f -- "$include_tmp" "$include_file" || { cleanup_stage; fail 8 failed "cannot replace $include_file: check permissions"; }
+include_tmp=
+
+if ! run_server_command "$test_cmd"; then
+  details=$(last_output_line)
+  restore_previous || fail 7 failed "config test failed ($details) and the previous include could not be restored: fix $include_file by hand"
+  cleanup_stage
+  fail 5 restored "config test '$test_cmd' failed: $details; the previous key set was restored and the server was not reloaded"
+fi
+
+if ! run_server_command "$reload_cmd"; then
+  details=$(last_output_line)
+  restore_previous || fail 7 failed "reload failed ($details) and the previous include could not be restored: fix $include_file by hand"
+  cleanup_stage
+  run_server_command "$reload_cmd" || fail 7 failed "reload '$reload_cmd' failed: $details; the previous include was restored but reloading it failed too: check the server"
+  fail 6 restored "reload '$reload_cmd' failed: $details; the previous key set was restored and reloaded"
+fi
+
+SUMMARY_DIR=$stage_dir SUMMARY_GENERATION=$summary_generation SUMMARY_KEYS=$summary_keys python3 -c '
+import json, os, sys
+e = os.environ
+state = {"generation": int(e["SUMMARY_GENERATION"]), "keys": e["SUMMARY_KEYS"].split(","), "dir": e["SUMMARY_DIR"]}
+path = os.path.join(sys.argv[1], "active.json")
+with open(path + ".tmp", "w") as handle:
+    json.dump(state, handle)
+    handle.flush()
+    os.fsync(handle.fileno())
+os.replace(path + ".tmp", path)
+' "$key_dir" || fail 8 failed "the new key set is loaded but the state file in $key_dir could not be written: run again"
+
+for old in "$key_dir"/gen-*; do
+  [ "$old" = "$stage_dir" ] || rm -rf -- "$old"
+done
+[ -n "$include_rollback" ] && rm -f -- "$include_rollback"
+summary_action=applied
+exit 0

@@ -1,0 +1,109 @@
+import {
+  KEY_SET_FORMAT,
+  KEY_SET_VERSION,
+  SECRET_VALUE_MAX_BYTES,
+  serializeKeySet,
+  type KeyLength,
+  type KeySet,
+} from './keyset.js';
+
+/** RFC 8446 4.6.1: a server must not advertise a ticket lifetime above seven days. */
+export const MAX_TICKET_LIFETIME_SECONDS = 7 * 24 * 3600;
+export const DEFAULT_ROTATION_INTERVAL_SECONDS = 12 * 3600;
+export const DEFAULT_TICKET_LIFETIME_SECONDS = 12 * 3600;
+
+export interface RotationPolicy {
+  rotationIntervalSeconds: number;
+  ticketLifetimeSeconds: number;
+  keyLength: KeyLength;
+  /** How many keys the server flavor can hold; the key set's own limit applies when unset. */
+  serverKeyCapacity?: number;
+}
+
+export class PolicyError extends Error {
+  override name = 'PolicyError';
+}
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** "90s", "30m", "12h", "7d", or their combinations such as "1h30m". */
+export function parseDuration(text: string, what: string): number {
+  const trimmed = text.trim();
+  const parts = [...trimmed.matchAll(/(\d+)([smhd])/g)];
+  if (trimmed === '' || parts.map((part) => part[0]).join('') !== trimmed) {
+    throw new PolicyError(`${what} "${text}" is not a duration: write it like 90s, 30m, 12h, 7d or 1h30m`);
+  }
+  const seconds = parts.reduce((total, [, amount, unit]) => total + Number(amount) * (UNIT_SECONDS[unit as string] as number), 0);
+  if (seconds <= 0) throw new PolicyError(`${what} "${text}" must be longer than zero`);
+  return seconds;
+}
+
+export function formatDuration(totalSeconds: number): string {
+  const parts: string[] = [];
+  let rest = totalSeconds;
+  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    const amount = Math.floor(rest / size);
+    if (amount > 0) parts.push(`${amount}${unit}`);
+    rest -= amount * size;
+  }
+  return parts.length > 0 ? parts.join('') : '0s';
+}
+
+/** The serialized size of a key set with `keyCount` keys, counted with a generation of 15 digits. */
+export function keySetBytes(keyLength: KeyLength, keyCount: number): number {
+  const key = { name: '0'.repeat(32), state: 'previous' as const, createdAt: new Date(0).toISOString(), material: Buffer.alloc(keyLength).toString('base64') };
+  const set = (count: number): KeySet => ({
+    format: KEY_SET_FORMAT,
+    version: KEY_SET_VERSION,
+    generation: 999_999_999_999_999,
+    keyLength,
+    keys: Array.from({ length: count }, () => key),
+  });
+  const two = Buffer.byteLength(serializeKeySet(set(2)));
+  const perKey = Buffer.byteLength(serializeKeySet(set(3))) - two;
+  return two + (keyCount - 2) * perKey;
+}
+
+/** The most keys a key set can hold and still fit in one Secrets Manager secret value. */
+export function keySetCapacity(keyLength: KeyLength): number {
+  let count = 2;
+  while (keySetBytes(keyLength, count + 1) <= SECRET_VALUE_MAX_BYTES) count += 1;
+  return count;
+}
+
+/**
+ * How many previous keys a rotation keeps so that a ticket issued just before a key stops
+ * encrypting stays decryptable for its whole lifetime: ceil(ticketLifetime / rotationInterval).
+ * Throws when no key set that the server and the secret can hold achieves that.
+ */
+export function previousKeysToKeep(policy: RotationPolicy): number {
+  const { rotationIntervalSeconds: interval, ticketLifetimeSeconds: lifetime } = policy;
+  if (!Number.isFinite(interval) || interval <= 0) {
+    throw new PolicyError(`rotation interval must be longer than zero (got ${interval} seconds)`);
+  }
+  if (!Number.isFinite(lifetime) || lifetime <= 0) {
+    throw new PolicyError(`ticket lifetime must be longer than zero (got ${lifetime} seconds)`);
+  }
+  if (lifetime > MAX_TICKET_LIFETIME_SECONDS) {
+    throw new PolicyError(
+      `ticket lifetime ${formatDuration(lifetime)} is longer than TLS allows (RFC 8446: at most 7d): shorten the ticket lifetime`,
+    );
+  }
+  const needed = Math.ceil(lifetime / interval);
+  const setCapacity = keySetCapacity(policy.keyLength);
+  const serverBinds = policy.serverKeyCapacity !== undefined && policy.serverKeyCapacity < setCapacity;
+  const capacity = serverBinds ? (policy.serverKeyCapacity as number) : setCapacity;
+  const maxPrevious = capacity - 2;
+  if (needed > maxPrevious) {
+    const limit = serverBinds
+      ? `the server holds at most ${capacity} keys`
+      : `a key set of ${policy.keyLength}-byte keys holds at most ${capacity} keys (Secrets Manager's ${SECRET_VALUE_MAX_BYTES}-byte limit)`;
+    throw new PolicyError(
+      `rotation interval too short for client session lifetime: rotating every ${formatDuration(interval)} with a ` +
+        `ticket lifetime of ${formatDuration(lifetime)} needs ${needed} previous keys plus current and next, but ${limit}. ` +
+        `Rotate no more often than every ${formatDuration(Math.ceil(lifetime / maxPrevious))}, ` +
+        `or shorten the ticket lifetime to at most ${formatDuration(interval * maxPrevious)}.`,
+    );
+  }
+  return needed;
+}
