@@ -121,9 +121,9 @@ case "$include_file" in /*) ;; *) include_file=$PWD/$include_file ;; esac
 # The Python half validates the key set, compares it with the active one and writes the new
 # generation's files. It reads the key set from stdin and answers with one tab-separated line.
 read -r -d '' KEYSET_PY <<'PY' || true
-import base64, binascii, json, os, re, sys, tempfile
+import base64, binascii, fcntl, json, os, re, sys, tempfile, time
 
-mode, flavor, key_dir, include_file, allow_downgrade = sys.argv[1:6]
+mode, flavor, key_dir, include_file, allow_downgrade, lock_timeout = sys.argv[1:7]
 STATE_FILE = os.path.join(key_dir, "active.json")
 SEP = "\x1f"
 FORMAT, VERSION, LENGTHS = "tls-ticket-keyset", 1, (80, 48)
@@ -301,12 +301,25 @@ def prepare(generation, names, materials):
     os.fsync(dir_fd)
     os.close(dir_fd)
     include_dir, base = os.path.split(include_file)
+    write_file(os.path.join(stage, "state.json"), json.dumps({"generation": generation, "keys": names, "dir": stage}).encode(), 0o600)
     fd, include_tmp = tempfile.mkstemp(prefix=".%s.tmp." % base, dir=include_dir)
     os.write(fd, render_include(generation, names, stage).encode())
     os.fchmod(fd, 0o644)
     os.fsync(fd)
     os.close(fd)
     return "apply", stage, include_tmp, state[0] if state else ""
+
+def lock():
+    """flock(2) on descriptor 9, opened by the shell: the lock stays with the shell until it exits, even if killed."""
+    deadline = time.time() + int(lock_timeout)
+    while True:
+        try:
+            fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.time() > deadline:
+                raise Refused(8, "another apply-ticket-keys run holds %s after %ss: wait for it or raise --lock-timeout" % (os.path.join(key_dir, ".lock"), lock_timeout))
+            time.sleep(0.1)
 
 def main():
     if mode == "status":
@@ -320,6 +333,7 @@ def main():
     if mode == "validate":
         print(SEP.join(["valid", "", "", str(generation), ",".join(names), ""]))
         return 0
+    lock()
     action, stage, include_tmp, active = prepare(generation, names, materials)
     print(SEP.join([action, stage, include_tmp, str(generation), ",".join(names), str(active)]))
     return 0
@@ -339,16 +353,16 @@ keyset_step() {
   local mode=$1 answer code=0 errors
   errors=$(mktemp)
   if [ "$mode" = status ]; then
-    answer=$(python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" 2>"$errors" </dev/null) || code=$?
+    answer=$(python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" 2>"$errors" </dev/null) || code=$?
   else
-    answer=$(printf '%s' "$keyset" | python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" 2>"$errors") || code=$?
+    answer=$(printf '%s' "$keyset" | python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" 2>"$errors") || code=$?
   fi
   local message
   message=$(cat "$errors")
   rm -f "$errors"
   if [ "$code" -ne 0 ]; then
     case "$code" in
-      3 | 4 | 2) fail "$code" refused "$message" ;;
+      2 | 3 | 4) fail "$code" refused "$message" ;;
       *) fail 8 failed "${message:-the key set step failed with exit code $code}" ;;
     esac
   fi
@@ -373,20 +387,6 @@ keyset_step validate
 mkdir -p -- "$key_dir" 2>/dev/null || fail 8 failed "cannot create --key-dir $key_dir: check its parent and permissions"
 chmod 700 -- "$key_dir" || fail 8 failed "cannot set the mode of $key_dir to 0700"
 exec 9>>"$key_dir/.lock" || fail 8 failed "cannot open the lock file in $key_dir"
-# flock(2) on the inherited descriptor: the lock stays with this shell until it exits, even if killed.
-python3 -c '
-import fcntl, sys, time
-deadline = time.time() + int(sys.argv[1])
-while True:
-    try:
-        fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        break
-    except BlockingIOError:
-        if time.time() > deadline:
-            sys.exit(1)
-        time.sleep(0.1)
-' "$lock_timeout" || fail 8 failed "another apply-ticket-keys run holds $key_dir/.lock after ${lock_timeout}s: wait for it or raise --lock-timeout"
-
 keyset_step prepare
 if [ "$step_action" = unchanged ]; then
   summary_action=unchanged
@@ -442,17 +442,8 @@ if ! run_server_command "$reload_cmd"; then
   fail 6 restored "reload '$reload_cmd' failed: $details; the previous key set was restored and reloaded"
 fi
 
-SUMMARY_DIR=$stage_dir SUMMARY_GENERATION=$summary_generation SUMMARY_KEYS=$summary_keys python3 -c '
-import json, os, sys
-e = os.environ
-state = {"generation": int(e["SUMMARY_GENERATION"]), "keys": e["SUMMARY_KEYS"].split(","), "dir": e["SUMMARY_DIR"]}
-path = os.path.join(sys.argv[1], "active.json")
-with open(path + ".tmp", "w") as handle:
-    json.dump(state, handle)
-    handle.flush()
-    os.fsync(handle.fileno())
-os.replace(path + ".tmp", path)
-' "$key_dir" || fail 8 failed "the new key set is loaded but the state file in $key_dir could not be written: run again"
+{ cp -- "$stage_dir/state.json" "$key_dir/active.json.tmp" && mv -f -- "$key_dir/active.json.tmp" "$key_dir/active.json"; } ||
+  fail 8 failed "the new key set is loaded but the state file in $key_dir could not be written: run again"
 
 for old in "$key_dir"/gen-*; do
   [ "$old" = "$stage_dir" ] || rm -rf -- "$old"

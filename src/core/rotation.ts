@@ -1,0 +1,160 @@
+import {
+  createKeySet,
+  parseKeySet,
+  revokeKeySet,
+  rotateKeySet,
+  serializeKeySet,
+  summarizeKeySet,
+  KeySetError,
+  type KeyFactoryOptions,
+  type KeySet,
+} from './keyset.js';
+import { previousKeysToKeep, type RotationPolicy } from './policy.js';
+import { AWSCURRENT, AWSPENDING, type SecretStore } from './secret-store.js';
+
+/** What one node reported after the applier ran on it. */
+export interface NodeResult {
+  node: string;
+  ok: boolean;
+  generation?: number;
+  keys: string[];
+  action?: string;
+  error?: string;
+}
+
+/** What one node reports it is serving; `generation` is absent when it has no managed set. */
+export interface NodeStatus {
+  node: string;
+  generation?: number;
+  keys: string[];
+  error?: string;
+}
+
+/** Runs the node applier on every node of the fleet. */
+export interface FleetCommander {
+  /** Makes every node load the secret version `versionId`, and reports each node's result. */
+  apply(versionId: string): Promise<NodeResult[]>;
+  /** Asks every node which generation it serves. */
+  status(): Promise<NodeStatus[]>;
+}
+
+export class RotationError extends Error {
+  override name = 'RotationError';
+}
+
+export interface RotationContext {
+  store: SecretStore;
+  commander: FleetCommander;
+  policy: RotationPolicy;
+  keys?: KeyFactoryOptions;
+}
+
+export type RotationKind = 'rotate' | 'revoke';
+
+async function currentKeySet(store: SecretStore): Promise<KeySet | undefined> {
+  const current = await store.getVersion({ stage: AWSCURRENT });
+  if (current === undefined) return undefined;
+  try {
+    return parseKeySet(current.value);
+  } catch (error) {
+    const reason = error instanceof KeySetError ? error.message : String(error);
+    throw new RotationError(
+      `the AWSCURRENT key set (version ${current.versionId}) is malformed, so no rotation was started and nothing was written: ${reason}`,
+    );
+  }
+}
+
+async function pendingKeySet(store: SecretStore, token: string): Promise<KeySet> {
+  const pending = await store.getVersion({ versionId: token });
+  if (pending === undefined || !pending.stages.includes(AWSPENDING)) {
+    throw new RotationError(`version ${token} is not the pending key set: run the createSecret step for it first`);
+  }
+  return parseKeySet(pending.value);
+}
+
+/**
+ * createSecret: stores g+1 as AWSPENDING under `token`. Repeating it changes nothing; a
+ * pending g+1 left by an earlier failed attempt is carried over rather than replaced,
+ * since some nodes may already serve it.
+ */
+export async function createPending(context: RotationContext, token: string, kind: RotationKind = 'rotate'): Promise<KeySet> {
+  const { store, policy } = context;
+  const existing = await store.getVersion({ versionId: token });
+  if (existing?.stages.includes(AWSPENDING)) return parseKeySet(existing.value);
+  const current = await currentKeySet(store);
+  const earlier = await store.getVersion({ stage: AWSPENDING });
+  if (current !== undefined && earlier !== undefined && earlier.versionId !== token) {
+    const earlierSet = parseKeySet(earlier.value);
+    if (earlierSet.generation === current.generation + 1) {
+      await store.putVersion(token, earlier.value, [AWSPENDING]);
+      return earlierSet;
+    }
+  }
+  const retained = previousKeysToKeep(policy);
+  let next: KeySet;
+  if (current === undefined) next = createKeySet(policy.keyLength, context.keys);
+  else if (kind === 'revoke') next = revokeKeySet(current, context.keys);
+  else next = rotateKeySet(current, retained, context.keys);
+  await store.putVersion(token, serializeKeySet(next), [AWSPENDING]);
+  return next;
+}
+
+/** The gate: never publish g+1 while a node is observed below g. */
+export function checkGate(current: KeySet | undefined, statuses: NodeStatus[]): void {
+  if (current === undefined) return;
+  const behind = statuses.filter((status) => status.error === undefined && (status.generation ?? 0) < current.generation);
+  if (behind.length > 0) {
+    const list = behind.map((status) => `${status.node} (${status.generation === undefined ? 'no key set' : `generation ${status.generation}`})`).join(', ');
+    throw new RotationError(
+      `gate closed: ${list} below the current generation ${current.generation}; publishing ${current.generation + 1} now ` +
+        'would leave those nodes unable to resume tickets from the rest. Bring them to the current key set first ' +
+        '(apply AWSCURRENT to them), then rotate again.',
+    );
+  }
+}
+
+function describeFailures(results: NodeResult[], expected: KeySet): string[] {
+  const names = summarizeKeySet(expected).keys.map((key) => key.name).join(',');
+  return results.flatMap((result) => {
+    if (!result.ok) return [`${result.node}: ${result.error ?? 'failed without a message'}`];
+    if (result.generation !== expected.generation || result.keys.join(',') !== names) {
+      return [`${result.node}: reports generation ${result.generation ?? 'none'}, expected ${expected.generation} with the pending keys`];
+    }
+    return [];
+  });
+}
+
+/** setSecret: every node loads the pending set; fails naming each node that did not. */
+export async function applyPending(context: RotationContext, token: string): Promise<NodeResult[]> {
+  const pending = await pendingKeySet(context.store, token);
+  checkGate(await currentKeySet(context.store), await context.commander.status());
+  const results = await context.commander.apply(token);
+  const failures = describeFailures(results, pending);
+  if (failures.length > 0) {
+    throw new RotationError(`generation ${pending.generation} did not reach every node: ${failures.join('; ')}`);
+  }
+  return results;
+}
+
+/** testSecret: every node reports serving exactly the pending set. */
+export async function testPending(context: RotationContext, token: string): Promise<NodeStatus[]> {
+  const pending = await pendingKeySet(context.store, token);
+  const statuses = await context.commander.status();
+  const failures = describeFailures(
+    statuses.map((status) => ({ ...status, ok: status.error === undefined })),
+    pending,
+  );
+  if (failures.length > 0) {
+    throw new RotationError(`nodes do not serve generation ${pending.generation}: ${failures.join('; ')}`);
+  }
+  return statuses;
+}
+
+/** finishSecret: the pending version becomes AWSCURRENT (and the old one AWSPREVIOUS). */
+export async function finishPending(context: RotationContext, token: string): Promise<void> {
+  const version = await context.store.getVersion({ versionId: token });
+  if (version?.stages.includes(AWSCURRENT)) return;
+  await pendingKeySet(context.store, token);
+  await context.store.moveStage(AWSCURRENT, token);
+  await context.store.removeStage(AWSPENDING, token);
+}

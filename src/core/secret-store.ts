@@ -1,0 +1,34 @@
+/**
+ * The narrow view of a versioned secret that rotation needs, shaped like Secrets Manager so
+ * the AWS implementation is a thin mapping and the local one behaves the same way.
+ */
+export const AWSCURRENT = 'AWSCURRENT';
+export const AWSPENDING = 'AWSPENDING';
+export const AWSPREVIOUS = 'AWSPREVIOUS';
+
+export interface SecretVersion {
+  versionId: string;
+  value: string;
+  stages: string[];
+}
+
+export type VersionReference = { versionId: string } | { stage: string };
+
+export interface SecretStore {
+  /** The version with that id or that stage; undefined when there is none. */
+  getVersion(reference: VersionReference): Promise<SecretVersion | undefined>;
+  /** Every version id that carries at least one stage, with its stages. */
+  versionStages(): Promise<Record<string, string[]>>;
+  /**
+   * Stores a new version and gives it `stages`, taking each stage off the version that had it.
+   * Repeating the call with the same id and value changes nothing; another value is refused.
+   */
+  putVersion(versionId: string, value: string, stages: string[]): Promise<void>;
+  /**
+   * Moves `stage` onto `versionId`. Moving AWSCURRENT also gives AWSPREVIOUS to the version
+   * that held AWSCURRENT, as Secrets Manager does.
+   */
+  moveStage(stage: string, versionId: string): Promise<void>;
+  /** Takes `stage` off `versionId`. */
+  removeStage(stage: string, versionId: string): Promise<void>;
+}

@@ -1,0 +1,66 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FleetNode } from './fleet.js';
+
+/** The one line the applier prints on stdout, on every path. */
+export interface ApplierSummary {
+  action: 'applied' | 'unchanged' | 'refused' | 'restored' | 'failed' | 'active' | 'damaged' | 'none' | 'help';
+  flavor: string;
+  exitCode: number;
+  generation?: number;
+  keys: string[];
+  previousGeneration?: number;
+  error?: string;
+}
+
+export interface ApplierRun {
+  exitCode: number;
+  summary: ApplierSummary;
+  stdout: string;
+  stderr: string;
+}
+
+/** The applier script, found from this module whether it runs from src/ or from dist/. */
+export const APPLIER_PATH = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'applier', 'apply-ticket-keys.sh');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('applier/apply-ticket-keys.sh not found above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+})();
+
+export function nodeApplierArgs(node: FleetNode): string[] {
+  return ['--flavor', 'nginx', '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--reload-cmd', node.reloadCommand];
+}
+
+/**
+ * Root's standard PATH first, as SSM Run Command gives it on a node: the applier then uses the
+ * system python3 and nginx rather than a developer's shims.
+ */
+const NODE_PATH = `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${process.env.PATH ?? ''}`;
+
+export function runApplier(args: string[], input?: string): Promise<ApplierRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [APPLIER_PATH, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PATH: NODE_PATH } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      const lines = stdout.split('\n').filter((line) => line !== '');
+      if (lines.length !== 1) {
+        reject(new Error(`the applier printed ${lines.length} lines on stdout instead of one summary (exit ${code}): ${stderr.trim()}`));
+        return;
+      }
+      resolve({ exitCode: code ?? -1, summary: JSON.parse(lines[0] as string) as ApplierSummary, stdout, stderr });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? '');
+  });
+}

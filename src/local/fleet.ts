@@ -1,0 +1,264 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const LOOPBACK = '127.0.0.1';
+
+/** One real nginx node of the local fleet, with everything the applier needs to drive it. */
+export interface FleetNode {
+  name: string;
+  host: string;
+  port: number;
+  prefix: string;
+  configFile: string;
+  includeFile: string;
+  keyDir: string;
+  testCommand: string;
+  reloadCommand: string;
+}
+
+export interface LocalFleet {
+  nodes: FleetNode[];
+  /** The HAProxy in `mode tcp`, `balance roundrobin` in front of the nodes. */
+  balancer: { host: string; port: number };
+  baseDir: string;
+  /** Process ids of a node's nginx workers. */
+  workerPids(node: FleetNode): number[];
+  /** Resolves once a reload that replaced `before` has finished: new workers up, old ones gone. */
+  waitForReload(node: FleetNode, before: number[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface FleetOptions {
+  nodeCount: number;
+}
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort when a test runner or the demo dies without calling stop().
+  process.on('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
+
+export function requireCommand(command: string, install: string): string {
+  for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin', '/bin', ...(process.env.PATH ?? '').split(':')]) {
+    const candidate = join(dir, command);
+    try {
+      execFileSync(candidate, ['-v'], { stdio: 'ignore' });
+      return candidate;
+    } catch {
+      // not here, or not runnable
+    }
+  }
+  throw new Error(`${command} is not installed: ${install}`);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, LOOPBACK, () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function waitForPort(port: number, what: string, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} before listening: ${log()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, LOOPBACK);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await sleep(50);
+  }
+  throw new Error(`${what} did not listen on ${LOOPBACK}:${port} within 10 s: ${log()}`);
+}
+
+function startProcess(command: string, args: string[]): ChildProcess {
+  installExitHook();
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  Object.defineProperty(child, 'recentStderr', { get: () => stderr });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+function recentStderr(child: ChildProcess): string {
+  return (child as ChildProcess & { recentStderr?: string }).recentStderr ?? '';
+}
+
+async function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  const timeout = sleep(5000).then(() => 'timeout' as const);
+  if ((await Promise.race([exited, timeout])) === 'timeout') {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function childPids(parent: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the command name, which is in parentheses and may hold spaces.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === parent && fields[0] !== 'Z') pids.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+function makeCertificate(dir: string): { certificate: string; key: string } {
+  const certificate = join(dir, 'fleet-cert.pem');
+  const key = join(dir, 'fleet-key.pem');
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=fleet.local', '-days', '2', '-keyout', key, '-out', certificate],
+    { stdio: 'pipe' },
+  );
+  return { certificate, key };
+}
+
+function nginxConfig(node: FleetNode, certificate: string, key: string): string {
+  return `daemon off;
+worker_processes 1;
+error_log ${node.prefix}/logs/error.log notice;
+pid ${node.prefix}/nginx.pid;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${node.prefix}/tmp/body;
+  proxy_temp_path ${node.prefix}/tmp/proxy;
+  fastcgi_temp_path ${node.prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${node.prefix}/tmp/uwsgi;
+  scgi_temp_path ${node.prefix}/tmp/scgi;
+  server {
+    listen ${LOOPBACK}:${node.port} ssl;
+    ssl_certificate ${certificate};
+    ssl_certificate_key ${key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    # Only tickets may resume: a per-node session cache would hide key problems.
+    ssl_session_cache off;
+    ssl_session_tickets on;
+    ssl_session_timeout 1h;
+    include ${node.includeFile};
+    location / { return 200 "${node.name}\\n"; }
+  }
+}
+`;
+}
+
+function haproxyConfig(port: number, nodes: FleetNode[]): string {
+  return `global
+  nbthread 1
+  maxconn 2000
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend tls_in
+  bind ${LOOPBACK}:${port}
+  default_backend nodes
+backend nodes
+  balance roundrobin
+${nodes.map((node) => `  server ${node.name} ${node.host}:${node.port}`).join('\n')}
+`;
+}
+
+/**
+ * Starts `nodeCount` real nginx nodes that share one certificate, each with an empty ticket
+ * key include (so each starts on its own random keys, like a fleet before adoption), behind
+ * a real HAProxy in TCP round-robin, all on 127.0.0.1.
+ */
+export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet> {
+  const nginx = requireCommand('nginx', 'install it with `apt-get install nginx-light` (or nginx)');
+  const haproxy = requireCommand('haproxy', 'install it with `apt-get install haproxy`');
+  const baseDir = mkdtempSync(join(tmpdir(), 'ticket-fleet-'));
+  const processes: ChildProcess[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(processes.map((child) => stopProcess(child, 'SIGTERM')));
+    rmSync(baseDir, { recursive: true, force: true });
+  };
+  try {
+    const { certificate, key } = makeCertificate(baseDir);
+    const nodes: FleetNode[] = [];
+    for (let index = 1; index <= options.nodeCount; index += 1) {
+      const prefix = join(baseDir, `node${index}`);
+      for (const dir of ['logs', 'tmp', 'conf']) mkdirSync(join(prefix, dir), { recursive: true });
+      const configFile = join(prefix, 'conf', 'nginx.conf');
+      const flags = `-p ${prefix} -c ${configFile}`;
+      const node: FleetNode = {
+        name: `node${index}`,
+        host: LOOPBACK,
+        port: await freePort(),
+        prefix,
+        configFile,
+        includeFile: join(prefix, 'conf', 'ticket-keys.conf'),
+        keyDir: join(prefix, 'ticket-keys'),
+        testCommand: `${nginx} -t -q ${flags}`,
+        reloadCommand: `${nginx} -s reload ${flags}`,
+      };
+      writeFileSync(node.includeFile, '# No shared ticket keys yet: nginx uses its own random key.\n');
+      writeFileSync(configFile, nginxConfig(node, certificate, key));
+      const child = startProcess(nginx, ['-p', prefix, '-c', configFile]);
+      processes.push(child);
+      await waitForPort(node.port, `nginx ${node.name}`, child, () => recentStderr(child));
+      nodes.push(node);
+    }
+    const balancerPort = await freePort();
+    const haproxyConfigFile = join(baseDir, 'haproxy.cfg');
+    writeFileSync(haproxyConfigFile, haproxyConfig(balancerPort, nodes));
+    const balancer = startProcess(haproxy, ['-db', '-f', haproxyConfigFile]);
+    processes.push(balancer);
+    await waitForPort(balancerPort, 'haproxy', balancer, () => recentStderr(balancer));
+
+    const masterPid = (node: FleetNode): number => Number(readFileSync(join(node.prefix, 'nginx.pid'), 'utf8').trim());
+    const workerPids = (node: FleetNode): number[] => childPids(masterPid(node));
+    return {
+      nodes,
+      balancer: { host: LOOPBACK, port: balancerPort },
+      baseDir,
+      workerPids,
+      async waitForReload(node, before) {
+        const deadline = Date.now() + 10_000;
+        while (Date.now() < deadline) {
+          const now = workerPids(node);
+          if (now.length > 0 && now.every((pid) => !before.includes(pid))) return;
+          await sleep(20);
+        }
+        throw new Error(`nginx ${node.name} did not finish reloading within 10 s (workers ${workerPids(node).join(',')})`);
+      },
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

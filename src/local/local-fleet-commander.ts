@@ -1,0 +1,66 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FleetCommander, NodeResult, NodeStatus } from '../core/rotation.js';
+import type { SecretStore } from '../core/secret-store.js';
+import { nodeApplierArgs, runApplier } from './applier.js';
+import type { LocalFleet } from './fleet.js';
+
+export interface LocalCommanderOptions {
+  /** Each node starts after a random delay up to this many milliseconds, so the order is random too. */
+  maxDelayMs?: number;
+  random?: () => number;
+}
+
+/**
+ * Runs the real node applier against each local nginx node, feeding it the version from the
+ * store (on AWS the node fetches the version itself), and waits for each reload to finish.
+ */
+export class LocalFleetCommander implements FleetCommander {
+  constructor(
+    private readonly fleet: LocalFleet,
+    private readonly store: SecretStore,
+    private readonly options: LocalCommanderOptions = {},
+  ) {}
+
+  async apply(versionId: string): Promise<NodeResult[]> {
+    const version = await this.store.getVersion({ versionId });
+    if (version === undefined) throw new Error(`version ${versionId} is not in the store`);
+    const random = this.options.random ?? Math.random;
+    const maxDelayMs = this.options.maxDelayMs ?? 0;
+    return Promise.all(
+      this.fleet.nodes.map(async (node): Promise<NodeResult> => {
+        await sleep(Math.floor(random() * maxDelayMs));
+        const before = this.fleet.workerPids(node);
+        try {
+          const { summary } = await runApplier(nodeApplierArgs(node), version.value);
+          if (summary.action === 'applied') await this.fleet.waitForReload(node, before);
+          return {
+            node: node.name,
+            ok: summary.exitCode === 0,
+            keys: summary.keys,
+            action: summary.action,
+            ...(summary.generation !== undefined ? { generation: summary.generation } : {}),
+            ...(summary.error !== undefined ? { error: summary.error } : {}),
+          };
+        } catch (error) {
+          return { node: node.name, ok: false, keys: [], error: error instanceof Error ? error.message : String(error) };
+        }
+      }),
+    );
+  }
+
+  async status(): Promise<NodeStatus[]> {
+    return Promise.all(
+      this.fleet.nodes.map(async (node): Promise<NodeStatus> => {
+        try {
+          const { summary } = await runApplier([...nodeApplierArgs(node), '--status']);
+          if (summary.action === 'damaged') {
+            return { node: node.name, keys: summary.keys, error: 'its key files or include no longer match its recorded generation' };
+          }
+          return { node: node.name, keys: summary.keys, ...(summary.generation !== undefined ? { generation: summary.generation } : {}) };
+        } catch (error) {
+          return { node: node.name, keys: [], error: error instanceof Error ? error.message : String(error) };
+        }
+      }),
+    );
+  }
+}

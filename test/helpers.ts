@@ -1,0 +1,56 @@
+import { expect } from 'vitest';
+import { createKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
+import { nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
+import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
+import { handshake, type TlsVersion } from '../src/tls/probe.js';
+
+/** Generations 1..count of one lineage, keeping `retained` previous keys. */
+export function lineage(count: number, retained = 1): KeySet[] {
+  const sets = [createKeySet()];
+  while (sets.length < count) sets.push(rotateKeySet(sets[sets.length - 1] as KeySet, retained));
+  return sets;
+}
+
+/** Runs the real applier on a node and waits for nginx to finish reloading when it applied. */
+export async function applyTo(fleet: LocalFleet, node: FleetNode, set: KeySet | string, extraArgs: string[] = []): Promise<ApplierRun> {
+  const before = fleet.workerPids(node);
+  const run = await runApplier([...nodeApplierArgs(node), ...extraArgs], typeof set === 'string' ? set : serializeKeySet(set));
+  if (run.summary.action === 'applied') await fleet.waitForReload(node, before);
+  return run;
+}
+
+export async function applyToAll(fleet: LocalFleet, set: KeySet, extraArgs: string[] = []): Promise<void> {
+  for (const node of fleet.nodes) {
+    const run = await applyTo(fleet, node, set, extraArgs);
+    expect(run.exitCode, run.stderr).toBe(0);
+  }
+}
+
+/** A full handshake with a node: the name of the key its ticket is encrypted with, and the session. */
+export async function freshTicket(node: FleetNode, version: TlsVersion): Promise<{ keyName: string; session: Buffer }> {
+  const result = await handshake(node, { version });
+  expect(result.resumed).toBe(false);
+  expect(result.session, `${node.name} issued no session ticket over ${version}`).toBeDefined();
+  return { keyName: result.ticketKeyName as string, session: result.session as Buffer };
+}
+
+export async function resumes(node: FleetNode, session: Buffer, version: TlsVersion): Promise<boolean> {
+  return (await handshake(node, { version, session })).resumed;
+}
+
+/** Every key's material as base64 and hex, and its secret part (after the name) alone. */
+export function materialForms(sets: KeySet[]): string[] {
+  return sets.flatMap((set) =>
+    set.keys.flatMap((key) => {
+      const raw = Buffer.from(key.material, 'base64');
+      const secret = raw.subarray(16);
+      return [key.material, raw.toString('hex'), secret.toString('base64').slice(0, 40), secret.toString('hex')];
+    }),
+  );
+}
+
+export function expectNoMaterial(text: string, sets: KeySet[]): void {
+  for (const form of materialForms(sets)) {
+    expect(text.includes(form), 'output contains key material').toBe(false);
+  }
+}
