@@ -143,6 +143,8 @@ def expected_state(index):
     return "current" if index == 0 else "next" if index == 1 else "previous"
 
 def validate(text):
+    if text.strip() == "":
+        invalid("key set is empty: pipe the key set JSON to standard input or pass --input FILE")
     try:
         doc = json.loads(text)
     except ValueError:

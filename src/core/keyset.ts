@@ -151,6 +151,7 @@ export function summarizeKeySet(set: KeySet): KeySetSummary {
 }
 
 export function parseKeySet(text: string): KeySet {
+  if (text.trim() === '') throw new KeySetError('key set is empty: give the key set JSON on standard input or as a file');
   let value: unknown;
   try {
     value = JSON.parse(text);
