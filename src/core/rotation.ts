@@ -158,3 +158,21 @@ export async function finishPending(context: RotationContext, token: string): Pr
   await context.store.moveStage(AWSCURRENT, token);
   await context.store.removeStage(AWSPENDING, token);
 }
+
+export interface RotationOutcome {
+  versionId: string;
+  keySet: KeySet;
+  results: NodeResult[];
+}
+
+/**
+ * The four steps in order, as Secrets Manager runs them on AWS: the local mode's rotation.
+ * A failed step leaves the pending version in place; the next attempt carries it over.
+ */
+export async function rotateNow(context: RotationContext, versionId: string, kind: RotationKind = 'rotate'): Promise<RotationOutcome> {
+  const keySet = await createPending(context, versionId, kind);
+  const results = await applyPending(context, versionId);
+  await testPending(context, versionId);
+  await finishPending(context, versionId);
+  return { versionId, keySet, results };
+}

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FleetCommander, NodeResult, NodeStatus } from '../core/rotation.js';
 import type { SecretStore } from '../core/secret-store.js';
 import { nodeApplierArgs, runApplier } from './applier.js';
-import type { LocalFleet } from './fleet.js';
+import type { FleetNode, LocalFleet } from './fleet.js';
 
 export interface LocalCommanderOptions {
   /** Each node starts after a random delay up to this many milliseconds, so the order is random too. */
@@ -21,31 +21,36 @@ export class LocalFleetCommander implements FleetCommander {
     private readonly options: LocalCommanderOptions = {},
   ) {}
 
+  /** Results come in the order the nodes finished. */
   async apply(versionId: string): Promise<NodeResult[]> {
     const version = await this.store.getVersion({ versionId });
     if (version === undefined) throw new Error(`version ${versionId} is not in the store`);
     const random = this.options.random ?? Math.random;
     const maxDelayMs = this.options.maxDelayMs ?? 0;
-    return Promise.all(
-      this.fleet.nodes.map(async (node): Promise<NodeResult> => {
-        await sleep(Math.floor(random() * maxDelayMs));
-        const before = this.fleet.workerPids(node);
-        try {
-          const { summary } = await runApplier(nodeApplierArgs(node), version.value);
-          if (summary.action === 'applied') await this.fleet.waitForReload(node, before);
-          return {
-            node: node.name,
-            ok: summary.exitCode === 0,
-            keys: summary.keys,
-            action: summary.action,
-            ...(summary.generation !== undefined ? { generation: summary.generation } : {}),
-            ...(summary.error !== undefined ? { error: summary.error } : {}),
-          };
-        } catch (error) {
-          return { node: node.name, ok: false, keys: [], error: error instanceof Error ? error.message : String(error) };
-        }
-      }),
+    const finished: NodeResult[] = [];
+    await Promise.all(
+      this.fleet.nodes.map(async (node) => finished.push(await this.applyToNode(node, version.value, Math.floor(random() * maxDelayMs)))),
     );
+    return finished;
+  }
+
+  private async applyToNode(node: FleetNode, keySet: string, delayMs: number): Promise<NodeResult> {
+    await sleep(delayMs);
+    const before = this.fleet.workerPids(node);
+    try {
+      const { summary } = await runApplier(nodeApplierArgs(node), keySet);
+      if (summary.action === 'applied') await this.fleet.waitForReload(node, before);
+      return {
+        node: node.name,
+        ok: summary.exitCode === 0,
+        keys: summary.keys,
+        action: summary.action,
+        ...(summary.generation !== undefined ? { generation: summary.generation } : {}),
+        ...(summary.error !== undefined ? { error: summary.error } : {}),
+      };
+    } catch (error) {
+      return { node: node.name, ok: false, keys: [], error: error instanceof Error ? error.message : String(error) };
+    }
   }
 
   async status(): Promise<NodeStatus[]> {

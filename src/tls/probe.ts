@@ -14,7 +14,7 @@ export interface Endpoint {
 export interface HandshakeResult {
   resumed: boolean;
   protocol: string;
-  /** The session to offer next time: the newest one the server issued, or the one offered. */
+  /** The session to offer next time: the newest one the server issued (or renewed), or the one offered. */
   session: Buffer | undefined;
   /** Name of the key that encrypted the newest ticket (its first 16 bytes), if any ticket was seen. */
   ticketKeyName: string | undefined;
@@ -58,7 +58,10 @@ export function handshake(endpoint: Endpoint, options: HandshakeOptions): Promis
         reject(error);
         return;
       }
-      ticket ??= socket.getTLSTicket();
+      // getSession() also holds a ticket the server renewed on resumption, which TLS 1.2 clients
+      // get without a 'session' event: a client that ignored it would fall behind the rotation.
+      session = socket.getSession() ?? session;
+      ticket = socket.getTLSTicket() ?? ticket;
       const result: HandshakeResult = {
         resumed: socket.isSessionReused(),
         protocol: socket.getProtocol() ?? 'unknown',

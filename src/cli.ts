@@ -1,0 +1,178 @@
+#!/usr/bin/env node
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import {
+  createKeySet,
+  DEFAULT_KEY_LENGTH,
+  isKeyLength,
+  KeySetError,
+  parseKeySet,
+  revokeKeySet,
+  rotateKeySet,
+  serializeKeySet,
+  summarizeKeySet,
+  type KeySet,
+} from './core/keyset.js';
+import {
+  DEFAULT_ROTATION_INTERVAL_SECONDS,
+  DEFAULT_TICKET_LIFETIME_SECONDS,
+  formatDuration,
+  parseDuration,
+  PolicyError,
+  previousKeysToKeep,
+  type RotationPolicy,
+} from './core/policy.js';
+import { RotationError } from './core/rotation.js';
+import { runDemo } from './local/demo.js';
+
+const USAGE = `Usage: ticket-keys <command> [options]
+
+Key set files (key material goes only to --out files, mode 0600, or to a pipe):
+  init     [--key-length 80|48] [--out FILE]               a new key set, generation 1
+  rotate   [--in FILE] [--out FILE] [policy options]        generation g+1 (--in and --out may be the same file)
+  revoke   [--in FILE] [--out FILE]                         every key replaced, nothing retained
+  inspect  [--in FILE] [--json]                             generation, key names and states; never material
+
+Local mode:
+  demo     [--nodes 3] [--rotations 4] [policy options]     real nginx nodes behind HAProxy, rotated while clients resume
+
+Policy options (defaults: ${formatDuration(DEFAULT_ROTATION_INTERVAL_SECONDS)}, ${formatDuration(DEFAULT_TICKET_LIFETIME_SECONDS)}, ${DEFAULT_KEY_LENGTH}):
+  --rotation-interval DURATION   how often keys rotate (90s, 30m, 12h, 7d, 1h30m)
+  --ticket-lifetime DURATION     how long clients may resume a ticket (nginx ssl_session_timeout)
+  --key-length 80|48             key size in bytes
+`;
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  in: { type: 'string' },
+  out: { type: 'string' },
+  json: { type: 'boolean' },
+  'key-length': { type: 'string' },
+  'rotation-interval': { type: 'string' },
+  'ticket-lifetime': { type: 'string' },
+  nodes: { type: 'string' },
+  rotations: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+function policyFrom(values: Values): RotationPolicy {
+  const keyLength = values['key-length'] === undefined ? DEFAULT_KEY_LENGTH : Number(values['key-length']);
+  if (!isKeyLength(keyLength)) throw new UsageError(`--key-length ${values['key-length']} is not supported: use 80 or 48`);
+  return {
+    keyLength,
+    rotationIntervalSeconds:
+      values['rotation-interval'] === undefined ? DEFAULT_ROTATION_INTERVAL_SECONDS : parseDuration(values['rotation-interval'], '--rotation-interval'),
+    ticketLifetimeSeconds:
+      values['ticket-lifetime'] === undefined ? DEFAULT_TICKET_LIFETIME_SECONDS : parseDuration(values['ticket-lifetime'], '--ticket-lifetime'),
+  };
+}
+
+function wholeNumber(text: string | undefined, fallback: number, what: string, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${what} must be a whole number from ${min} to ${max} (got "${text}")`);
+  return value;
+}
+
+function readKeySet(path: string | undefined): KeySet {
+  if (path === undefined && process.stdin.isTTY) {
+    throw new UsageError('no key set given: pass --in FILE or pipe a key set to standard input');
+  }
+  let text: string;
+  try {
+    text = readFileSync(path ?? 0, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read ${path ?? 'standard input'}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  return parseKeySet(text);
+}
+
+function writeKeySet(set: KeySet, path: string | undefined): void {
+  const text = `${serializeKeySet(set)}\n`;
+  if (path === undefined) {
+    if (process.stdout.isTTY) {
+      throw new UsageError('refusing to print key material to a terminal: pass --out FILE or pipe the output');
+    }
+    process.stdout.write(text);
+    return;
+  }
+  const temp = `${path}.tmp-${process.pid}`;
+  writeFileSync(temp, text, { mode: 0o600 });
+  renameSync(temp, path);
+}
+
+function inspect(set: KeySet, json: boolean): string {
+  const summary = summarizeKeySet(set);
+  if (json) return JSON.stringify(summary, null, 2);
+  return [
+    `generation ${summary.generation}, ${summary.keyLength}-byte keys`,
+    ...summary.keys.map((key) => `  ${key.state.padEnd(8)} ${key.name}  created ${key.createdAt}`),
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    process.stderr.write(`ticket-keys: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...extra] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  try {
+    if (extra.length > 0) throw new UsageError(`unexpected argument(s) ${extra.join(' ')}`);
+    switch (command) {
+      case 'init': {
+        writeKeySet(createKeySet(policyFrom(values).keyLength), values.out);
+        return 0;
+      }
+      case 'rotate': {
+        const policy = policyFrom(values);
+        const set = readKeySet(values.in);
+        if (values['key-length'] !== undefined && policy.keyLength !== set.keyLength) {
+          throw new UsageError(`--key-length ${policy.keyLength} differs from the set's ${set.keyLength}: a length change needs \`ticket-keys init\` and a revocation-style cut-over`);
+        }
+        writeKeySet(rotateKeySet(set, previousKeysToKeep({ ...policy, keyLength: set.keyLength })), values.out);
+        return 0;
+      }
+      case 'revoke': {
+        writeKeySet(revokeKeySet(readKeySet(values.in)), values.out);
+        return 0;
+      }
+      case 'inspect': {
+        process.stdout.write(`${inspect(readKeySet(values.in), values.json ?? false)}\n`);
+        return 0;
+      }
+      case 'demo': {
+        const ok = await runDemo({
+          nodes: wholeNumber(values.nodes, 3, '--nodes', 2, 16),
+          rotations: wholeNumber(values.rotations, 4, '--rotations', 1, 50),
+          policy: policyFrom(values),
+        });
+        return ok ? 0 : 1;
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`ticket-keys: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof KeySetError || error instanceof PolicyError || error instanceof RotationError) {
+      process.stderr.write(`ticket-keys: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

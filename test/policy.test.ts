@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { createKeySet, rotateKeySet, serializeKeySet, SECRET_VALUE_MAX_BYTES, type KeySet } from '../src/core/keyset.js';
+import { formatDuration, keySetBytes, keySetCapacity, parseDuration, previousKeysToKeep } from '../src/core/policy.js';
+
+describe('retention policy', () => {
+  it('keeps ceil(ticket lifetime / rotation interval) previous keys', () => {
+    const policy = (interval: string, lifetime: string) => ({
+      rotationIntervalSeconds: parseDuration(interval, 'interval'),
+      ticketLifetimeSeconds: parseDuration(lifetime, 'lifetime'),
+      keyLength: 80 as const,
+    });
+    expect(previousKeysToKeep(policy('12h', '12h'))).toBe(1);
+    expect(previousKeysToKeep(policy('12h', '1h'))).toBe(1);
+    expect(previousKeysToKeep(policy('6h', '18h'))).toBe(3);
+    expect(previousKeysToKeep(policy('1h', '18h1s'))).toBe(19);
+  });
+
+  it('refuses a rotation interval too short for the ticket lifetime, saying what to change', () => {
+    expect(() =>
+      previousKeysToKeep({ rotationIntervalSeconds: 60, ticketLifetimeSeconds: 7 * 86400, keyLength: 80 }),
+    ).toThrow(/rotation interval too short for client session lifetime: rotating every 1m with a ticket lifetime of 7d needs 10080 previous keys.*Rotate no more often than every .*or shorten the ticket lifetime to at most/);
+    expect(() =>
+      previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, serverKeyCapacity: 3 }),
+    ).toThrow(/the server holds at most 3 keys\. Rotate no more often than every 3h, or shorten the ticket lifetime to at most 1h/);
+    expect(() => previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 8 * 86400, keyLength: 80 })).toThrow(
+      /longer than TLS allows \(RFC 8446: at most 7d\)/,
+    );
+    expect(() => previousKeysToKeep({ rotationIntervalSeconds: 0, ticketLifetimeSeconds: 60, keyLength: 80 })).toThrow(/longer than zero/);
+  });
+
+  it('derives the key set capacity from the secret size limit, and a full set really fits', () => {
+    for (const keyLength of [80, 48] as const) {
+      const capacity = keySetCapacity(keyLength);
+      expect(keySetBytes(keyLength, capacity)).toBeLessThanOrEqual(SECRET_VALUE_MAX_BYTES);
+      expect(keySetBytes(keyLength, capacity + 1)).toBeGreaterThan(SECRET_VALUE_MAX_BYTES);
+      let set: KeySet = createKeySet(keyLength);
+      for (let i = 0; i < capacity; i += 1) set = rotateKeySet(set, capacity - 2);
+      expect(set.keys).toHaveLength(capacity);
+      expect(Buffer.byteLength(serializeKeySet(set))).toBeLessThanOrEqual(keySetBytes(keyLength, capacity));
+    }
+  });
+
+  it('parses and formats durations, refusing nonsense', () => {
+    expect(parseDuration('1h30m', 'x')).toBe(5400);
+    expect(parseDuration('7d', 'x')).toBe(604800);
+    expect(formatDuration(5400)).toBe('1h30m');
+    expect(() => parseDuration('12 hours', 'rotation interval')).toThrow(/rotation interval "12 hours" is not a duration: write it like/);
+    expect(() => parseDuration('0s', 'ticket lifetime')).toThrow(/longer than zero/);
+  });
+});
