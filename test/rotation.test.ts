@@ -1,0 +1,104 @@
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { currentKey, parseKeySet, serializeKeySet } from '../src/core/keyset.js';
+import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } from '../src/core/policy.js';
+import { applyPending, createPending, rotateNow, type RotationContext } from '../src/core/rotation.js';
+import { AWSCURRENT, AWSPENDING, AWSPREVIOUS } from '../src/core/secret-store.js';
+import { FileSecretStore } from '../src/local/file-secret-store.js';
+import { startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
+import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
+import { applyTo, freshTicket } from './helpers.js';
+
+describe('rotation steps on a real local fleet', () => {
+  let fleet: LocalFleet;
+  let context: RotationContext;
+  let store: FileSecretStore;
+
+  beforeAll(async () => {
+    fleet = await startLocalFleet({ nodeCount: 3 });
+    store = new FileSecretStore(join(fleet.baseDir, 'secret'));
+    context = {
+      store,
+      commander: new LocalFleetCommander(fleet, store, { maxDelayMs: 50 }),
+      policy: { rotationIntervalSeconds: DEFAULT_ROTATION_INTERVAL_SECONDS, ticketLifetimeSeconds: DEFAULT_TICKET_LIFETIME_SECONDS, keyLength: 80 },
+    };
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+  });
+
+  const current = async () => parseKeySet((await store.getVersion({ stage: AWSCURRENT }))!.value);
+
+  it('the first rotation creates generation 1 on every node; the next moves the stages', async () => {
+    const first = await rotateNow(context, randomUUID());
+    expect(first.keySet.generation).toBe(1);
+    expect(first.results.map((result) => result.node).sort()).toEqual(['node1', 'node2', 'node3']);
+    const second = await rotateNow(context, randomUUID());
+    expect(second.keySet.generation).toBe(2);
+    expect(await store.versionStages()).toEqual({ [first.versionId]: [AWSPREVIOUS], [second.versionId]: [AWSCURRENT] });
+    for (const node of fleet.nodes) expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(second.keySet).name);
+  });
+
+  it('createSecret is repeatable: the same token gives the same pending set', async () => {
+    const token = randomUUID();
+    const once = await createPending(context, token);
+    const twice = await createPending(context, token);
+    expect(serializeKeySet(twice)).toBe(serializeKeySet(once));
+    expect(Object.values(await store.versionStages()).filter((stages) => stages.includes(AWSPENDING))).toHaveLength(1);
+    await rotateNow(context, token);
+  });
+
+  it('a failed setSecret names the node and why; the next attempt carries the same pending set over and finishes', async () => {
+    const broken = fleet.nodes[1]!;
+    const config = readFileSync(broken.configFile, 'utf8');
+    appendFileSync(broken.configFile, '\nbroken_on_purpose;\n');
+    const token = randomUUID();
+    const pending = await createPending(context, token);
+    try {
+      await expect(applyPending(context, token)).rejects.toThrow(
+        new RegExp(`generation ${pending.generation} did not reach every node: ${broken.name}: config test .*broken_on_purpose`),
+      );
+    } finally {
+      writeFileSync(broken.configFile, config);
+    }
+    // The broken node still serves the current set; the others already serve the pending one.
+    expect((await freshTicket(broken, 'TLSv1.2')).keyName).toBe(currentKey(await current()).name);
+    const retry = await rotateNow(context, randomUUID());
+    expect(serializeKeySet(retry.keySet)).toBe(serializeKeySet(pending));
+    expect((await current()).generation).toBe(pending.generation);
+  });
+
+  it('the gate refuses to publish g+1 while a node is below g, and touches no node', async () => {
+    const before = await current();
+    const lagging = fleet.nodes[2]!;
+    const older = parseKeySet((await store.getVersion({ stage: AWSPREVIOUS }))!.value);
+    expect((await applyTo(fleet, lagging, older, ['--allow-downgrade'])).exitCode).toBe(0);
+    const token = randomUUID();
+    await createPending(context, token);
+    const workers = fleet.nodes.map((node) => fleet.workerPids(node));
+    await expect(applyPending(context, token)).rejects.toThrow(
+      new RegExp(`gate closed: ${lagging.name} \\(generation ${older.generation}\\) below the current generation ${before.generation}`),
+    );
+    expect(fleet.nodes.map((node) => fleet.workerPids(node))).toEqual(workers);
+    // Bringing the node to the current set opens the gate again.
+    expect((await applyTo(fleet, lagging, before)).exitCode).toBe(0);
+    const done = await rotateNow(context, token);
+    expect(done.keySet.generation).toBe(before.generation + 1);
+  });
+
+  it('refuses to rotate from a malformed AWSCURRENT, writing nothing', async () => {
+    const holder = Object.entries(await store.versionStages()).find(([, stages]) => stages.includes(AWSCURRENT))![0];
+    const path = join(fleet.baseDir, 'secret', 'versions', `${holder}.json`);
+    const good = readFileSync(path, 'utf8');
+    writeFileSync(path, good.replace(/"generation":\d+/, '"generation":"x"'));
+    try {
+      const stages = await store.versionStages();
+      await expect(createPending(context, randomUUID())).rejects.toThrow(/AWSCURRENT key set \(version .*\) is malformed, so no rotation was started and nothing was written: key set generation "x"/);
+      expect(await store.versionStages()).toEqual(stages);
+    } finally {
+      writeFileSync(path, good);
+    }
+  });
+});
