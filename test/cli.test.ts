@@ -1,0 +1,85 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseKeySet } from '../src/core/keyset.js';
+import { expectNoMaterial } from './helpers.js';
+
+const CLI = join(import.meta.dirname, '..', 'dist', 'src', 'cli.js');
+
+function cli(args: string[], input?: string): { status: number; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [CLI, ...args], { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('ticket-keys CLI', () => {
+  let dir: string;
+  beforeAll(() => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
+    dir = mkdtempSync(join(tmpdir(), 'cli-test-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('init, rotate in place, revoke and inspect a key set file; inspect never prints material', () => {
+    const file = join(dir, 'keys.json');
+    expect(cli(['init', '--out', file]).status).toBe(0);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const first = parseKeySet(readFileSync(file, 'utf8'));
+    expect(cli(['rotate', '--in', file, '--out', file, '--rotation-interval', '6h', '--ticket-lifetime', '18h']).status).toBe(0);
+    const second = parseKeySet(readFileSync(file, 'utf8'));
+    expect(second.generation).toBe(2);
+    const inspect = cli(['inspect', '--in', file]);
+    expect(inspect.status).toBe(0);
+    expect(inspect.stdout).toMatch(new RegExp(`generation 2, 80-byte keys\\n  current  ${second.keys[0]!.name}`));
+    expect(inspect.stdout).toContain(`previous ${first.keys[0]!.name}`);
+    const json = JSON.parse(cli(['inspect', '--json'], readFileSync(file, 'utf8')).stdout);
+    expect(json.keys.map((key: { state: string }) => key.state)).toEqual(['current', 'next', 'previous']);
+    expectNoMaterial(inspect.stdout + JSON.stringify(json), [first, second]);
+    const revoked = cli(['revoke'], readFileSync(file, 'utf8'));
+    expect(revoked.status).toBe(0);
+    const third = parseKeySet(revoked.stdout);
+    expect(third.generation).toBe(3);
+    expect(third.keys.map((key) => key.name)).not.toContain(second.keys[0]!.name);
+  });
+
+  it('makes 48-byte keys on request', () => {
+    const set = parseKeySet(cli(['init', '--key-length', '48']).stdout);
+    expect(Buffer.from(set.keys[0]!.material, 'base64')).toHaveLength(48);
+  });
+
+  it('refuses bad input with a clear message, exit 1, and leaves the file as it was', () => {
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, '{"format":"tls-ticket-keyset","version":7}');
+    const result = cli(['rotate', '--in', file, '--out', file]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/key set version 7 is not supported/);
+    expect(readFileSync(file, 'utf8')).toBe('{"format":"tls-ticket-keyset","version":7}');
+  });
+
+  it('refuses an impossible policy, naming what to change', () => {
+    const set = cli(['init']).stdout;
+    const result = cli(['rotate', '--rotation-interval', '1m', '--ticket-lifetime', '7d'], set);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/rotation interval too short for client session lifetime.*Rotate no more often than every/);
+    expect(result.stdout).toBe('');
+  });
+
+  it('answers usage errors with exit 2 and the usage', () => {
+    const unknown = cli(['spin']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command "spin"[\s\S]*Usage: ticket-keys/);
+    expect(cli(['init', '--key-length', '64']).stderr).toMatch(/--key-length 64 is not supported: use 80 or 48/);
+    expect(cli(['demo', '--nodes', '100']).stderr).toMatch(/--nodes must be a whole number from 2 to 16/);
+  });
+
+  it('demo: rotations on a real fleet while clients keep resuming, and exit 0', () => {
+    const result = cli(['demo', '--rotations', '2']);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const lines = result.stdout.split('\n');
+    expect(lines.filter((line) => /^rotation \d+ +generation \d+ .*nodes 3\/3 applied .*3\/3 encrypt with current; resumed (\d+)\/\1$/.test(line))).toHaveLength(2);
+    expect(result.stdout).toMatch(/Summary: 2 rotation\(s\) to generation 3; resumed (\d+)\/\1 .*connection errors 0/);
+    expect(result.stdout).toContain('PASS');
+  });
+});
