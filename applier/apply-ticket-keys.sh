@@ -14,6 +14,7 @@
 #   6  the reload failed; the previous set was restored and reloaded
 #   7  the previous set could not be restored: the node needs attention
 #   8  could not lock or write (permissions, disk); the previous set is still in force
+#   other: an unexpected failure; the summary's error says where
 set -euo pipefail
 
 usage() {
@@ -72,6 +73,7 @@ print(json.dumps(out, separators=(",", ":")))
   exit "$code"
 }
 trap print_summary EXIT
+trap 'summary_error=${summary_error:-"unexpected failure at line $LINENO of apply-ticket-keys.sh"}' ERR
 
 fail() {
   local code=$1 action=$2
