@@ -16,6 +16,7 @@
 #   8  could not lock or write (permissions, disk); the previous set is still in force
 #   other: an unexpected failure; the summary's error says where
 set -euo pipefail
+set -o errtrace # the ERR trap below also sees failures inside functions
 
 usage() {
   cat <<'EOF'
