@@ -117,8 +117,9 @@ esac
 [ -n "$key_dir" ] || fail 2 refused "--key-dir is required: the directory that holds the key files"
 [ -n "$include_file" ] || fail 2 refused "--include is required: the file the server's config includes"
 case "$lock_timeout" in '' | *[!0-9]*) fail 2 refused "--lock-timeout must be a whole number of seconds" ;; esac
-case "$key_dir" in /*) ;; *) key_dir=$PWD/$key_dir ;; esac
-case "$include_file" in /*) ;; *) include_file=$PWD/$include_file ;; esac
+# One spelling of each path, so a generation directory is never mistaken for a stale one.
+key_dir=$(realpath -m -- "$key_dir")
+include_file=$(realpath -m -s -- "$include_file")
 [ -d "$(dirname "$include_file")" ] || fail 2 refused "the directory of --include $include_file does not exist: create it or fix the path"
 
 # The Python half validates the key set, compares it with the active one and writes the new

@@ -82,6 +82,17 @@ describe('the node applier on a real nginx node', () => {
     expect(snapshot(node)).toEqual(before);
   });
 
+  it('knows its key directory however it is spelled, and keeps the active generation', async () => {
+    const before = snapshot(node);
+    const spelled = `${node.keyDir}/./`;
+    const run = await apply(gen1, ['--key-dir', spelled]);
+    expect(run.summary.action).toBe('unchanged');
+    expect(snapshot(node)).toEqual(before);
+    expect((await apply(gen2, ['--key-dir', spelled])).exitCode).toBe(0);
+    expect((await freshTicket(node, 'TLSv1.2')).keyName).toBe(currentKey(gen2).name);
+    expect((await apply(gen2)).summary.action).toBe('unchanged');
+  });
+
   it('reports the active generation with --status and changes nothing', async () => {
     const before = snapshot(node);
     const run = await runApplier([...nodeApplierArgs(node), '--status']);

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, type KeySet } from '../src/core/keyset.js';
 import { startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ResumptionClient } from '../src/local/resumption-client.js';
 import { TLS_VERSIONS } from '../src/tls/probe.js';
 import { applyTo, applyToAll, freshTicket, lineage, resumes } from './helpers.js';
 
@@ -57,6 +59,21 @@ describe('a real 3-node nginx fleet sharing one key set', () => {
       // ...while, keeping two previous keys, it still opens generation 1's tickets.
       expect(await resumes(ahead!, behindTicket.session, version)).toBe(true);
     }
+  });
+
+  it('a client resuming through the load balancer notices a node with an independent key', async () => {
+    await applyToAll(fleet, sets[0] as KeySet, ['--allow-downgrade']);
+    const stranger = fleet.nodes[2]!;
+    const independent = lineage(2)[1] as KeySet;
+    expect((await applyTo(fleet, stranger, independent)).exitCode).toBe(0);
+    const client = new ResumptionClient(fleet.balancer, 'TLSv1.3', 0);
+    client.start();
+    while (client.snapshot().attempts < 30) await sleep(10);
+    const stats = await client.stop();
+    // Round-robin sends every third connection to the stranger, which opens nobody's tickets
+    // and whose tickets nobody opens: about two attempts in three fail.
+    expect(stats.notResumed).toBeGreaterThan(stats.attempts / 3);
+    expect(stats.resumed + stats.notResumed).toBe(stats.attempts);
   });
 
   it('a ticket issued under generation g resumes on every node after all moved to g+1', async () => {

@@ -73,6 +73,7 @@ async function pendingKeySet(store: SecretStore, token: string): Promise<KeySet>
 }
 
 /**
+/**
  * createSecret: stores g+1 as AWSPENDING under `token`. Repeating it changes nothing; a
  * pending g+1 left by an earlier failed attempt is carried over rather than replaced,
  * since some nodes may already serve it.
@@ -82,21 +83,37 @@ export async function createPending(context: RotationContext, token: string, kin
   const existing = await store.getVersion({ versionId: token });
   if (existing?.stages.includes(AWSPENDING)) return parseKeySet(existing.value);
   const current = await currentKeySet(store);
-  const earlier = await store.getVersion({ stage: AWSPENDING });
-  if (current !== undefined && earlier !== undefined && earlier.versionId !== token) {
-    const earlierSet = parseKeySet(earlier.value);
-    if (earlierSet.generation === current.generation + 1) {
-      await store.putVersion(token, earlier.value, [AWSPENDING]);
-      return earlierSet;
-    }
+  const earlier = await earlierPending(store, token);
+  const expected = (current?.generation ?? 0) + 1;
+  if (kind === 'rotate' && earlier?.keySet.generation === expected) {
+    await store.putVersion(token, earlier.value, [AWSPENDING]);
+    return earlier.keySet;
   }
   const retained = previousKeysToKeep(policy);
   let next: KeySet;
-  if (current === undefined) next = createKeySet(policy.keyLength, context.keys);
-  else if (kind === 'revoke') next = revokeKeySet(current, context.keys);
-  else next = rotateKeySet(current, retained, context.keys);
+  if (kind === 'revoke' && current !== undefined) {
+    // Above any generation an earlier attempt may have put on some nodes, so none refuses it.
+    const highest = Math.max(current.generation, earlier?.keySet.generation ?? 0);
+    next = revokeKeySet({ ...current, generation: highest }, context.keys);
+  } else if (current === undefined) {
+    next = createKeySet(policy.keyLength, context.keys);
+  } else {
+    next = rotateKeySet(current, retained, context.keys);
+  }
   await store.putVersion(token, serializeKeySet(next), [AWSPENDING]);
   return next;
+}
+
+/** A pending version left by an earlier attempt, if it holds a valid key set. */
+async function earlierPending(store: SecretStore, token: string): Promise<{ value: string; keySet: KeySet } | undefined> {
+  const earlier = await store.getVersion({ stage: AWSPENDING });
+  if (earlier === undefined || earlier.versionId === token) return undefined;
+  try {
+    return { value: earlier.value, keySet: parseKeySet(earlier.value) };
+  } catch {
+    // No node can have applied a malformed set: the applier validates first. Replace it.
+    return undefined;
+  }
 }
 
 /** The gate: never publish g+1 while a node is observed below g. */
