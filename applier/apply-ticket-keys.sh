@@ -123,7 +123,8 @@ include_file=$(realpath -m -s -- "$include_file")
 [ -d "$(dirname "$include_file")" ] || fail 2 refused "the directory of --include $include_file does not exist: create it or fix the path"
 
 # The Python half validates the key set, compares it with the active one and writes the new
-# generation's files. It reads the key set from stdin and answers with one tab-separated line.
+# generation's files. It reads the key set from stdin and answers with one line of fields
+# separated by \x1f (unit separator), so that empty fields survive `read`.
 read -r -d '' KEYSET_PY <<'PY' || true
 import base64, binascii, fcntl, json, os, re, sys, tempfile, time
 
@@ -422,8 +423,10 @@ run_server_command() {
   bash -c "$1" >"$command_output" 2>&1
 }
 
-last_output_line() {
-  tail -n 3 -- "$command_output" | tr '\n' ' ' | sed 's/ *$//'
+last_output_lines() {
+  local lines
+  lines=$(tail -n 3 -- "$command_output" | tr '\n' ' ')
+  printf '%s' "${lines% }"
 }
 
 if [ -e "$include_file" ] || [ -L "$include_file" ]; then
@@ -434,14 +437,14 @@ mv -f -- "$include_tmp" "$include_file" || { cleanup_stage; fail 8 failed "canno
 include_tmp=
 
 if ! run_server_command "$test_cmd"; then
-  details=$(last_output_line)
+  details=$(last_output_lines)
   restore_previous || fail 7 failed "config test failed ($details) and the previous include could not be restored: fix $include_file by hand"
   cleanup_stage
   fail 5 restored "config test '$test_cmd' failed: $details; the previous key set was restored and the server was not reloaded"
 fi
 
 if ! run_server_command "$reload_cmd"; then
-  details=$(last_output_line)
+  details=$(last_output_lines)
   restore_previous || fail 7 failed "reload failed ($details) and the previous include could not be restored: fix $include_file by hand"
   cleanup_stage
   run_server_command "$reload_cmd" || fail 7 failed "reload '$reload_cmd' failed: $details; the previous include was restored but reloading it failed too: check the server"

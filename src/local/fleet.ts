@@ -72,10 +72,10 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, what: string, child: ChildProcess, log: () => string): Promise<void> {
+async function waitForPort(port: number, what: string, { child, recentStderr }: StartedProcess): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} before listening: ${log()}`);
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} before listening: ${recentStderr()}`);
     const open = await new Promise<boolean>((resolve) => {
       const socket = net.connect(port, LOOPBACK);
       socket.once('connect', () => {
@@ -87,24 +87,25 @@ async function waitForPort(port: number, what: string, child: ChildProcess, log:
     if (open) return;
     await sleep(50);
   }
-  throw new Error(`${what} did not listen on ${LOOPBACK}:${port} within 10 s: ${log()}`);
+  throw new Error(`${what} did not listen on ${LOOPBACK}:${port} within 10 s: ${recentStderr()}`);
 }
 
-function startProcess(command: string, args: string[]): ChildProcess {
+interface StartedProcess {
+  child: ChildProcess;
+  /** The last few kilobytes it wrote to stderr, for error messages. */
+  recentStderr: () => string;
+}
+
+function startProcess(command: string, args: string[]): StartedProcess {
   installExitHook();
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
-  Object.defineProperty(child, 'recentStderr', { get: () => stderr });
   running.add(child);
   child.once('exit', () => running.delete(child));
-  return child;
-}
-
-function recentStderr(child: ChildProcess): string {
-  return (child as ChildProcess & { recentStderr?: string }).recentStderr ?? '';
+  return { child, recentStderr: () => stderr };
 }
 
 async function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
@@ -227,17 +228,17 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       };
       writeFileSync(node.includeFile, '# No shared ticket keys yet: nginx uses its own random key.\n');
       writeFileSync(configFile, nginxConfig(node, certificate, key));
-      const child = startProcess(nginx, ['-p', prefix, '-c', configFile]);
-      processes.push(child);
-      await waitForPort(node.port, `nginx ${node.name}`, child, () => recentStderr(child));
+      const started = startProcess(nginx, ['-p', prefix, '-c', configFile]);
+      processes.push(started.child);
+      await waitForPort(node.port, `nginx ${node.name}`, started);
       nodes.push(node);
     }
     const balancerPort = await freePort();
     const haproxyConfigFile = join(baseDir, 'haproxy.cfg');
     writeFileSync(haproxyConfigFile, haproxyConfig(balancerPort, nodes));
     const balancer = startProcess(haproxy, ['-db', '-f', haproxyConfigFile]);
-    processes.push(balancer);
-    await waitForPort(balancerPort, 'haproxy', balancer, () => recentStderr(balancer));
+    processes.push(balancer.child);
+    await waitForPort(balancerPort, 'haproxy', balancer);
 
     const masterPid = (node: FleetNode): number => Number(readFileSync(join(node.prefix, 'nginx.pid'), 'utf8').trim());
     const workerPids = (node: FleetNode): number[] => childPids(masterPid(node));
