@@ -93,6 +93,16 @@ describe('the node applier on a real nginx node', () => {
     expect((await apply(gen2)).summary.action).toBe('unchanged');
   });
 
+  it('reads the key set from --input FILE as well as from standard input', async () => {
+    const file = join(fleet.baseDir, 'gen2.json');
+    writeFileSync(file, serializeKeySet(gen2), { mode: 0o600 });
+    const run = await apply('', ['--input', file]);
+    expect(run.summary).toMatchObject({ action: 'applied', generation: 2 });
+    const missing = await apply('', ['--input', join(fleet.baseDir, 'absent.json')]);
+    expect(missing.exitCode).toBe(2);
+    expect(missing.summary.error).toMatch(/cannot read --input .*absent\.json/);
+  });
+
   it('reports the active generation with --status and changes nothing', async () => {
     const before = snapshot(node);
     const run = await runApplier([...nodeApplierArgs(node), '--status']);

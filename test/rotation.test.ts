@@ -9,12 +9,13 @@ import { AWSCURRENT, AWSPENDING, AWSPREVIOUS } from '../src/core/secret-store.js
 import { FileSecretStore } from '../src/local/file-secret-store.js';
 import { startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
-import { applyTo, freshTicket } from './helpers.js';
+import { applyTo, expectNoMaterial, freshTicket } from './helpers.js';
 
 describe('rotation steps on a real local fleet', () => {
   let fleet: LocalFleet;
   let context: RotationContext;
   let store: FileSecretStore;
+  const reported: string[] = [];
 
   beforeAll(async () => {
     fleet = await startLocalFleet({ nodeCount: 3 });
@@ -26,6 +27,11 @@ describe('rotation steps on a real local fleet', () => {
     };
   });
   afterAll(async () => {
+    // Everything the steps reported (node results, statuses, errors) is free of key material.
+    const sets = await Promise.all(
+      Object.keys(await store.versionStages()).map(async (versionId) => parseKeySet((await store.getVersion({ versionId }))!.value)),
+    );
+    expectNoMaterial(reported.join('\n'), sets);
     await fleet?.stop();
   });
 
@@ -33,9 +39,11 @@ describe('rotation steps on a real local fleet', () => {
 
   it('the first rotation creates generation 1 on every node; the next moves the stages', async () => {
     const first = await rotateNow(context, randomUUID());
+    reported.push(JSON.stringify(first.results));
     expect(first.keySet.generation).toBe(1);
     expect(first.results.map((result) => result.node).sort()).toEqual(['node1', 'node2', 'node3']);
     const second = await rotateNow(context, randomUUID());
+    reported.push(JSON.stringify(second.results), JSON.stringify(await context.commander.status()));
     expect(second.keySet.generation).toBe(2);
     expect(await store.versionStages()).toEqual({ [first.versionId]: [AWSPREVIOUS], [second.versionId]: [AWSCURRENT] });
     for (const node of fleet.nodes) expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(second.keySet).name);
@@ -57,7 +65,10 @@ describe('rotation steps on a real local fleet', () => {
     const token = randomUUID();
     const pending = await createPending(context, token);
     try {
-      await expect(applyPending(context, token)).rejects.toThrow(
+      const failure = await applyPending(context, token).catch((error: Error) => error);
+      reported.push(String(failure));
+      expect(failure).toBeInstanceOf(Error);
+      expect((failure as Error).message).toMatch(
         new RegExp(`generation ${pending.generation} did not reach every node: ${broken.name}: config test .*broken_on_purpose`),
       );
     } finally {
