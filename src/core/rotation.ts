@@ -4,7 +4,6 @@ import {
   revokeKeySet,
   rotateKeySet,
   serializeKeySet,
-  summarizeKeySet,
   KeySetError,
   type KeyFactoryOptions,
   type KeySet,
@@ -131,7 +130,7 @@ export function checkGate(current: KeySet | undefined, statuses: NodeStatus[]): 
 }
 
 function describeFailures(results: NodeResult[], expected: KeySet): string[] {
-  const names = summarizeKeySet(expected).keys.map((key) => key.name).join(',');
+  const names = expected.keys.map((key) => key.name).join(',');
   return results.flatMap((result) => {
     if (!result.ok) return [`${result.node}: ${result.error ?? 'failed without a message'}`];
     if (result.generation !== expected.generation || result.keys.join(',') !== names) {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { currentKey, nextKey, previousKeys, type KeySet } from '../core/keyset.js';
 import { formatDuration, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
-import { rotateNow, type RotationContext } from '../core/rotation.js';
+import { rotateNow, type RotationContext, type RotationOutcome } from '../core/rotation.js';
 import { handshake, TLS_VERSIONS } from '../tls/probe.js';
 import { FileSecretStore } from './file-secret-store.js';
 import { startLocalFleet, type LocalFleet } from './fleet.js';
@@ -57,7 +57,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
         `${formatDuration(options.policy.ticketLifetimeSeconds)}: keep ${retained} previous key(s); ` +
         `${options.policy.keyLength}-byte keys. The demo rotates every few hundred milliseconds instead.`,
     );
-    const rotationLine = (label: string, outcome: Awaited<ReturnType<typeof rotateNow>>, onKey: number): string =>
+    const rotationLine = (label: string, outcome: RotationOutcome, onKey: number): string =>
       `${label.padEnd(11)} generation ${String(outcome.keySet.generation).padEnd(3)} ${describeKeys(outcome.keySet)}  ` +
       `nodes ${outcome.results.filter((result) => result.ok).length}/${options.nodes} applied ` +
       `(${outcome.results.map((result) => result.node).join(' ')}), ${onKey}/${options.nodes} encrypt with current`;
