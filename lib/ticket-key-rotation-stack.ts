@@ -1,15 +1,20 @@
 import { Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
+import { TicketKeyRotation, type TicketKeyRotationProps } from './ticket-key-rotation.js';
 
-/**
- * The deployable stack. It holds no resources yet: the secret, the rotation and verifier
- * functions and the SSM document come with the AWS issue, on top of the core in src/.
- */
+export interface TicketKeyRotationStackProps extends StackProps {
+  readonly rotation: TicketKeyRotationProps;
+}
+
+/** The deployable stack: one fleet's ticket key rotation. */
 export class TicketKeyRotationStack extends Stack {
-  constructor(scope: Construct, id: string, props: StackProps = {}) {
+  readonly rotation: TicketKeyRotation;
+
+  constructor(scope: Construct, id: string, props: TicketKeyRotationStackProps) {
     super(scope, id, {
       description: 'Rotates TLS session ticket keys across a load-balanced fleet without losing cross-node resumption',
       ...props,
     });
+    this.rotation = new TicketKeyRotation(this, 'TicketKeys', props.rotation);
   }
 }

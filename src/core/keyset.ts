@@ -14,6 +14,16 @@ export const SECRET_VALUE_MAX_BYTES = 65_536;
 /** Both nginx and HAProxy name a key by its first 16 bytes. */
 export const KEY_NAME_BYTES = 16;
 
+/**
+ * What the secret holds before its first rotation: no keys, so that CloudFormation never
+ * carries key material. The first rotation replaces it with generation 1.
+ */
+export const EMPTY_KEY_SET_PLACEHOLDER = JSON.stringify({
+  format: KEY_SET_FORMAT,
+  version: KEY_SET_VERSION,
+  note: 'no keys yet: the first rotation writes generation 1',
+});
+
 export type KeyLength = (typeof KEY_LENGTHS)[number];
 export type KeyState = 'current' | 'next' | 'previous';
 

@@ -1,5 +1,6 @@
 import {
   createKeySet,
+  EMPTY_KEY_SET_PLACEHOLDER,
   parseKeySet,
   revokeKeySet,
   rotateKeySet,
@@ -39,6 +40,14 @@ export interface FleetCommander {
 
 export class RotationError extends Error {
   override name = 'RotationError';
+
+  /** Per-node results when the failure is about nodes. */
+  constructor(
+    message: string,
+    readonly results: NodeResult[] = [],
+  ) {
+    super(message);
+  }
 }
 
 export interface RotationContext {
@@ -52,7 +61,7 @@ export type RotationKind = 'rotate' | 'revoke';
 
 async function currentKeySet(store: SecretStore): Promise<KeySet | undefined> {
   const current = await store.getVersion({ stage: AWSCURRENT });
-  if (current === undefined) return undefined;
+  if (current === undefined || current.value === EMPTY_KEY_SET_PLACEHOLDER) return undefined;
   try {
     return parseKeySet(current.value);
   } catch (error) {
@@ -147,7 +156,7 @@ export async function applyPending(context: RotationContext, token: string): Pro
   const results = await context.commander.apply(token);
   const failures = describeFailures(results, pending);
   if (failures.length > 0) {
-    throw new RotationError(`generation ${pending.generation} did not reach every node: ${failures.join('; ')}`);
+    throw new RotationError(`generation ${pending.generation} did not reach every node: ${failures.join('; ')}`, results);
   }
   return results;
 }

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../project-root.js';
 import type { FleetNode } from './fleet.js';
 
 /** The one line the applier prints on stdout, on every path. */
@@ -22,17 +21,7 @@ export interface ApplierRun {
   stderr: string;
 }
 
-/** The applier script, found from this module whether it runs from src/ or from dist/. */
-export const APPLIER_PATH = ((): string => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, 'applier', 'apply-ticket-keys.sh');
-    if (existsSync(candidate)) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('applier/apply-ticket-keys.sh not found above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
-})();
+export const APPLIER_PATH = join(PROJECT_ROOT, 'applier', 'apply-ticket-keys.sh');
 
 export function nodeApplierArgs(node: FleetNode): string[] {
   return ['--flavor', 'nginx', '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--reload-cmd', node.reloadCommand];

@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs';
+import { APPLIER_PATH } from '../src/local/applier.js';
+
+export type ServerFlavor = 'nginx';
+
+/** How the applier is run on each node: baked into the document at synth time. */
+export interface NodeApplierSettings {
+  flavor: ServerFlavor;
+  keyDirectory: string;
+  includePath: string;
+  testCommand: string;
+  reloadCommand: string;
+}
+
+export const SECRET_ARN_PATTERN = '^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$';
+export const VERSION_ID_PATTERN = '^([A-Za-z0-9-]{32,64})?$';
+const HEREDOC_END = 'APPLY_TICKET_KEYS_SCRIPT';
+
+function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function checkSetting(name: string, value: string): void {
+  if (value.trim() === '' || /[\n\r]/.test(value)) throw new Error(`${name} must be one non-empty line (got ${JSON.stringify(value)})`);
+  // SSM would read "{{" as a parameter reference and change the command.
+  if (value.includes('{{')) throw new Error(`${name} must not contain "{{" (got ${JSON.stringify(value)})`);
+}
+
+function readApplier(): string {
+  const script = readFileSync(APPLIER_PATH, 'utf8');
+  if (script.includes('{{')) throw new Error('applier/apply-ticket-keys.sh contains "{{", which SSM would take for a parameter');
+  if (script.includes(HEREDOC_END)) throw new Error(`applier/apply-ticket-keys.sh contains ${HEREDOC_END}, the document's heredoc delimiter`);
+  return script;
+}
+
+/**
+ * The shell script the SSM document runs on a node, built from the applier script itself:
+ * it fetches the key set by version id with the node's own role (key material never passes
+ * through SSM parameters or output), pipes it to the applier, and prints only its summary.
+ */
+export function nodeApplierCommand(settings: NodeApplierSettings): string {
+  for (const path of [settings.keyDirectory, settings.includePath]) {
+    if (!path.startsWith('/')) throw new Error(`key directory and include path must be absolute (got ${JSON.stringify(path)})`);
+  }
+  checkSetting('keyDirectory', settings.keyDirectory);
+  checkSetting('includePath', settings.includePath);
+  checkSetting('testCommand', settings.testCommand);
+  checkSetting('reloadCommand', settings.reloadCommand);
+  const applierArgs = [
+    '--flavor', settings.flavor,
+    '--key-dir', settings.keyDirectory,
+    '--include', settings.includePath,
+    '--test-cmd', settings.testCommand,
+    '--reload-cmd', settings.reloadCommand,
+  ].map(shellQuote).join(' ');
+  const fetchFailed = JSON.stringify({
+    action: 'failed',
+    flavor: settings.flavor,
+    exitCode: 9,
+    keys: [],
+    error: 'could not fetch the key set from Secrets Manager: attach the stack\'s node policy to the instance role and install the AWS CLI',
+  });
+  return `#!/bin/bash
+# Applies a TLS ticket key set version on this node. Generated from applier/apply-ticket-keys.sh.
+set -euo pipefail
+secret_id='{{ SecretId }}'
+version_id='{{ VersionId }}'
+action='{{ Action }}'
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+cat > "$work/apply-ticket-keys.sh" <<'${HEREDOC_END}'
+${readApplier().trimEnd()}
+${HEREDOC_END}
+applier=(bash "$work/apply-ticket-keys.sh" ${applierArgs})
+if [ "$action" = status ]; then
+  "\${applier[@]}" --status
+  exit
+fi
+region=$(printf '%s' "$secret_id" | cut -d: -f4)
+if [ -n "$version_id" ]; then selector=(--version-id "$version_id"); else selector=(--version-stage AWSCURRENT); fi
+if ! keyset=$(aws secretsmanager get-secret-value --region "$region" --secret-id "$secret_id" "\${selector[@]}" --query SecretString --output text); then
+  echo ${shellQuote(fetchFailed)}
+  exit 9
+fi
+printf '%s\\n' "$keyset" | "\${applier[@]}"
+`;
+}
+
+/** The SSM Command document (schema 2.2) around that script. */
+export function nodeApplierDocument(settings: NodeApplierSettings): Record<string, unknown> {
+  return {
+    schemaVersion: '2.2',
+    description: 'Applies a TLS session ticket key set version from Secrets Manager to this node, or reports the active one.',
+    parameters: {
+      SecretId: { type: 'String', description: 'ARN of the key set secret.', allowedPattern: SECRET_ARN_PATTERN },
+      VersionId: {
+        type: 'String',
+        description: 'Secret version to apply; empty applies AWSCURRENT.',
+        default: '',
+        allowedPattern: VERSION_ID_PATTERN,
+      },
+      Action: { type: 'String', description: 'apply, or status to report the active generation.', default: 'apply', allowedValues: ['apply', 'status'] },
+    },
+    mainSteps: [
+      {
+        action: 'aws:runShellScript',
+        name: 'applyTicketKeys',
+        precondition: { StringEquals: ['platformType', 'Linux'] },
+        inputs: { timeoutSeconds: '300', runCommand: nodeApplierCommand(settings).split('\n') },
+      },
+    ],
+  };
+}

@@ -1,0 +1,75 @@
+import { Duration } from 'aws-cdk-lib';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { isKeyLength } from '../src/core/keyset.js';
+import { parseDuration } from '../src/core/policy.js';
+import type { TicketKeyRotationProps } from './ticket-key-rotation.js';
+
+/** The context keys the app reads (cdk.json defaults, `-c key=value` overrides). */
+export const SETTING_KEYS = [
+  'targetTagKey',
+  'targetTagValue',
+  'rotationInterval',
+  'ticketLifetime',
+  'keyLength',
+  'flavor',
+  'keyDirectory',
+  'includePath',
+  'testCommand',
+  'reloadCommand',
+  'maxConcurrency',
+  'maxErrors',
+  'convergenceSchedule',
+  'logRetentionDays',
+] as const;
+
+export type SettingKey = (typeof SETTING_KEYS)[number];
+
+const RATE = /^(\d+%?)$/;
+
+/** Builds the construct's props from context values, naming the setting that is wrong. */
+export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRotationProps {
+  const text = (key: SettingKey): string | undefined => {
+    const value = get(key);
+    if (value === undefined || value === null || value === '') return undefined;
+    return String(value);
+  };
+  const need = (key: SettingKey): string => {
+    const value = text(key);
+    if (value === undefined) throw new Error(`context setting ${key} is required: set it in cdk.json or pass -c ${key}=VALUE`);
+    return value;
+  };
+  const duration = (key: SettingKey): Duration | undefined => {
+    const value = text(key);
+    return value === undefined ? undefined : Duration.seconds(parseDuration(value, `context setting ${key}`));
+  };
+  const rate = (key: SettingKey): string | undefined => {
+    const value = text(key);
+    if (value !== undefined && !RATE.test(value)) throw new Error(`context setting ${key}="${value}" must be a count like 10 or a percentage like 25%`);
+    return value;
+  };
+  const keyLength = text('keyLength') === undefined ? undefined : Number(text('keyLength'));
+  if (keyLength !== undefined && !isKeyLength(keyLength)) throw new Error(`context setting keyLength="${text('keyLength')}" is not supported: use 80 or 48`);
+  const flavor = text('flavor');
+  if (flavor !== undefined && flavor !== 'nginx') throw new Error(`context setting flavor="${flavor}" is not supported: use nginx`);
+  const retentionDays = text('logRetentionDays');
+  if (retentionDays !== undefined && !Object.values(logs.RetentionDays).includes(Number(retentionDays))) {
+    throw new Error(`context setting logRetentionDays="${retentionDays}" is not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, … 3653)`);
+  }
+  const optional = <T>(key: string, value: T | undefined): Record<string, T> => (value === undefined ? {} : { [key]: value });
+  return {
+    targetTagKey: need('targetTagKey'),
+    targetTagValue: need('targetTagValue'),
+    ...optional('rotationInterval', duration('rotationInterval')),
+    ...optional('ticketLifetime', duration('ticketLifetime')),
+    ...optional('keyLength', keyLength),
+    ...optional('flavor', flavor as 'nginx' | undefined),
+    ...optional('keyDirectory', text('keyDirectory')),
+    ...optional('includePath', text('includePath')),
+    ...optional('testCommand', text('testCommand')),
+    ...optional('reloadCommand', text('reloadCommand')),
+    ...optional('maxConcurrency', rate('maxConcurrency')),
+    ...optional('maxErrors', rate('maxErrors')),
+    ...optional('convergenceSchedule', text('convergenceSchedule')),
+    ...optional('logRetention', retentionDays === undefined ? undefined : (Number(retentionDays) as logs.RetentionDays)),
+  };
+}

@@ -1,0 +1,249 @@
+import { join } from 'node:path';
+import { Aws, CfnOutput, Duration, SecretValue, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { NagSuppressions } from 'cdk-nag';
+import { Construct } from 'constructs';
+import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
+import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, previousKeysToKeep } from '../src/core/policy.js';
+import { PROJECT_ROOT } from '../src/project-root.js';
+import { nodeApplierDocument, type ServerFlavor } from './node-applier-document.js';
+
+/** Secrets Manager's own schedule runs no more often than every 4 hours. */
+const NATIVE_MIN_INTERVAL = Duration.hours(4);
+
+export interface TicketKeyRotationProps {
+  /** The EC2 tag that selects the fleet's nodes. */
+  readonly targetTagKey: string;
+  readonly targetTagValue: string;
+  /** @default 12 hours */
+  readonly rotationInterval?: Duration;
+  /** How long clients may resume with a ticket (nginx `ssl_session_timeout`). @default 12 hours */
+  readonly ticketLifetime?: Duration;
+  /** @default 80 */
+  readonly keyLength?: KeyLength;
+  /** @default nginx */
+  readonly flavor?: ServerFlavor;
+  /** @default /var/lib/tls-ticket-keys */
+  readonly keyDirectory?: string;
+  /** @default /etc/nginx/tls-ticket-keys.conf */
+  readonly includePath?: string;
+  /** @default nginx -t -q */
+  readonly testCommand?: string;
+  /** @default systemctl reload nginx */
+  readonly reloadCommand?: string;
+  /** SSM rate control. @default 50 */
+  readonly maxConcurrency?: string;
+  /** SSM rate control: errors tolerated before SSM stops sending. @default 0 */
+  readonly maxErrors?: string;
+  /** How often the association re-applies AWSCURRENT so late and new nodes converge. @default rate(30 minutes) */
+  readonly convergenceSchedule?: string;
+  /** Retention of the rotation function's logs and the nodes' command output. @default one year */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * Rotates a fleet's TLS session ticket keys: the key set secret (KMS-encrypted), the rotation
+ * function that Secrets Manager runs on a schedule or on demand, the SSM document that applies
+ * a key set on each node, the association that keeps late nodes converged, the policy the
+ * nodes' role needs, and saved audit queries.
+ */
+export class TicketKeyRotation extends Construct {
+  readonly key: kms.Key;
+  readonly secret: secretsmanager.Secret;
+  readonly rotationFunction: nodejs.NodejsFunction;
+  readonly document: ssm.CfnDocument;
+  readonly nodePolicy: iam.ManagedPolicy;
+  readonly commandOutput: logs.LogGroup;
+  readonly rotationLogs: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: TicketKeyRotationProps) {
+    super(scope, id);
+    const rotationInterval = props.rotationInterval ?? Duration.seconds(DEFAULT_ROTATION_INTERVAL_SECONDS);
+    const ticketLifetime = props.ticketLifetime ?? Duration.seconds(DEFAULT_TICKET_LIFETIME_SECONDS);
+    const keyLength = props.keyLength ?? DEFAULT_KEY_LENGTH;
+    const maxConcurrency = props.maxConcurrency ?? '50';
+    const maxErrors = props.maxErrors ?? '0';
+    const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    // An impossible interval/lifetime pair fails synth with the policy's own message.
+    previousKeysToKeep({ rotationIntervalSeconds: rotationInterval.toSeconds(), ticketLifetimeSeconds: ticketLifetime.toSeconds(), keyLength });
+    for (const [name, value] of [['targetTagKey', props.targetTagKey], ['targetTagValue', props.targetTagValue]] as const) {
+      if (value.trim() === '') throw new Error(`${name} must not be empty: it selects the nodes whose keys rotate`);
+    }
+
+    this.key = new kms.Key(this, 'Key', { enableKeyRotation: true, description: 'Encrypts the TLS session ticket key set' });
+    this.secret = new secretsmanager.Secret(this, 'KeySet', {
+      description: 'TLS session ticket key set (current, next, previous keys); written only by its rotation function',
+      encryptionKey: this.key,
+      // No key material in CloudFormation: the first rotation, at deploy, writes generation 1.
+      secretStringValue: SecretValue.unsafePlainText(EMPTY_KEY_SET_PLACEHOLDER),
+    });
+
+    this.commandOutput = new logs.LogGroup(this, 'CommandOutput', { retention });
+    this.rotationLogs = new logs.LogGroup(this, 'RotationLogs', { retention });
+
+    this.document = new ssm.CfnDocument(this, 'NodeApplier', {
+      documentType: 'Command',
+      content: nodeApplierDocument({
+        flavor: props.flavor ?? 'nginx',
+        keyDirectory: props.keyDirectory ?? '/var/lib/tls-ticket-keys',
+        includePath: props.includePath ?? '/etc/nginx/tls-ticket-keys.conf',
+        testCommand: props.testCommand ?? 'nginx -t -q',
+        reloadCommand: props.reloadCommand ?? 'systemctl reload nginx',
+      }),
+    });
+    const documentArn = Stack.of(this).formatArn({ service: 'ssm', resource: 'document', resourceName: this.document.ref });
+
+    const rotationRole = this.rotationRole();
+    this.rotationFunction = new nodejs.NodejsFunction(this, 'RotationFunction', {
+      description: 'Secrets Manager rotation of the TLS session ticket key set across the tagged fleet',
+      entry: join(PROJECT_ROOT, 'lambda', 'rotation.ts'),
+      handler: 'handler',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 256,
+      // setSecret waits for every node; each step has the whole Lambda limit.
+      timeout: Duration.minutes(15),
+      logGroup: this.rotationLogs,
+      role: rotationRole,
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
+      bundling: { forceDockerBundling: false, minify: true, sourceMap: false, target: 'node24' },
+      environment: {
+        KEY_LENGTH: String(keyLength),
+        ROTATION_INTERVAL_SECONDS: String(rotationInterval.toSeconds()),
+        TICKET_LIFETIME_SECONDS: String(ticketLifetime.toSeconds()),
+        DOCUMENT_NAME: this.document.ref,
+        TARGET_TAG_KEY: props.targetTagKey,
+        TARGET_TAG_VALUE: props.targetTagValue,
+        MAX_CONCURRENCY: maxConcurrency,
+        MAX_ERRORS: maxErrors,
+        COMMAND_OUTPUT_LOG_GROUP: this.commandOutput.logGroupName,
+        POWERTOOLS_SERVICE_NAME: 'tls-ticket-key-rotation',
+      },
+    });
+    this.grantRotation(rotationRole, documentArn, props.targetTagKey, props.targetTagValue);
+
+    const nativeSchedule = rotationInterval.toMilliseconds() >= NATIVE_MIN_INTERVAL.toMilliseconds() && rotationInterval.toSeconds() % 3600 === 0;
+    this.secret.addRotationSchedule('Rotation', {
+      rotationLambda: this.rotationFunction,
+      // Duration 0 leaves rotation configured ("Rotate secret immediately" works) with no schedule of its own.
+      automaticallyAfter: nativeSchedule ? rotationInterval : Duration.days(0),
+      rotateImmediatelyOnUpdate: true,
+    });
+    if (!nativeSchedule) this.scheduleFrequentRotation(rotationInterval);
+
+    new ssm.CfnAssociation(this, 'Convergence', {
+      name: this.document.ref,
+      targets: [{ key: `tag:${props.targetTagKey}`, values: [props.targetTagValue] }],
+      parameters: { SecretId: [this.secret.secretArn] },
+      scheduleExpression: props.convergenceSchedule ?? 'rate(30 minutes)',
+      applyOnlyAtCronInterval: false,
+      maxConcurrency,
+      maxErrors: '100%',
+    });
+
+    this.nodePolicy = new iam.ManagedPolicy(this, 'NodePolicy', {
+      description: 'Attach to the fleet nodes\' instance role: read the ticket key set and write command output',
+      statements: [
+        new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [this.secret.secretArn] }),
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt'],
+          resources: [this.key.keyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` } },
+        }),
+        new iam.PolicyStatement({
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+          resources: [this.commandOutput.logGroupArn],
+        }),
+      ],
+    });
+
+    this.saveAuditQueries();
+    new CfnOutput(this, 'SecretArn', { value: this.secret.secretArn, description: 'The key set secret' });
+    new CfnOutput(this, 'NodePolicyArn', { value: this.nodePolicy.managedPolicyArn, description: 'Attach to the nodes\' instance role' });
+    new CfnOutput(this, 'DocumentName', { value: this.document.ref, description: 'SSM document that applies a key set on a node' });
+    new CfnOutput(this, 'RotationLogGroup', { value: this.rotationLogs.logGroupName, description: 'One JSON line per rotation step' });
+  }
+
+  /** Its own role rather than the AWS managed basic execution role: it writes only its own log group. */
+  private rotationRole(): iam.Role {
+    const role = new iam.Role(this, 'RotationRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'TLS ticket key rotation function',
+    });
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [this.rotationLogs.logGroupArn] }));
+    return role;
+  }
+
+  private grantRotation(role: iam.Role, documentArn: string, tagKey: string, tagValue: string): void {
+    // The rotation schedule grants the secret's own actions (Describe, Get, Put,
+    // UpdateSecretVersionStage) and, in the key policy, the key's use through Secrets Manager.
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:SendCommand'], resources: [documentArn] }));
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:SendCommand'],
+        resources: [Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+        conditions: { StringEquals: { [`ssm:resourceTag/${tagKey}`]: tagValue } },
+      }),
+    );
+    // ListCommands and ListCommandInvocations support no resource-level permissions.
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:ListCommands', 'ssm:ListCommandInvocations'], resources: ['*'] }));
+    NagSuppressions.addResourceSuppressions(
+      role,
+      [
+        {
+          id: 'AwsSolutions-IAM5',
+          reason: 'SendCommand on instances is limited by the ssm:resourceTag condition to the fleet\'s tag; ListCommands, ListCommandInvocations and GetRandomPassword (granted by the rotation schedule) have no resource-level permissions',
+          appliesTo: ['Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*', 'Resource::*'],
+        },
+      ],
+      true,
+    );
+  }
+
+  private scheduleFrequentRotation(interval: Duration): void {
+    if (interval.toSeconds() % 60 !== 0) {
+      throw new Error(`rotation interval ${interval.toHumanString()} must be a whole number of minutes`);
+    }
+    new scheduler.Schedule(this, 'FrequentRotation', {
+      description: 'Starts a rotation more often than Secrets Manager\'s own 4-hour minimum allows',
+      schedule: scheduler.ScheduleExpression.rate(interval),
+      target: new schedulerTargets.Universal({
+        service: 'secretsmanager',
+        action: 'rotateSecret',
+        input: scheduler.ScheduleTargetInput.fromObject({ SecretId: this.secret.secretArn }),
+        policyStatements: [new iam.PolicyStatement({ actions: ['secretsmanager:RotateSecret'], resources: [this.secret.secretArn] })],
+      }),
+    });
+  }
+
+  private saveAuditQueries(): void {
+    const prefix = `${Stack.of(this).stackName}/${this.node.id}`;
+    new logs.QueryDefinition(this, 'RotationHistory', {
+      queryDefinitionName: `${prefix}/rotation-history`,
+      logGroups: [this.rotationLogs],
+      queryString: new logs.QueryString({
+        fields: ['@timestamp', 'versionId', 'step', 'outcome', 'generation', 'keyNames', 'nodesUpdated', 'nodesFailed', 'error'],
+        filterStatements: ['message = "rotation step"', 'step in ["createSecret", "setSecret", "finishSecret"] or outcome = "failed"'],
+        sort: '@timestamp desc',
+      }),
+    });
+    new logs.QueryDefinition(this, 'FailedNodes', {
+      queryDefinitionName: `${prefix}/failed-nodes`,
+      logGroups: [this.rotationLogs],
+      queryString: new logs.QueryString({
+        fields: ['@timestamp', 'versionId', 'step', 'generation', 'failedNodes'],
+        filterStatements: ['message = "rotation step"', 'nodesFailed > 0'],
+        sort: '@timestamp desc',
+      }),
+    });
+  }
+}

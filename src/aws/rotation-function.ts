@@ -1,0 +1,177 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { DescribeSecretCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { isKeyLength, type KeySet } from '../core/keyset.js';
+import { PolicyError, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
+import {
+  applyPending,
+  createPending,
+  finishPending,
+  RotationError,
+  testPending,
+  type NodeResult,
+  type RotationContext,
+} from '../core/rotation.js';
+import { AWSCURRENT, AWSPENDING } from '../core/secret-store.js';
+import { SecretsManagerStore } from './secrets-manager-store.js';
+import { SsmFleetCommander } from './ssm-fleet-commander.js';
+
+export const ROTATION_STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const;
+export type RotationStep = (typeof ROTATION_STEPS)[number];
+
+export interface RotationEvent {
+  Step: string;
+  SecretId: string;
+  ClientRequestToken: string;
+  RotationToken?: string;
+}
+
+export interface LambdaContext {
+  getRemainingTimeInMillis(): number;
+}
+
+export interface RotationFunctionSettings {
+  policy: RotationPolicy;
+  documentName: string;
+  tagKey: string;
+  tagValue: string;
+  maxConcurrency: string;
+  maxErrors: string;
+  outputLogGroup: string;
+}
+
+export interface RotationDependencies {
+  secrets: SecretsManagerClient;
+  ssm: SSMClient;
+  logger: Logger;
+  metrics: Metrics;
+  settings: RotationFunctionSettings;
+  pollIntervalMs?: number;
+}
+
+/** Time kept back from the Lambda's limit to log, publish metrics and return. */
+const DEADLINE_MARGIN_MS = 30_000;
+
+function required(environment: Record<string, string | undefined>, name: string): string {
+  const value = environment[name];
+  if (value === undefined || value === '') throw new Error(`environment variable ${name} is not set: deploy the function with the stack's construct`);
+  return value;
+}
+
+/** Reads the function's settings from its environment, refusing a policy that cannot keep tickets valid. */
+export function settingsFromEnvironment(environment: Record<string, string | undefined>): RotationFunctionSettings {
+  const keyLength = Number(required(environment, 'KEY_LENGTH'));
+  if (!isKeyLength(keyLength)) throw new Error(`KEY_LENGTH ${keyLength} is not supported: use 80 or 48`);
+  const policy: RotationPolicy = {
+    keyLength,
+    rotationIntervalSeconds: Number(required(environment, 'ROTATION_INTERVAL_SECONDS')),
+    ticketLifetimeSeconds: Number(required(environment, 'TICKET_LIFETIME_SECONDS')),
+  };
+  previousKeysToKeep(policy);
+  return {
+    policy,
+    documentName: required(environment, 'DOCUMENT_NAME'),
+    tagKey: required(environment, 'TARGET_TAG_KEY'),
+    tagValue: required(environment, 'TARGET_TAG_VALUE'),
+    maxConcurrency: required(environment, 'MAX_CONCURRENCY'),
+    maxErrors: required(environment, 'MAX_ERRORS'),
+    outputLogGroup: required(environment, 'COMMAND_OUTPUT_LOG_GROUP'),
+  };
+}
+
+function isStep(step: string): step is RotationStep {
+  return (ROTATION_STEPS as readonly string[]).includes(step);
+}
+
+function describeNodes(results: NodeResult[]): Record<string, unknown> {
+  const failed = results.filter((result) => !result.ok);
+  return {
+    nodesUpdated: results.length - failed.length,
+    nodesFailed: failed.length,
+    nodes: results.map(({ node, ok, generation, action, error }) => ({ node, ok, generation, action, error })),
+    ...(failed.length > 0 ? { failedNodes: failed.map((result) => `${result.node}: ${result.error ?? 'failed'}`).join('; ') } : {}),
+  };
+}
+
+function describeKeySet(keySet: KeySet | undefined): Record<string, unknown> {
+  return keySet === undefined ? {} : { generation: keySet.generation, keyNames: keySet.keys.map((key) => key.name).join(',') };
+}
+
+/**
+ * One step of the Secrets Manager rotation protocol, on the core rotation steps with the
+ * secret in Secrets Manager and the fleet reached through SSM Run Command. Every step is
+ * repeatable: Secrets Manager retries a failed rotation with the same token.
+ */
+export async function runRotationStep(event: RotationEvent, context: LambdaContext, deps: RotationDependencies): Promise<void> {
+  const started = Date.now();
+  const { logger, metrics, settings } = deps;
+  const { Step: step, SecretId: secretId, ClientRequestToken: token } = event;
+  const store = new SecretsManagerStore(deps.secrets, secretId);
+  const rotation: RotationContext = {
+    store,
+    policy: settings.policy,
+    commander: new SsmFleetCommander(deps.ssm, {
+      documentName: settings.documentName,
+      secretArn: secretId,
+      tagKey: settings.tagKey,
+      tagValue: settings.tagValue,
+      maxConcurrency: settings.maxConcurrency,
+      maxErrors: settings.maxErrors,
+      outputLogGroup: settings.outputLogGroup,
+      deadline: () => started + context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS,
+      ...(deps.pollIntervalMs !== undefined ? { pollIntervalMs: deps.pollIntervalMs } : {}),
+    }),
+  };
+  let details: Record<string, unknown> = {};
+  let outcome: 'succeeded' | 'failed' | 'skipped' = 'succeeded';
+  try {
+    if (!isStep(step)) throw new RotationError(`unknown rotation step "${step}": expected one of ${ROTATION_STEPS.join(', ')}`);
+    const secret = await deps.secrets.send(new DescribeSecretCommand({ SecretId: secretId }));
+    if (secret.RotationEnabled !== true) throw new RotationError(`secret ${secretId} does not have rotation enabled: rotate it through its rotation configuration`);
+    const stages = secret.VersionIdsToStages?.[token];
+    if (stages === undefined) throw new RotationError(`version ${token} of ${secretId} has no stage for rotation: start rotations with RotateSecret`);
+    if (stages.includes(AWSCURRENT)) {
+      outcome = 'skipped';
+      details = { reason: `version ${token} is already AWSCURRENT` };
+      return;
+    }
+    if (!stages.includes(AWSPENDING)) throw new RotationError(`version ${token} of ${secretId} is not AWSPENDING: start rotations with RotateSecret`);
+    switch (step) {
+      case 'createSecret':
+        details = describeKeySet(await createPending(rotation, token));
+        break;
+      case 'setSecret':
+        details = describeNodes(await applyPending(rotation, token));
+        metrics.addMetric('NodesUpdated', MetricUnit.Count, Number(details.nodesUpdated));
+        break;
+      case 'testSecret': {
+        const statuses = await testPending(rotation, token);
+        details = describeNodes(statuses.map((status) => ({ ...status, ok: true })));
+        break;
+      }
+      case 'finishSecret':
+        await finishPending(rotation, token);
+        metrics.addMetric('RotationsSucceeded', MetricUnit.Count, 1);
+        break;
+    }
+  } catch (error) {
+    outcome = 'failed';
+    if (error instanceof RotationError && error.results.length > 0) {
+      details = describeNodes(error.results);
+      metrics.addMetric('NodesUpdated', MetricUnit.Count, Number(details.nodesUpdated));
+      metrics.addMetric('NodesFailed', MetricUnit.Count, Number(details.nodesFailed));
+    }
+    details.error = error instanceof Error ? error.message : String(error);
+    metrics.addMetric('RotationsFailed', MetricUnit.Count, 1);
+    if (error instanceof RotationError || error instanceof PolicyError) throw new Error(`${step} failed: ${error.message}`);
+    throw error;
+  } finally {
+    const durationMs = Date.now() - started;
+    logger.info('rotation step', { step, secret: secretId, versionId: token, outcome, durationMs, ...details });
+    const stepMetric = metrics.singleMetric();
+    stepMetric.addDimension('Step', step);
+    stepMetric.addMetric('StepDuration', MetricUnit.Milliseconds, durationMs);
+    metrics.publishStoredMetrics();
+  }
+}

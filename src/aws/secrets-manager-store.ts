@@ -1,0 +1,63 @@
+import {
+  DescribeSecretCommand,
+  GetSecretValueCommand,
+  PutSecretValueCommand,
+  ResourceNotFoundException,
+  UpdateSecretVersionStageCommand,
+  type SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
+import { AWSCURRENT, type SecretStore, type SecretVersion, type VersionReference } from '../core/secret-store.js';
+
+/** The key set secret in Secrets Manager, behind the same interface as the local store. */
+export class SecretsManagerStore implements SecretStore {
+  constructor(
+    private readonly client: SecretsManagerClient,
+    private readonly secretId: string,
+  ) {}
+
+  async getVersion(reference: VersionReference): Promise<SecretVersion | undefined> {
+    try {
+      const response = await this.client.send(
+        new GetSecretValueCommand({
+          SecretId: this.secretId,
+          ...('versionId' in reference ? { VersionId: reference.versionId } : { VersionStage: reference.stage }),
+        }),
+      );
+      if (response.VersionId === undefined || response.SecretString === undefined) return undefined;
+      return { versionId: response.VersionId, value: response.SecretString, stages: response.VersionStages ?? [] };
+    } catch (error) {
+      // A version that rotation has labelled but not yet given a value is "not found" too.
+      if (error instanceof ResourceNotFoundException) return undefined;
+      throw error;
+    }
+  }
+
+  async versionStages(): Promise<Record<string, string[]>> {
+    const response = await this.client.send(new DescribeSecretCommand({ SecretId: this.secretId }));
+    return Object.fromEntries(Object.entries(response.VersionIdsToStages ?? {}).filter(([, stages]) => stages.length > 0));
+  }
+
+  async putVersion(versionId: string, value: string, stages: string[]): Promise<void> {
+    await this.client.send(
+      new PutSecretValueCommand({ SecretId: this.secretId, ClientRequestToken: versionId, SecretString: value, VersionStages: stages }),
+    );
+  }
+
+  async moveStage(stage: string, versionId: string): Promise<void> {
+    const holder = Object.entries(await this.versionStages()).find(([, stages]) => stages.includes(stage))?.[0];
+    if (holder === versionId) return;
+    await this.client.send(
+      new UpdateSecretVersionStageCommand({
+        SecretId: this.secretId,
+        VersionStage: stage,
+        MoveToVersionId: versionId,
+        ...(holder !== undefined ? { RemoveFromVersionId: holder } : {}),
+      }),
+    );
+  }
+
+  async removeStage(stage: string, versionId: string): Promise<void> {
+    if (stage === AWSCURRENT) throw new Error('AWSCURRENT can only be moved, never removed');
+    await this.client.send(new UpdateSecretVersionStageCommand({ SecretId: this.secretId, VersionStage: stage, RemoveFromVersionId: versionId }));
+  }
+}

@@ -1,0 +1,178 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, Aspects, Duration } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { EMPTY_KEY_SET_PLACEHOLDER } from '../src/core/keyset.js';
+import { propsFromContext } from '../lib/settings.js';
+import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
+import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
+import { SECRET_ARN_PATTERN } from '../lib/node-applier-document.js';
+
+const FLEET = { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' };
+
+function synth(props: Partial<TicketKeyRotationProps> = {}, nag = false): { app: App; stack: TicketKeyRotationStack; template: Template } {
+  const app = new App();
+  const stack = new TicketKeyRotationStack(app, 'TicketKeyRotation', { rotation: { ...FLEET, ...props } });
+  if (nag) Aspects.of(app).add(new AwsSolutionsChecks({ verbose: true }));
+  const template = Template.fromStack(stack);
+  return { app, stack, template };
+}
+
+function only(template: Template, type: string): Record<string, unknown> {
+  const resources = Object.values(template.findResources(type));
+  expect(resources, type).toHaveLength(1);
+  return (resources[0] as { Properties: Record<string, unknown> }).Properties;
+}
+
+describe('the CDK stack', () => {
+  let template: Template;
+  let json: string;
+  beforeAll(() => {
+    template = synth().template;
+    json = JSON.stringify(template.toJSON());
+  });
+
+  it('encrypts the secret with its own KMS key, rotation enabled, and starts it empty of keys', () => {
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      KmsKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TicketKeysKey'), 'Arn'] },
+      SecretString: EMPTY_KEY_SET_PLACEHOLDER,
+    });
+    expect(json).not.toMatch(/"material"/);
+    expect(json).not.toMatch(/GenerateSecretString/);
+  });
+
+  it('rotates with its function on Secrets Manager\'s schedule, immediately at deploy too', () => {
+    template.hasResourceProperties('AWS::SecretsManager::RotationSchedule', {
+      RotationLambdaARN: { 'Fn::GetAtt': [Match.stringLikeRegexp('RotationFunction'), 'Arn'] },
+      RotationRules: { ScheduleExpression: 'rate(12 hours)' },
+      RotateImmediatelyOnUpdate: true,
+    });
+    template.resourceCountIs('AWS::Scheduler::Schedule', 0);
+  });
+
+  it('schedules RotateSecret with EventBridge Scheduler when the interval is under 4 hours', () => {
+    const frequent = synth({ rotationInterval: Duration.minutes(90), ticketLifetime: Duration.hours(3) }).template;
+    const schedule = only(frequent, 'AWS::Scheduler::Schedule');
+    expect(schedule.ScheduleExpression).toBe('rate(90 minutes)');
+    expect(JSON.stringify((schedule.Target as { Arn: unknown }).Arn)).toContain(':aws-sdk:secretsmanager:rotateSecret');
+    expect(JSON.stringify((schedule.Target as { Input: unknown }).Input)).toContain('SecretId');
+    const rotation = only(frequent, 'AWS::SecretsManager::RotationSchedule');
+    expect(rotation.RotationRules).toBeUndefined();
+    expect(JSON.stringify(frequent.findResources('AWS::IAM::Policy'))).toMatch(/secretsmanager:RotateSecret/);
+  });
+
+  it('runs the rotation function on Node 24, arm64, with the whole Lambda limit, and no secrets in its environment', () => {
+    const fn = only(template, 'AWS::Lambda::Function');
+    expect(fn).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Timeout: 900, Handler: 'index.handler' });
+    const environment = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(Object.keys(environment).sort()).toEqual(
+      ['COMMAND_OUTPUT_LOG_GROUP', 'DOCUMENT_NAME', 'KEY_LENGTH', 'MAX_CONCURRENCY', 'MAX_ERRORS', 'POWERTOOLS_SERVICE_NAME', 'ROTATION_INTERVAL_SECONDS', 'TARGET_TAG_KEY', 'TARGET_TAG_VALUE', 'TICKET_LIFETIME_SECONDS'].sort(),
+    );
+    expect(environment).toMatchObject({ KEY_LENGTH: '80', ROTATION_INTERVAL_SECONDS: '43200', TARGET_TAG_KEY: 'TicketKeyFleet', TARGET_TAG_VALUE: 'edge', MAX_CONCURRENCY: '50', MAX_ERRORS: '0' });
+  });
+
+  it('gives the rotation function only this secret, this document and the tagged instances', () => {
+    const statements = (only(template, 'AWS::IAM::Policy').PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown; Condition?: unknown }[] }).Statement;
+    const sendCommand = statements.filter((statement) => [statement.Action].flat().includes('ssm:SendCommand'));
+    expect(sendCommand).toHaveLength(2);
+    expect(JSON.stringify(sendCommand)).toMatch(/document/);
+    expect(sendCommand.some((statement) => JSON.stringify(statement.Condition) === JSON.stringify({ StringEquals: { 'ssm:resourceTag/TicketKeyFleet': 'edge' } }))).toBe(true);
+    const secretActions = statements.filter((s) => [s.Action].flat().some((action) => action.startsWith('secretsmanager:') && action !== 'secretsmanager:GetRandomPassword'));
+    expect(secretActions.length).toBeGreaterThan(0);
+    for (const statement of secretActions) {
+      expect(statement.Resource).toEqual({ Ref: expect.stringMatching(/^TicketKeysKeySet/) });
+    }
+    const wildcard = statements.filter((statement) => statement.Resource === '*');
+    expect(wildcard.map((statement) => statement.Action)).toEqual([['ssm:ListCommands', 'ssm:ListCommandInvocations'], 'secretsmanager:GetRandomPassword']);
+    expect(JSON.stringify(statements)).not.toMatch(/secretsmanager:UpdateSecret"|secretsmanager:\*|kms:\*/);
+  });
+
+  it('builds the SSM document from the applier script, with constrained parameters', () => {
+    const content = only(template, 'AWS::SSM::Document').Content as {
+      parameters: Record<string, { allowedPattern?: string; allowedValues?: string[] }>;
+      mainSteps: { inputs: { runCommand: string[] } }[];
+    };
+    expect(content.parameters.SecretId?.allowedPattern).toBe(SECRET_ARN_PATTERN);
+    expect(content.parameters.Action?.allowedValues).toEqual(['apply', 'status']);
+    const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
+    expect(command).toContain(readFileSync(join(import.meta.dirname, '..', 'applier', 'apply-ticket-keys.sh'), 'utf8').trimEnd());
+    expect(command).toMatch(/aws secretsmanager get-secret-value .*--query SecretString/);
+    expect(command).toContain("'--reload-cmd' 'systemctl reload nginx'");
+  });
+
+  it('keeps late and new nodes converged with an association on the same tag', () => {
+    template.hasResourceProperties('AWS::SSM::Association', {
+      Targets: [{ Key: 'tag:TicketKeyFleet', Values: ['edge'] }],
+      Parameters: { SecretId: [{ Ref: Match.anyValue() }] },
+      ScheduleExpression: 'rate(30 minutes)',
+      ApplyOnlyAtCronInterval: false,
+    });
+  });
+
+  it('sends command output and the function\'s logs to log groups with retention, and saves audit queries', () => {
+    const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
+    expect(groups).toHaveLength(2);
+    for (const group of groups) expect((group as { Properties: { RetentionInDays: number } }).Properties.RetentionInDays).toBe(365);
+    const queries = Object.values(template.findResources('AWS::Logs::QueryDefinition')).map((query) => (query as { Properties: { Name: string; QueryString: string } }).Properties);
+    expect(queries.map((query) => query.Name)).toEqual(['TicketKeyRotation/TicketKeys/rotation-history', 'TicketKeyRotation/TicketKeys/failed-nodes']);
+    expect(queries[0]!.QueryString).toMatch(/generation.*keyNames.*nodesUpdated/);
+    expect(queries[1]!.QueryString).toMatch(/failedNodes/);
+  });
+
+  it('offers the nodes a managed policy: this secret only, its key only through Secrets Manager, and output logs', () => {
+    const statements = (only(template, 'AWS::IAM::ManagedPolicy').PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown; Condition?: unknown }[] }).Statement;
+    expect(statements.map((statement) => statement.Action)).toEqual([
+      'secretsmanager:GetSecretValue',
+      'kms:Decrypt',
+      ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+    ]);
+    expect(JSON.stringify(statements[1]!.Condition)).toMatch(/kms:ViaService/);
+    template.hasOutput('*', { Value: { Ref: Match.stringLikeRegexp('NodePolicy') } });
+  });
+
+  it('fails synth for an impossible interval and lifetime, saying what to change', () => {
+    expect(() => synth({ rotationInterval: Duration.hours(1), ticketLifetime: Duration.days(8) })).toThrow(/longer than TLS allows/);
+    expect(() => synth({ rotationInterval: Duration.minutes(1), ticketLifetime: Duration.days(7) })).toThrow(
+      /rotation interval too short for client session lifetime.*Rotate no more often than every/,
+    );
+  });
+
+  it('reads every setting from context and names the one that is wrong', () => {
+    const props = propsFromContext((key) => ({ targetTagKey: 'k', targetTagValue: 'v', rotationInterval: '6h', ticketLifetime: '18h', keyLength: '48', maxErrors: '10%' })[key as string]);
+    expect(props).toMatchObject({ targetTagKey: 'k', keyLength: 48, maxErrors: '10%' });
+    expect(props.rotationInterval?.toHours()).toBe(6);
+    expect(() => propsFromContext(() => undefined)).toThrow(/context setting targetTagKey is required: set it in cdk.json or pass -c targetTagKey=VALUE/);
+    expect(() => propsFromContext((key) => ({ targetTagKey: 'k', targetTagValue: 'v', keyLength: '64' })[key as string])).toThrow(/keyLength="64" is not supported/);
+    expect(() => propsFromContext((key) => ({ targetTagKey: 'k', targetTagValue: 'v', maxErrors: 'lots' })[key as string])).toThrow(/maxErrors="lots" must be a count/);
+  });
+
+  it('passes cdk-nag\'s AwsSolutions checks with every suppression justified', () => {
+    const { stack } = synth({}, true);
+    const findings = [...Annotations.fromStack(stack).findError('*', Match.stringLikeRegexp('AwsSolutions-.*')), ...Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('AwsSolutions-.*'))];
+    expect(findings.map((finding) => `${finding.id}: ${String(finding.entry.data).split('\n')[0]}`)).toEqual([]);
+  });
+
+  it('synthesizes with `cdk synth`\'s app command and cdk.json\'s context, with no AWS credentials and no Docker', () => {
+    const out = mkdtempSync(join(tmpdir(), 'cdk-out-'));
+    try {
+      // A docker that always fails: bundling must not need it.
+      writeFileSync(join(out, 'docker'), '#!/bin/sh\necho "docker must not be used" >&2\nexit 1\n', { mode: 0o755 });
+      const environment = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('AWS_')));
+      const cdkJson = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
+      execFileSync(process.execPath, [join(import.meta.dirname, '..', 'dist', 'bin', 'app.js')], {
+        env: { ...environment, CDK_OUTDIR: out, CDK_CONTEXT_JSON: JSON.stringify(cdkJson.context), PATH: `${out}:${process.env.PATH}` },
+        stdio: 'pipe',
+      });
+      const synthesized = readFileSync(join(out, 'TicketKeyRotation.template.json'), 'utf8');
+      expect(synthesized).toContain('AWS::SSM::Document');
+      expect(synthesized).toContain('"TicketKeyFleet"');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
