@@ -1,0 +1,161 @@
+import { randomUUID } from 'node:crypto';
+import {
+  DescribeSecretCommand,
+  GetSecretValueCommand,
+  PutSecretValueCommand,
+  ResourceExistsException,
+  ResourceNotFoundException,
+  SecretsManagerClient,
+  UpdateSecretVersionStageCommand,
+} from '@aws-sdk/client-secrets-manager';
+import { ListCommandInvocationsCommand, ListCommandsCommand, SendCommandCommand, SSMClient, type CommandInvocation } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { parseKeySet } from '../src/core/keyset.js';
+
+/** Secrets Manager's versions and stages, as the rotation protocol sees them. */
+export class FakeSecret {
+  readonly arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
+  values = new Map<string, string>();
+  stages = new Map<string, string[]>();
+  puts = 0;
+
+  constructor(initial: string) {
+    const id = randomUUID();
+    this.values.set(id, initial);
+    this.stages.set(id, ['AWSCURRENT']);
+  }
+
+  /** What RotateSecret does before it calls the function: a new token labelled AWSPENDING, no value yet. */
+  startRotation(): string {
+    const token = randomUUID();
+    this.label('AWSPENDING', token);
+    return token;
+  }
+
+  label(stage: string, versionId: string): void {
+    for (const [id, list] of this.stages) this.stages.set(id, list.filter((name) => name !== stage));
+    this.stages.set(versionId, [...(this.stages.get(versionId) ?? []), stage]);
+  }
+
+  holder(stage: string): string | undefined {
+    return [...this.stages].find(([, list]) => list.includes(stage))?.[0];
+  }
+
+  describe(): { ARN: string; RotationEnabled: boolean; VersionIdsToStages: Record<string, string[]> } {
+    return { ARN: this.arn, RotationEnabled: true, VersionIdsToStages: Object.fromEntries([...this.stages].filter(([, list]) => list.length > 0)) };
+  }
+
+  get(input: { VersionId?: string; VersionStage?: string }): { ARN: string; VersionId: string; SecretString: string; VersionStages: string[] } {
+    const id = input.VersionId ?? this.holder(input.VersionStage ?? 'AWSCURRENT');
+    const value = id === undefined ? undefined : this.values.get(id);
+    if (id === undefined || value === undefined || (input.VersionStage && !this.stages.get(id)?.includes(input.VersionStage))) {
+      throw new ResourceNotFoundException({ message: "Secrets Manager can't find the specified secret value", $metadata: {} });
+    }
+    return { ARN: this.arn, VersionId: id, SecretString: value, VersionStages: this.stages.get(id) ?? [] };
+  }
+
+  put(input: { ClientRequestToken?: string; SecretString?: string; VersionStages?: string[] }): { ARN: string; VersionId: string } {
+    const id = input.ClientRequestToken as string;
+    const existing = this.values.get(id);
+    if (existing !== undefined && existing !== input.SecretString) {
+      throw new ResourceExistsException({ message: 'You can’t modify an existing version, you can only create new versions.', $metadata: {} });
+    }
+    this.puts += 1;
+    this.values.set(id, input.SecretString as string);
+    for (const stage of input.VersionStages ?? ['AWSCURRENT']) this.label(stage, id);
+    return { ARN: this.arn, VersionId: id };
+  }
+
+  update(input: { VersionStage?: string; MoveToVersionId?: string; RemoveFromVersionId?: string }): { ARN: string } {
+    const stage = input.VersionStage as string;
+    if (input.RemoveFromVersionId !== undefined && this.holder(stage) !== input.RemoveFromVersionId) {
+      throw new Error(`InvalidParameterException: ${stage} is not on ${input.RemoveFromVersionId}`);
+    }
+    if (input.MoveToVersionId !== undefined) {
+      const previous = this.holder(stage);
+      this.label(stage, input.MoveToVersionId);
+      if (stage === 'AWSCURRENT' && previous !== undefined && previous !== input.MoveToVersionId) this.label('AWSPREVIOUS', previous);
+    } else if (input.RemoveFromVersionId !== undefined) {
+      this.stages.set(input.RemoveFromVersionId, (this.stages.get(input.RemoveFromVersionId) ?? []).filter((name) => name !== stage));
+    }
+    return { ARN: this.arn };
+  }
+
+  currentGeneration(): number {
+    return parseKeySet(this.get({ VersionStage: 'AWSCURRENT' }).SecretString).generation;
+  }
+}
+
+export interface FakeNode {
+  instanceId: string;
+  generation?: number;
+  keys: string[];
+  /** When set, the applier on this node fails with this message. */
+  failWith?: string;
+}
+
+/** A tagged fleet answering SSM Run Command the way the document's applier would. */
+export class FakeFleet {
+  commands: { action: string; versionId: string; parameters: Record<string, string[]> }[] = [];
+  private results = new Map<string, CommandInvocation[]>();
+
+  constructor(
+    private readonly secret: FakeSecret,
+    readonly nodes: FakeNode[],
+  ) {}
+
+  send(parameters: Record<string, string[]>): string {
+    const action = parameters.Action?.[0] ?? 'apply';
+    const versionId = parameters.VersionId?.[0] ?? '';
+    this.commands.push({ action, versionId, parameters });
+    const commandId = randomUUID();
+    this.results.set(
+      commandId,
+      this.nodes.map((node): CommandInvocation => {
+        let summary: Record<string, unknown>;
+        let status: 'Success' | 'Failed' = 'Success';
+        if (action === 'status') {
+          summary = { action: node.generation === undefined ? 'none' : 'active', exitCode: 0, keys: node.keys, ...(node.generation ? { generation: node.generation } : {}) };
+        } else if (node.failWith !== undefined) {
+          status = 'Failed';
+          summary = { action: 'restored', exitCode: 5, keys: [], error: node.failWith };
+        } else {
+          const set = parseKeySet(this.secret.get(versionId ? { VersionId: versionId } : { VersionStage: 'AWSCURRENT' }).SecretString);
+          const keys = set.keys.map((key) => key.name);
+          const unchanged = node.generation === set.generation;
+          node.generation = set.generation;
+          node.keys = keys;
+          summary = { action: unchanged ? 'unchanged' : 'applied', exitCode: 0, generation: set.generation, keys };
+        }
+        return {
+          CommandId: commandId,
+          InstanceId: node.instanceId,
+          Status: status,
+          StatusDetails: status,
+          CommandPlugins: [{ Name: 'applyTicketKeys', Output: `${JSON.stringify(summary)}\n${status === 'Failed' ? `\n----------ERROR-------\napply-ticket-keys: ${node.failWith}\nfailed to run commands: exit status 5` : ''}` }],
+        };
+      }),
+    );
+    return commandId;
+  }
+
+  invocations(commandId: string): CommandInvocation[] {
+    return this.results.get(commandId) ?? [];
+  }
+}
+
+/** Wires the fakes behind aws-sdk-client-mock for every client instance. */
+export function mockAws(secret: FakeSecret, fleet: FakeFleet): { secrets: ReturnType<typeof mockClient>; ssm: ReturnType<typeof mockClient> } {
+  const secrets = mockClient(SecretsManagerClient);
+  secrets.on(DescribeSecretCommand).callsFake(() => secret.describe());
+  secrets.on(GetSecretValueCommand).callsFake((input) => secret.get(input));
+  secrets.on(PutSecretValueCommand).callsFake((input) => secret.put(input));
+  secrets.on(UpdateSecretVersionStageCommand).callsFake((input) => secret.update(input));
+  const ssm = mockClient(SSMClient);
+  ssm.on(SendCommandCommand).callsFake((input) => ({ Command: { CommandId: fleet.send(input.Parameters ?? {}) } }));
+  ssm.on(ListCommandsCommand).callsFake((input) => ({
+    Commands: [{ CommandId: input.CommandId, Status: 'Success', TargetCount: fleet.nodes.length, CompletedCount: fleet.nodes.length }],
+  }));
+  ssm.on(ListCommandInvocationsCommand).callsFake((input) => ({ CommandInvocations: fleet.invocations(input.CommandId as string) }));
+  return { secrets, ssm };
+}

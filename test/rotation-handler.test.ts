@@ -1,0 +1,230 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { AWS_CLIENT_CONFIG } from '../src/aws/clients.js';
+import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
+import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
+import { FakeFleet, FakeSecret, mockAws } from './aws-fakes.js';
+import { expectNoMaterial } from './helpers.js';
+
+const ENVIRONMENT = {
+  KEY_LENGTH: '80',
+  ROTATION_INTERVAL_SECONDS: '43200',
+  TICKET_LIFETIME_SECONDS: '86400',
+  DOCUMENT_NAME: 'TicketKeys-NodeApplier',
+  TARGET_TAG_KEY: 'TicketKeyFleet',
+  TARGET_TAG_VALUE: 'edge',
+  MAX_CONCURRENCY: '50',
+  MAX_ERRORS: '0',
+  COMMAND_OUTPUT_LOG_GROUP: 'ticket-keys-output',
+  AWS_REGION: 'eu-west-1',
+};
+const STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const;
+const context = { getRemainingTimeInMillis: () => 900_000 };
+
+type Handler = (event: RotationEvent, context: { getRemainingTimeInMillis(): number }) => Promise<void>;
+
+describe('the rotation function handler (AWS mocked)', () => {
+  let handler: Handler;
+  let secret: FakeSecret;
+  let fleet: FakeFleet;
+  let mocks: ReturnType<typeof mockAws>;
+  let output: string[];
+  const everything: string[] = [];
+  const allSets: KeySet[] = [];
+
+  beforeAll(async () => {
+    Object.assign(process.env, ENVIRONMENT);
+    ({ handler } = await import('../lambda/rotation.js'));
+  });
+  beforeEach(() => {
+    secret = new FakeSecret(EMPTY_KEY_SET_PLACEHOLDER);
+    fleet = new FakeFleet(secret, ['i-0aaa', 'i-0bbb', 'i-0ccc'].map((instanceId) => ({ instanceId, keys: [] })));
+    mocks = mockAws(secret, fleet);
+    output = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      output.push(String(chunk));
+      return true;
+    });
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    mocks.secrets.restore();
+    mocks.ssm.restore();
+    everything.push(...output);
+    for (const value of secret.values.values()) {
+      try {
+        allSets.push(parseKeySet(value));
+      } catch {
+        // the placeholder or a deliberately malformed value
+      }
+    }
+  });
+
+  const step = (Step: string, token: string) => handler({ Step, SecretId: secret.arn, ClientRequestToken: token }, context);
+  const rotate = async (token = secret.startRotation()): Promise<string> => {
+    for (const name of STEPS) await step(name, token);
+    return token;
+  };
+  const stepLogs = () =>
+    output
+      .flatMap((chunk) => chunk.split('\n'))
+      .filter((line) => line.includes('"rotation step"'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const metricNames = () => output.filter((chunk) => chunk.includes('"_aws"')).flatMap((chunk) => Object.keys(JSON.parse(chunk)));
+  const failure = async (promise: Promise<unknown>): Promise<string> => {
+    const error = await promise.then(
+      () => undefined,
+      (caught: Error) => caught,
+    );
+    expect(error, 'the step should have failed').toBeInstanceOf(Error);
+    everything.push((error as Error).message);
+    return (error as Error).message;
+  };
+
+  it('rotates from the empty secret to generation 1 on every node, then to 2; one JSON log line per step', async () => {
+    const first = await rotate();
+    expect(secret.currentGeneration()).toBe(1);
+    expect(fleet.nodes.map((node) => node.generation)).toEqual([1, 1, 1]);
+    const second = await rotate();
+    expect(secret.currentGeneration()).toBe(2);
+    expect(secret.holder('AWSPREVIOUS')).toBe(first);
+    expect(secret.holder('AWSCURRENT')).toBe(second);
+    expect(secret.holder('AWSPENDING')).toBeUndefined();
+    const logs = stepLogs();
+    expect(logs.map((log) => log.step)).toEqual([...STEPS, ...STEPS]);
+    for (const log of logs) expect(log).toMatchObject({ secret: secret.arn, outcome: 'succeeded', durationMs: expect.any(Number) });
+    const current = parseKeySet(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString);
+    expect(logs[4]).toMatchObject({ step: 'createSecret', generation: 2, keyNames: current.keys.map((key) => key.name).join(',') });
+    expect(logs[5]).toMatchObject({ step: 'setSecret', nodesUpdated: 3, nodesFailed: 0 });
+    expect(metricNames()).toEqual(expect.arrayContaining(['RotationsSucceeded', 'NodesUpdated', 'StepDuration']));
+    const sent = mocks.ssm.commandCalls(SendCommandCommand).map((call) => call.args[0].input);
+    expect(sent[0]).toMatchObject({
+      DocumentName: 'TicketKeys-NodeApplier',
+      Targets: [{ Key: 'tag:TicketKeyFleet', Values: ['edge'] }],
+      MaxConcurrency: '50',
+      MaxErrors: '0',
+      CloudWatchOutputConfig: { CloudWatchLogGroupName: 'ticket-keys-output', CloudWatchOutputEnabled: true },
+    });
+    for (const input of sent) expect(Object.keys(input.Parameters ?? {}).sort()).toEqual(['Action', 'SecretId', 'VersionId']);
+    expectNoMaterial(JSON.stringify(sent), [parseKeySet(secret.values.get(first) as string), current]);
+  });
+
+  it('repeats every step harmlessly: no second version, no second reload, finish skips', async () => {
+    const token = secret.startRotation();
+    for (const name of STEPS) {
+      await step(name, token);
+      await step(name, token);
+    }
+    expect(secret.puts).toBe(1);
+    expect(secret.currentGeneration()).toBe(1);
+    const applies = fleet.commands.filter((command) => command.action === 'apply');
+    expect(applies).toHaveLength(2);
+    expect(stepLogs().at(-1)).toMatchObject({ step: 'finishSecret', outcome: 'skipped' });
+  });
+
+  it('a node failing in SSM fails setSecret naming it and why; nothing is promoted; a retry with the same token finishes', async () => {
+    await rotate();
+    fleet.nodes[1]!.failWith = "config test 'nginx -t -q' failed: unknown directive";
+    const token = secret.startRotation();
+    await step('createSecret', token);
+    const message = await failure(step('setSecret', token));
+    expect(message).toMatch(/^setSecret failed: generation 2 did not reach every node: i-0bbb: config test 'nginx -t -q' failed: unknown directive$/);
+    expect(secret.currentGeneration()).toBe(1);
+    const log = stepLogs().at(-1);
+    expect(log).toMatchObject({ step: 'setSecret', outcome: 'failed', nodesFailed: 1, nodesUpdated: 2, failedNodes: expect.stringContaining('i-0bbb') });
+    expect(metricNames()).toEqual(expect.arrayContaining(['RotationsFailed', 'NodesFailed']));
+    // Secrets Manager retries the rotation with the same token: the pending set is reused.
+    delete fleet.nodes[1]!.failWith;
+    const putsBefore = secret.puts;
+    for (const name of STEPS) await step(name, token);
+    expect(secret.puts).toBe(putsBefore);
+    expect(secret.currentGeneration()).toBe(2);
+  });
+
+  it('refuses to rotate from a malformed AWSCURRENT, writing nothing', async () => {
+    secret = new FakeSecret('{"format":"tls-ticket-keyset","version":1,"generation":"seven"}');
+    mocks.secrets.restore();
+    mocks.ssm.restore();
+    mocks = mockAws(secret, fleet);
+    const message = await failure(step('createSecret', secret.startRotation()));
+    expect(message).toMatch(/createSecret failed: the AWSCURRENT key set \(version .*\) is malformed, so no rotation was started and nothing was written: key set generation "seven" is not a positive integer/);
+    expect(secret.puts).toBe(0);
+    expect(fleet.commands).toHaveLength(0);
+  });
+
+  it('the gate refuses to publish g+1 while a node is below g', async () => {
+    await rotate();
+    await rotate();
+    fleet.nodes[2]!.generation = 1;
+    const token = secret.startRotation();
+    await step('createSecret', token);
+    const message = await failure(step('setSecret', token));
+    expect(message).toMatch(/gate closed: i-0ccc \(generation 1\) below the current generation 2/);
+    expect(fleet.commands.filter((command) => command.versionId === token)).toHaveLength(0);
+  });
+
+  it('refuses steps that are not part of a rotation, with a clear message', async () => {
+    await rotate();
+    expect(await failure(step('rotateEverything', secret.startRotation()))).toMatch(/unknown rotation step "rotateEverything"/);
+    expect(await failure(step('setSecret', '00000000-0000-4000-8000-000000000000'))).toMatch(/has no stage for rotation/);
+  });
+
+  it('leaves no key material in any log line or error message', () => {
+    expect(allSets.length).toBeGreaterThan(3);
+    expectNoMaterial(everything.join('\n'), allSets);
+  });
+});
+
+describe('throttling', () => {
+  it('is retried by the clients the handler builds', async () => {
+    const secret = new FakeSecret(EMPTY_KEY_SET_PLACEHOLDER);
+    const token = secret.startRotation();
+    let requests = 0;
+    const fake: Record<string, (input: never) => unknown> = {
+      'secretsmanager.DescribeSecret': () => secret.describe(),
+      'secretsmanager.GetSecretValue': (input) => secret.get(input),
+      'secretsmanager.PutSecretValue': (input) => secret.put(input),
+    };
+    const client = new SecretsManagerClient({
+      ...AWS_CLIENT_CONFIG,
+      region: 'eu-west-1',
+      credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-secret' },
+      requestHandler: {
+        handle: async (request: { headers: Record<string, string>; body: string }) => {
+          requests += 1;
+          const respond = (statusCode: number, body: unknown) => ({
+            response: { statusCode, headers: { 'content-type': 'application/x-amz-json-1.1' }, body: new TextEncoder().encode(JSON.stringify(body)) },
+          });
+          if (requests % 2 === 1) return respond(400, { __type: 'ThrottlingException', message: 'Rate exceeded' });
+          try {
+            return respond(200, fake[request.headers['x-amz-target'] as string]!(JSON.parse(request.body) as never));
+          } catch (error) {
+            return respond(400, { __type: (error as Error).name, message: (error as Error).message });
+          }
+        },
+      },
+    });
+    const settings = settingsFromEnvironment(ENVIRONMENT);
+    const logger = new Logger({ serviceName: 'test', logLevel: 'SILENT' });
+    const metrics = new Metrics({ namespace: 'Test', serviceName: 'test' });
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      await runRotationStep({ Step: 'createSecret', SecretId: secret.arn, ClientRequestToken: token }, context, {
+        secrets: client,
+        ssm: new SSMClient({}),
+        logger,
+        metrics,
+        settings,
+      });
+    } finally {
+      vi.restoreAllMocks();
+    }
+    expect(parseKeySet(secret.get({ VersionId: token }).SecretString).generation).toBe(1);
+    // Every call was throttled once before it went through.
+    expect(requests % 2).toBe(0);
+    expect(requests).toBeGreaterThanOrEqual(6);
+  });
+});
