@@ -62,6 +62,8 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
   });
   return `#!/bin/bash
 # Applies a TLS ticket key set version on this node. Generated from applier/apply-ticket-keys.sh.
+# The agent may start this file with sh: carry on in bash.
+if [ -z "\${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 secret_id='{{ SecretId }}'
 version_id='{{ VersionId }}'
