@@ -106,6 +106,7 @@ describe('the rotation function handler (AWS mocked)', () => {
       Targets: [{ Key: 'tag:TicketKeyFleet', Values: ['edge'] }],
       MaxConcurrency: '50',
       MaxErrors: '0',
+      TimeoutSeconds: 600,
       CloudWatchOutputConfig: { CloudWatchLogGroupName: 'ticket-keys-output', CloudWatchOutputEnabled: true },
     });
     for (const input of sent) expect(Object.keys(input.Parameters ?? {}).sort()).toEqual(['Action', 'SecretId', 'VersionId']);

@@ -31,6 +31,7 @@ interface ApplierSummary {
   error?: string;
 }
 
+const DELIVERY_TIMEOUT_SECONDS = 600;
 const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'Delivery Timed Out', 'Execution Timed Out', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied']);
 
 /** The applier's summary: the last line of the invocation's standard output that is a JSON object. */
@@ -94,6 +95,8 @@ export class SsmFleetCommander implements FleetCommander {
         DocumentName: settings.documentName,
         Targets: [{ Key: `tag:${settings.tagKey}`, Values: [settings.tagValue] }],
         Parameters: { SecretId: [settings.secretArn], VersionId: [versionId], Action: [action] },
+        // Offline nodes time out as "Delivery Timed Out" well within the function's 15 minutes.
+        TimeoutSeconds: DELIVERY_TIMEOUT_SECONDS,
         MaxConcurrency: settings.maxConcurrency,
         MaxErrors: settings.maxErrors,
         Comment: `TLS ticket keys: ${action} ${versionId || 'AWSCURRENT'}`.slice(0, 100),
