@@ -27,6 +27,10 @@ export interface LocalFleet {
   baseDir: string;
   /** Process ids of a node's nginx workers. */
   workerPids(node: FleetNode): number[];
+  /** Stops one node's nginx, as a crash or an outage would. */
+  stopNode(node: FleetNode): Promise<void>;
+  /** Starts a stopped node again with its current configuration. */
+  startNode(node: FleetNode): Promise<void>;
   /** Resolves once a reload that replaced `before` has finished: new workers up, old ones gone. */
   waitForReload(node: FleetNode, before: number[]): Promise<void>;
   stop(): Promise<void>;
@@ -202,10 +206,17 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
   const nginx = requireCommand('nginx', 'install it with `apt-get install nginx-light` (or nginx)');
   const haproxy = requireCommand('haproxy', 'install it with `apt-get install haproxy`');
   const baseDir = mkdtempSync(join(tmpdir(), 'ticket-fleet-'));
-  const processes: ChildProcess[] = [];
+  const nodeProcesses = new Map<string, ChildProcess>();
+  let balancerProcess: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
-    await Promise.all(processes.map((child) => stopProcess(child, 'SIGTERM')));
+    const all = [...nodeProcesses.values(), ...(balancerProcess ? [balancerProcess] : [])];
+    await Promise.all(all.map((child) => stopProcess(child, 'SIGTERM')));
     rmSync(baseDir, { recursive: true, force: true });
+  };
+  const startNode = async (node: FleetNode): Promise<void> => {
+    const started = startProcess(nginx, ['-p', node.prefix, '-c', node.configFile]);
+    nodeProcesses.set(node.name, started.child);
+    await waitForPort(node.port, `nginx ${node.name}`, started);
   };
   try {
     const { certificate, key } = makeCertificate(baseDir);
@@ -228,16 +239,14 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       };
       writeFileSync(node.includeFile, '# No shared ticket keys yet: nginx uses its own random key.\n');
       writeFileSync(configFile, nginxConfig(node, certificate, key));
-      const started = startProcess(nginx, ['-p', prefix, '-c', configFile]);
-      processes.push(started.child);
-      await waitForPort(node.port, `nginx ${node.name}`, started);
+      await startNode(node);
       nodes.push(node);
     }
     const balancerPort = await freePort();
     const haproxyConfigFile = join(baseDir, 'haproxy.cfg');
     writeFileSync(haproxyConfigFile, haproxyConfig(balancerPort, nodes));
     const balancer = startProcess(haproxy, ['-db', '-f', haproxyConfigFile]);
-    processes.push(balancer.child);
+    balancerProcess = balancer.child;
     await waitForPort(balancerPort, 'haproxy', balancer);
 
     const masterPid = (node: FleetNode): number => Number(readFileSync(join(node.prefix, 'nginx.pid'), 'utf8').trim());
@@ -247,6 +256,12 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       balancer: { host: LOOPBACK, port: balancerPort },
       baseDir,
       workerPids,
+      async stopNode(node) {
+        const child = nodeProcesses.get(node.name);
+        if (child !== undefined) await stopProcess(child, 'SIGTERM');
+        nodeProcesses.delete(node.name);
+      },
+      startNode,
       async waitForReload(node, before) {
         const deadline = Date.now() + 10_000;
         while (Date.now() < deadline) {

@@ -1,0 +1,278 @@
+import { handshake, TLS_VERSIONS, type Endpoint, type HandshakeResult, type TlsVersion } from '../tls/probe.js';
+
+/** A TLS node to verify: where to connect and what to call it in the report. */
+export interface VerifyNode extends Endpoint {
+  name: string;
+}
+
+/** A session a node issued, kept to be offered again later (e.g. after a rotation). Never log it. */
+export interface CapturedTicket {
+  node: string;
+  version: TlsVersion;
+  session: Buffer;
+}
+
+export interface VerifyOptions {
+  /** The key every node must encrypt with; when unset, the key most nodes use is expected. */
+  expectedKey?: string;
+  versions?: readonly TlsVersion[];
+  /** Per-connection timeout. */
+  timeoutMs?: number;
+  /** Connections in flight at once. */
+  concurrency?: number;
+  /** Other nodes each node's ticket is tried on; every other node when unset and the fleet is small. */
+  peersPerNode?: number;
+  /** Seed of the deterministic choice of peers when sampling. */
+  seed?: number;
+  /** Tickets captured before a rotation, which must resume on every node after it. */
+  ticketsBefore?: CapturedTicket[];
+}
+
+export type FailureKind = 'unreachable' | 'handshake error' | 'no ticket' | 'wrong key' | 'not resumed' | 'different certificate' | 'continuity';
+
+export interface Failure {
+  kind: FailureKind;
+  /** The node, or "issuer -> resumer" for a pair. */
+  subject: string;
+  version?: TlsVersion;
+  detail: string;
+}
+
+export interface NodeReport {
+  node: string;
+  address: string;
+  reachable: boolean;
+  /** Name of the key the node's tickets are encrypted with, per TLS version. */
+  keys: Partial<Record<TlsVersion, string>>;
+  onExpectedKey: boolean;
+}
+
+export interface VerificationReport {
+  ok: boolean;
+  expectedKey: string | undefined;
+  expectedKeyInferred: boolean;
+  nodes: NodeReport[];
+  pairs: { tried: number; resumed: number };
+  continuity: { tried: number; resumed: number };
+  peersPerNode: number;
+  failures: Failure[];
+  durationMs: number;
+}
+
+/** Full mesh up to this many nodes; above it each node's ticket goes to a sample of peers. */
+export const FULL_MESH_MAX_NODES = 12;
+export const DEFAULT_SAMPLED_PEERS = 6;
+
+/** Runs tasks with at most `limit` in flight. */
+async function pool<T>(tasks: (() => Promise<T>)[], limit: number): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < tasks.length) {
+      const index = next++;
+      results[index] = await (tasks[index] as () => Promise<T>)();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  return results;
+}
+
+/** A small seeded generator (mulberry32): the same seed picks the same peers on every run. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function nameSeed(name: string, seed: number): number {
+  let hash = seed;
+  for (const char of name) hash = Math.imul(hash ^ char.charCodeAt(0), 16777619);
+  return hash;
+}
+
+/** The peers a node's ticket is tried on: all others, or a seeded sample of `count` of them. */
+export function choosePeers(node: string, others: string[], count: number, seed: number): string[] {
+  if (count >= others.length) return others;
+  const random = seededRandom(nameSeed(node, seed));
+  const shuffled = [...others];
+  for (let i = shuffled.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(random() * (i + 1));
+    [shuffled[i], shuffled[j]] = [shuffled[j] as string, shuffled[i] as string];
+  }
+  return shuffled.slice(0, count);
+}
+
+function describeError(error: unknown): { kind: 'unreachable' | 'handshake error'; detail: string } {
+  const code = (error as NodeJS.ErrnoException).code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ETIMEDOUT' || /timed out/.test(message)) {
+    return { kind: 'unreachable', detail: code ?? message };
+  }
+  return { kind: 'handshake error', detail: message };
+}
+
+const address = (node: Endpoint): string => `${node.host}:${node.port}`;
+
+/** Full handshakes with every node: the tickets to offer after a rotation. */
+export async function captureTickets(nodes: VerifyNode[], options: Pick<VerifyOptions, 'versions' | 'timeoutMs' | 'concurrency'> = {}): Promise<CapturedTicket[]> {
+  const versions = options.versions ?? TLS_VERSIONS;
+  const tasks = nodes.flatMap((node) =>
+    versions.map((version) => async (): Promise<CapturedTicket | undefined> => {
+      try {
+        const result = await handshake(node, { version, timeoutMs: options.timeoutMs ?? 3000 });
+        return result.session ? { node: node.name, version, session: result.session } : undefined;
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  return (await pool(tasks, options.concurrency ?? 16)).filter((ticket): ticket is CapturedTicket => ticket !== undefined);
+}
+
+/**
+ * Proves on the wire that a fleet shares its ticket keys: every node encrypts with the
+ * expected key, every node's ticket resumes on the other nodes (or a seeded sample of them),
+ * and tickets from before a rotation resume on every node after it.
+ */
+export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = {}): Promise<VerificationReport> {
+  const started = Date.now();
+  const versions = options.versions ?? TLS_VERSIONS;
+  const timeoutMs = options.timeoutMs ?? 3000;
+  const concurrency = options.concurrency ?? 16;
+  const names = nodes.map((node) => node.name);
+  if (new Set(names).size !== names.length) throw new Error('node names must be unique');
+  const failures: Failure[] = [];
+
+  // 1. A full handshake with every node in every version.
+  type Fresh = { node: VerifyNode; version: TlsVersion; result?: HandshakeResult };
+  const fresh: Fresh[] = await pool(
+    nodes.flatMap((node) =>
+      versions.map((version) => async (): Promise<Fresh> => {
+        try {
+          return { node, version, result: await handshake(node, { version, timeoutMs }) };
+        } catch (error) {
+          const { kind, detail } = describeError(error);
+          failures.push({ kind, subject: node.name, version, detail: `${kind} at ${address(node)}: ${detail}` });
+          return { node, version };
+        }
+      }),
+    ),
+    concurrency,
+  );
+  const keyCounts = new Map<string, number>();
+  for (const { result } of fresh) {
+    if (result?.ticketKeyName) keyCounts.set(result.ticketKeyName, (keyCounts.get(result.ticketKeyName) ?? 0) + 1);
+  }
+  const inferred = [...keyCounts].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const expectedKey = options.expectedKey ?? inferred;
+  const certificates = new Map<string, string>();
+  const nodeReports: NodeReport[] = nodes.map((node) => {
+    const mine = fresh.filter((entry) => entry.node === node);
+    const keys: Partial<Record<TlsVersion, string>> = {};
+    for (const { version, result } of mine) {
+      if (result === undefined) continue;
+      certificates.set(node.name, result.certificateFingerprint);
+      if (result.ticketKeyName === undefined) {
+        failures.push({ kind: 'no ticket', subject: node.name, version, detail: `${node.name} issued no session ticket over ${version}: are tickets on (ssl_session_tickets)?` });
+      } else {
+        keys[version] = result.ticketKeyName;
+        if (result.ticketKeyName !== expectedKey) {
+          failures.push({
+            kind: 'wrong key',
+            subject: node.name,
+            version,
+            detail: `${node.name} encrypts ${version} tickets with key ${result.ticketKeyName}, expected ${expectedKey ?? 'a shared key'}`,
+          });
+        }
+      }
+    }
+    const reachable = mine.some((entry) => entry.result !== undefined);
+    return { node: node.name, address: address(node), reachable, keys, onExpectedKey: reachable && versions.every((version) => keys[version] === expectedKey) };
+  });
+
+  // 2. Each node's ticket offered to its peers.
+  const reachable = nodes.filter((node) => nodeReports.find((report) => report.node === node.name)?.reachable);
+  const peersPerNode = options.peersPerNode ?? (nodes.length <= FULL_MESH_MAX_NODES ? nodes.length - 1 : DEFAULT_SAMPLED_PEERS);
+  const byName = new Map(nodes.map((node) => [node.name, node]));
+  const explainNotResumed = (issuer: string, resumer: string): { kind: FailureKind; detail: string } => {
+    const a = certificates.get(issuer);
+    const b = certificates.get(resumer);
+    if (a !== undefined && b !== undefined && a !== b) {
+      return { kind: 'different certificate', detail: 'the two nodes present different certificates, and tickets never resume across certificates' };
+    }
+    return { kind: 'not resumed', detail: 'the resuming node does not hold the key the ticket was encrypted with' };
+  };
+  const resumeTasks: (() => Promise<{ ok: boolean; continuity: boolean }>)[] = [];
+  const offer = (issuer: string, session: Buffer, resumer: VerifyNode, version: TlsVersion, continuity: boolean) =>
+    resumeTasks.push(async () => {
+      const subject = `${issuer} -> ${resumer.name}`;
+      try {
+        const result = await handshake(resumer, { version, session, timeoutMs });
+        if (result.resumed) return { ok: true, continuity };
+        const { kind, detail } = explainNotResumed(issuer, resumer.name);
+        failures.push(
+          continuity
+            ? { kind: 'continuity', subject, version, detail: `a ${version} ticket ${issuer} issued before the rotation did not resume on ${resumer.name}: ${detail}` }
+            : { kind, subject, version, detail: `${issuer}'s ${version} ticket did not resume on ${resumer.name}: ${detail}` },
+        );
+      } catch (error) {
+        const { kind, detail } = describeError(error);
+        failures.push({ kind, subject, version, detail: `${kind} at ${address(resumer)} while resuming ${issuer}'s ticket: ${detail}` });
+      }
+      return { ok: false, continuity };
+    });
+  for (const { node, version, result } of fresh) {
+    if (result?.session === undefined) continue;
+    const others = reachable.filter((other) => other !== node).map((other) => other.name);
+    for (const peer of choosePeers(node.name, others, peersPerNode, options.seed ?? 1)) {
+      offer(node.name, result.session, byName.get(peer) as VerifyNode, version, false);
+    }
+  }
+  for (const ticket of options.ticketsBefore ?? []) {
+    for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, true);
+  }
+  const outcomes = await pool(resumeTasks, concurrency);
+  const count = (continuity: boolean) => {
+    const mine = outcomes.filter((outcome) => outcome.continuity === continuity);
+    return { tried: mine.length, resumed: mine.filter((outcome) => outcome.ok).length };
+  };
+  failures.sort((a, b) => a.subject.localeCompare(b.subject) || (a.version ?? '').localeCompare(b.version ?? '') || a.kind.localeCompare(b.kind));
+  return {
+    ok: failures.length === 0,
+    expectedKey,
+    expectedKeyInferred: options.expectedKey === undefined,
+    nodes: nodeReports,
+    pairs: count(false),
+    continuity: count(true),
+    peersPerNode: Math.min(peersPerNode, Math.max(reachable.length - 1, 0)),
+    failures,
+    durationMs: Date.now() - started,
+  };
+}
+
+/** The report as a table people read; no session material is in the report to begin with. */
+export function formatReport(report: VerificationReport): string {
+  const versions = [...new Set(report.nodes.flatMap((node) => Object.keys(node.keys)))].sort() as TlsVersion[];
+  const short = (name: string | undefined): string => (name === undefined ? '-' : name.slice(0, 12));
+  const header = ['node', 'address', 'reachable', ...versions.map((version) => `${version} key`), 'on expected key'];
+  const rows = [
+    header,
+    ...report.nodes.map((node) => [node.node, node.address, node.reachable ? 'yes' : 'NO', ...versions.map((version) => short(node.keys[version])), node.onExpectedKey ? 'yes' : 'NO']),
+  ];
+  const widths = header.map((_, column) => Math.max(...rows.map((row) => (row[column] as string).length)));
+  const lines = rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] as number)).join('  ').trimEnd());
+  lines.push(
+    '',
+    `expected key: ${report.expectedKey ?? 'none'}${report.expectedKeyInferred ? ' (the key most nodes use)' : ''}`,
+    `cross-node resumption: ${report.pairs.resumed}/${report.pairs.tried} (${report.peersPerNode} peer(s) per node)`,
+  );
+  if (report.continuity.tried > 0) lines.push(`tickets from before the rotation: ${report.continuity.resumed}/${report.continuity.tried} resumed`);
+  for (const failure of report.failures) lines.push(`FAIL ${failure.kind}: ${failure.detail}`);
+  lines.push(report.ok ? `PASS (${report.durationMs} ms)` : `FAIL: ${report.failures.length} problem(s) (${report.durationMs} ms)`);
+  return lines.join('\n');
+}

@@ -1,0 +1,123 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { currentKey, nextKey, type KeySet } from '../src/core/keyset.js';
+import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
+import { captureTickets, choosePeers, formatReport, verifyFleet, type VerifyNode } from '../src/verify/verifier.js';
+import { applyTo, applyToAll, expectNoMaterial, lineage } from './helpers.js';
+
+describe('peer sampling', () => {
+  it('gives every node k distinct peers, never itself, the same for the same seed', () => {
+    const names = Array.from({ length: 200 }, (_, index) => `node${index}`);
+    for (const name of names) {
+      const peers = choosePeers(name, names.filter((other) => other !== name), 6, 7);
+      expect(new Set(peers).size).toBe(6);
+      expect(peers).not.toContain(name);
+      expect(choosePeers(name, names.filter((other) => other !== name), 6, 7)).toEqual(peers);
+    }
+    const others = names.slice(1);
+    expect(choosePeers('node0', others, 6, 8)).not.toEqual(choosePeers('node0', others, 6, 7));
+    expect(choosePeers('node0', ['a', 'b'], 6, 7)).toEqual(['a', 'b']);
+  });
+});
+
+describe('the verifier against a real 3-node fleet', () => {
+  let fleet: LocalFleet;
+  let targets: VerifyNode[];
+  const sets = lineage(4, 1);
+  const [, gen2, gen3] = sets as [KeySet, KeySet, KeySet, KeySet];
+  const reports: string[] = [];
+
+  beforeAll(async () => {
+    fleet = await startLocalFleet({ nodeCount: 3 });
+    targets = fleet.nodes.map((node) => ({ name: node.name, host: node.host, port: node.port }));
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+    expectNoMaterial(reports.join('\n'), sets);
+  });
+
+  const verify = async (expected: KeySet, options: Parameters<typeof verifyFleet>[1] = {}) => {
+    const report = await verifyFleet(targets, { expectedKey: currentKey(expected).name, ...options });
+    reports.push(JSON.stringify(report), formatReport(report));
+    return report;
+  };
+
+  it('passes a healthy fleet: every node on the current key, every pair resumes, in TLS 1.2 and 1.3', async () => {
+    await applyToAll(fleet, gen2, ['--allow-downgrade']);
+    const report = await verify(gen2);
+    expect(report.failures).toEqual([]);
+    expect(report.ok).toBe(true);
+    expect(report.pairs).toEqual({ tried: 12, resumed: 12 });
+    expect(report.nodes.every((node) => node.onExpectedKey && node.keys['TLSv1.2'] === currentKey(gen2).name)).toBe(true);
+    expect(formatReport(report)).toMatch(/cross-node resumption: 12\/12[\s\S]*PASS/);
+  });
+
+  it('names a node two generations behind: wrong key, and the pairs with it that do not resume', async () => {
+    await applyToAll(fleet, gen3, ['--allow-downgrade']);
+    await applyTo(fleet, fleet.nodes[2]!, sets[0] as KeySet, ['--allow-downgrade']);
+    const report = await verify(gen3);
+    expect(report.ok).toBe(false);
+    const subjects = new Set(report.failures.map((failure) => `${failure.kind}: ${failure.subject}`));
+    expect(subjects).toEqual(new Set(['wrong key: node3', 'not resumed: node1 -> node3', 'not resumed: node2 -> node3', 'not resumed: node3 -> node1', 'not resumed: node3 -> node2']));
+    expect(report.nodes.map((node) => node.onExpectedKey)).toEqual([true, true, false]);
+  });
+
+  it('names a node that is down as unreachable, and still checks the rest', async () => {
+    await applyToAll(fleet, gen3, ['--allow-downgrade']);
+    const down = fleet.nodes[1]!;
+    await fleet.stopNode(down);
+    try {
+      const report = await verify(gen3);
+      expect(report.ok).toBe(false);
+      expect(report.failures.map((failure) => `${failure.kind}: ${failure.subject}`)).toEqual(['unreachable: node2', 'unreachable: node2']);
+      expect(report.failures[0]!.detail).toMatch(/ECONNREFUSED/);
+      expect(report.pairs).toEqual({ tried: 4, resumed: 4 });
+    } finally {
+      await fleet.startNode(down);
+    }
+  });
+
+  it('fails a node whose keys are in the wrong order (a decrypt-only key first) with "wrong key"', async () => {
+    await applyToAll(fleet, gen3, ['--allow-downgrade']);
+    const node = fleet.nodes[0]!;
+    // Written by hand: the applier itself refuses a set whose first key is not current.
+    const dir = join(fleet.baseDir, 'wrong-order');
+    mkdirSync(dir, { mode: 0o700 });
+    const files = [nextKey(gen3), currentKey(gen3)].map((key, index) => {
+      const path = join(dir, `${index}.key`);
+      writeFileSync(path, Buffer.from(key.material, 'base64'), { mode: 0o600 });
+      return path;
+    });
+    writeFileSync(node.includeFile, files.map((path) => `ssl_session_ticket_key ${path};\n`).join(''));
+    await reload(fleet, node);
+    const report = await verify(gen3);
+    expect(report.failures.map((failure) => `${failure.kind}: ${failure.subject}`)).toEqual(['wrong key: node1', 'wrong key: node1']);
+    expect(report.failures[0]!.detail).toContain(`encrypts TLSv1.2 tickets with key ${nextKey(gen3).name}, expected ${currentKey(gen3).name}`);
+  });
+
+  it('fails continuity on a node that lost the previous key: tickets from before the rotation do not resume there', async () => {
+    await applyToAll(fleet, gen2, ['--allow-downgrade']);
+    const before = await captureTickets(targets);
+    expect(before).toHaveLength(6);
+    const [first, second, forgetful] = fleet.nodes as [FleetNode, FleetNode, FleetNode];
+    await applyTo(fleet, first, gen3);
+    await applyTo(fleet, second, gen3);
+    await applyTo(fleet, forgetful, { ...gen3, keys: gen3.keys.slice(0, 2) });
+    const report = await verify(gen3, { ticketsBefore: before });
+    expect(report.pairs).toEqual({ tried: 12, resumed: 12 });
+    expect(report.continuity).toEqual({ tried: 18, resumed: 12 });
+    expect(new Set(report.failures.map((failure) => `${failure.kind}: ${failure.subject}`))).toEqual(
+      new Set(['continuity: node1 -> node3', 'continuity: node2 -> node3', 'continuity: node3 -> node3']),
+    );
+    const sessions = before.map((ticket) => ticket.session.toString('base64').slice(0, 40));
+    for (const session of sessions) expect(reports.join('\n')).not.toContain(session);
+  });
+});
+
+async function reload(fleet: LocalFleet, node: FleetNode): Promise<void> {
+  const before = fleet.workerPids(node);
+  execFileSync('bash', ['-c', node.reloadCommand], { stdio: 'ignore' });
+  await fleet.waitForReload(node, before);
+}
