@@ -3,6 +3,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   createKeySet,
+  currentKey,
   DEFAULT_KEY_LENGTH,
   isKeyLength,
   KeySetError,
@@ -23,6 +24,8 @@ import {
   type RotationPolicy,
 } from './core/policy.js';
 import { RotationError } from './core/rotation.js';
+import { TLS_VERSIONS, type TlsVersion } from './tls/probe.js';
+import { formatReport, verifyFleet, type VerifyNode } from './verify/verifier.js';
 import { runDemo } from './local/demo.js';
 
 const USAGE = `Usage: ticket-keys <command> [options]
@@ -32,6 +35,10 @@ Key set files (key material goes only to --out files, mode 0600, or to a pipe):
   rotate   [--in FILE] [--out FILE] [policy options]        generation g+1 (--in and --out may be the same file)
   revoke   [--in FILE] [--out FILE]                         every key replaced, nothing retained
   inspect  [--in FILE] [--json]                             generation, key names and states; never material
+
+Verification (any fleet, AWS or not; exit 0 only when everything passed):
+  verify   --node HOST:PORT[/SNI] ... | --nodes-file FILE   every node encrypts with the expected key, tickets resume across nodes
+           [--expect-key NAME | --key-set FILE] [--tls 1.2,1.3] [--peers K] [--seed N] [--timeout-ms 3000] [--json]
 
 Local mode:
   demo     [--nodes 3] [--rotations 4] [policy options]     real nginx nodes behind HAProxy, rotated while clients resume
@@ -52,6 +59,14 @@ const OPTIONS = {
   'rotation-interval': { type: 'string' },
   'ticket-lifetime': { type: 'string' },
   nodes: { type: 'string' },
+  node: { type: 'string', multiple: true },
+  'nodes-file': { type: 'string' },
+  'expect-key': { type: 'string' },
+  'key-set': { type: 'string' },
+  tls: { type: 'string' },
+  peers: { type: 'string' },
+  seed: { type: 'string' },
+  'timeout-ms': { type: 'string' },
   rotations: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -75,6 +90,61 @@ function wholeNumber(text: string | undefined, fallback: number, what: string, m
   const value = Number(text);
   if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${what} must be a whole number from ${min} to ${max} (got "${text}")`);
   return value;
+}
+
+const NODE_ADDRESS = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})(?:\/([A-Za-z0-9.-]+))?$/;
+
+/** "host:port" or "host:port/sni", as given on the command line or one per line in a file. */
+function parseNode(text: string): VerifyNode {
+  const match = NODE_ADDRESS.exec(text.trim());
+  const port = Number(match?.[2]);
+  if (match === null || port < 1 || port > 65535) {
+    throw new UsageError(`node "${text}" is not HOST:PORT or HOST:PORT/SNI (for example 10.0.1.5:443/www.example.com)`);
+  }
+  const host = (match[1] as string).replace(/^\[|\]$/g, '');
+  return { name: `${match[1]}:${port}`, host, port, ...(match[3] ? { servername: match[3] } : {}) };
+}
+
+function verifyTargets(values: Values): VerifyNode[] {
+  const lines = [...(values.node ?? [])];
+  if (values['nodes-file'] !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(values['nodes-file'], 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read --nodes-file ${values['nodes-file']}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+    lines.push(...text.split('\n').map((line) => line.replace(/#.*/, '').trim()).filter((line) => line !== ''));
+  }
+  if (lines.length === 0) throw new UsageError('verify needs nodes: --node HOST:PORT (repeat it) or --nodes-file FILE');
+  const nodes = lines.map(parseNode);
+  const duplicate = nodes.find((node, index) => nodes.findIndex((other) => other.name === node.name) !== index);
+  if (duplicate) throw new UsageError(`node ${duplicate.name} is listed twice`);
+  return nodes;
+}
+
+function tlsVersions(text: string | undefined): TlsVersion[] {
+  if (text === undefined) return [...TLS_VERSIONS];
+  const versions = text.split(',').map((part) => `TLSv${part.trim().replace(/^TLSv/i, '')}`);
+  const unknown = versions.filter((version) => !(TLS_VERSIONS as readonly string[]).includes(version));
+  if (unknown.length > 0 || versions.length === 0) throw new UsageError(`--tls "${text}" must list 1.2 and/or 1.3, comma-separated`);
+  return versions as TlsVersion[];
+}
+
+async function verify(values: Values): Promise<number> {
+  const nodes = verifyTargets(values);
+  if (values['expect-key'] !== undefined && values['key-set'] !== undefined) throw new UsageError('give --expect-key or --key-set, not both');
+  const expectedKey = values['key-set'] !== undefined ? currentKey(readKeySet(values['key-set'])).name : values['expect-key'];
+  if (expectedKey !== undefined && !/^[0-9a-f]{32}$/.test(expectedKey)) throw new UsageError(`--expect-key "${expectedKey}" is not a key name (32 lowercase hex digits)`);
+  const report = await verifyFleet(nodes, {
+    versions: tlsVersions(values.tls),
+    ...(expectedKey !== undefined ? { expectedKey } : {}),
+    ...(values.peers !== undefined ? { peersPerNode: wholeNumber(values.peers, 0, '--peers', 1, 1000) } : {}),
+    seed: wholeNumber(values.seed, 1, '--seed', 0, 2 ** 31),
+    timeoutMs: wholeNumber(values['timeout-ms'], 3000, '--timeout-ms', 100, 60_000),
+  });
+  process.stdout.write(`${values.json ? JSON.stringify(report, null, 2) : formatReport(report)}\n`);
+  return report.ok ? 0 : 1;
 }
 
 function readKeySet(path: string | undefined): KeySet {
@@ -151,6 +221,8 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${inspect(readKeySet(values.in), values.json ?? false)}\n`);
         return 0;
       }
+      case 'verify':
+        return await verify(values);
       case 'demo': {
         const ok = await runDemo({
           nodes: wholeNumber(values.nodes, 3, '--nodes', 2, 16),

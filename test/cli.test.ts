@@ -78,7 +78,11 @@ describe('ticket-keys CLI', () => {
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     const lines = result.stdout.split('\n');
-    expect(lines.filter((line) => /^rotation \d+ +generation \d+ .*nodes 3\/3 applied .*3\/3 encrypt with current; resumed (\d+)\/\1$/.test(line))).toHaveLength(2);
+    expect(
+      lines.filter((line) =>
+        /^rotation \d+ +generation \d+ .*nodes 3\/3 applied .*verified: 3\/3 on current key, cross-node 12\/12, tickets from before 18\/18; clients resumed (\d+)\/\1$/.test(line),
+      ),
+    ).toHaveLength(2);
     expect(result.stdout).toMatch(/Summary: 2 rotation\(s\) to generation 3; resumed (\d+)\/\1 .*connection errors 0/);
     expect(result.stdout).toContain('PASS');
   });

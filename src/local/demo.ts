@@ -4,9 +4,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { currentKey, nextKey, previousKeys, type KeySet } from '../core/keyset.js';
 import { formatDuration, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
 import { rotateNow, type RotationContext, type RotationOutcome } from '../core/rotation.js';
-import { handshake, TLS_VERSIONS } from '../tls/probe.js';
+import { TLS_VERSIONS } from '../tls/probe.js';
+import { captureTickets, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 import { FileSecretStore } from './file-secret-store.js';
-import { startLocalFleet, type LocalFleet } from './fleet.js';
+import { startLocalFleet } from './fleet.js';
 import { LocalFleetCommander } from './local-fleet-commander.js';
 import { difference, ResumptionClient, sumStats, type ResumptionStats } from './resumption-client.js';
 
@@ -26,10 +27,10 @@ function describeKeys(set: KeySet): string {
   return `current ${short(currentKey(set).name)}  next ${short(nextKey(set).name)}  previous ${previous}`;
 }
 
-/** How many nodes hand out tickets encrypted with the set's current key, seen on the wire. */
-async function nodesOnCurrentKey(fleet: LocalFleet, set: KeySet): Promise<number> {
-  const names = await Promise.all(fleet.nodes.map(async (node) => (await handshake(node, { version: 'TLSv1.3' })).ticketKeyName));
-  return names.filter((name) => name === currentKey(set).name).length;
+function describeVerification(report: VerificationReport, nodes: number): string {
+  const onKey = report.nodes.filter((node) => node.onExpectedKey).length;
+  const continuity = report.continuity.tried > 0 ? `, tickets from before ${report.continuity.resumed}/${report.continuity.tried}` : '';
+  return `verified: ${onKey}/${nodes} on current key, cross-node ${report.pairs.resumed}/${report.pairs.tried}${continuity}`;
 }
 
 /**
@@ -57,40 +58,47 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
         `${formatDuration(options.policy.ticketLifetimeSeconds)}: keep ${retained} previous key(s); ` +
         `${options.policy.keyLength}-byte keys. The demo rotates every few hundred milliseconds instead.`,
     );
-    const rotationLine = (label: string, outcome: RotationOutcome, onKey: number): string =>
+    const targets: VerifyNode[] = fleet.nodes.map(({ name, host, port }) => ({ name, host, port }));
+    const failures: string[] = [];
+    const verify = async (keySet: KeySet, ticketsBefore: CapturedTicket[]): Promise<string> => {
+      const report = await verifyFleet(targets, { expectedKey: currentKey(keySet).name, ticketsBefore });
+      failures.push(...report.failures.map((failure) => `generation ${keySet.generation}: ${failure.kind}: ${failure.detail}`));
+      return describeVerification(report, options.nodes);
+    };
+    const rotationLine = (label: string, outcome: RotationOutcome, verification: string): string =>
       `${label.padEnd(11)} generation ${String(outcome.keySet.generation).padEnd(3)} ${describeKeys(outcome.keySet)}  ` +
       `nodes ${outcome.results.filter((result) => result.ok).length}/${options.nodes} applied ` +
-      `(${outcome.results.map((result) => result.node).join(' ')}), ${onKey}/${options.nodes} encrypt with current`;
+      `(${outcome.results.map((result) => result.node).join(' ')}); ${verification}`;
 
     const first = await rotateNow(context, randomUUID());
-    print(rotationLine('first set', first, await nodesOnCurrentKey(fleet, first.keySet)));
+    print(rotationLine('first set', first, await verify(first.keySet, [])));
     for (const client of clients) client.start();
     print('Clients reconnect through the load balancer (TLS 1.2 and TLS 1.3), offering their newest session each time.');
     const pauseMs = options.pauseMs ?? 600;
     await sleep(pauseMs);
 
-    let ok = true;
     let latest = first.keySet;
     for (let rotation = 1; rotation <= options.rotations; rotation += 1) {
       const before = clients.map((client) => client.snapshot());
+      const ticketsBefore = await captureTickets(targets);
       const outcome = await rotateNow(context, randomUUID());
       await sleep(pauseMs);
       const during = sumStats(clients.map((client, index) => difference(client.snapshot(), before[index] as ResumptionStats)));
-      const onKey = await nodesOnCurrentKey(fleet, outcome.keySet);
-      print(`${rotationLine(`rotation ${rotation}`, outcome, onKey)}; resumed ${during.resumed}/${during.attempts}`);
-      if (onKey !== options.nodes) ok = false;
+      const verification = await verify(outcome.keySet, ticketsBefore);
+      print(`${rotationLine(`rotation ${rotation}`, outcome, verification)}; clients resumed ${during.resumed}/${during.attempts}`);
       latest = outcome.keySet;
     }
     const stats = await Promise.all(clients.map((client) => client.stop()));
     const all = sumStats(stats);
     const perVersion = clients.map((client, index) => `${client.version} ${stats[index]?.resumed}/${stats[index]?.attempts}`).join(', ');
-    ok = ok && all.attempts > 0 && all.resumed === all.attempts && all.errors === 0;
+    const ok = failures.length === 0 && all.attempts > 0 && all.resumed === all.attempts && all.errors === 0;
+    for (const failure of failures) print(`FAIL ${failure}`);
     print(
       `Summary: ${options.rotations} rotation(s) to generation ${latest.generation}; resumed ${all.resumed}/${all.attempts} ` +
         `(${perVersion}); full handshakes instead of resumption ${all.notResumed}; connection errors ${all.errors}` +
         (all.errors > 0 ? ` (last: ${stats.find((s) => s.lastError)?.lastError})` : ''),
     );
-    print(ok ? 'PASS: no client lost resumption across the rotations.' : 'FAIL: some resumptions failed or a node is not on the current key.');
+    print(ok ? 'PASS: no client lost resumption across the rotations, and the verifier found every node on the current key.' : 'FAIL: some resumptions failed, or the verifier found a problem.');
     return ok;
   } finally {
     await Promise.all(clients.map((client) => client.stop()));

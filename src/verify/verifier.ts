@@ -157,7 +157,7 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
           return { node, version, result: await handshake(node, { version, timeoutMs }) };
         } catch (error) {
           const { kind, detail } = describeError(error);
-          failures.push({ kind, subject: node.name, version, detail: `${kind} at ${address(node)}: ${detail}` });
+          failures.push({ kind, subject: node.name, version, detail: `${node.name} at ${address(node)} over ${version}: ${detail}` });
           return { node, version };
         }
       }),
@@ -222,7 +222,7 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
         );
       } catch (error) {
         const { kind, detail } = describeError(error);
-        failures.push({ kind, subject, version, detail: `${kind} at ${address(resumer)} while resuming ${issuer}'s ticket: ${detail}` });
+        failures.push({ kind, subject, version, detail: `${resumer.name} at ${address(resumer)} while resuming ${issuer}'s ${version} ticket: ${detail}` });
       }
       return { ok: false, continuity };
     });
