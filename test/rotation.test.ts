@@ -7,7 +7,8 @@ import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } fr
 import { applyPending, createPending, rotateNow, type RotationContext } from '../src/core/rotation.js';
 import { AWSCURRENT, AWSPENDING, AWSPREVIOUS } from '../src/core/secret-store.js';
 import { FileSecretStore } from '../src/local/file-secret-store.js';
-import { startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
+import { freePort, startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
+import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
 import { applyTo, expectNoMaterial, freshTicket } from './helpers.js';
 
@@ -97,6 +98,20 @@ describe('rotation steps on a real local fleet', () => {
     expect((await applyTo(fleet, lagging, before)).exitCode).toBe(0);
     const done = await rotateNow(context, token);
     expect(done.keySet.generation).toBe(before.generation + 1);
+  });
+
+  it('testSecret fails the rotation when the verifier finds a problem, and AWSCURRENT stays', async () => {
+    const before = await current();
+    const targets = fleet.nodes.map(({ name, host, port }) => ({ name, host, port }));
+    const ghost = { name: 'ghost', host: '127.0.0.1', port: await freePort() };
+    const verifying = { ...context, verifier: new LocalFleetVerifier([...targets, ghost]) };
+    const failure = await rotateNow(verifying, randomUUID()).catch((error: Error) => error);
+    reported.push(String(failure));
+    expect((failure as Error).message).toMatch(/verification of generation \d+ failed: unreachable: ghost at 127\.0\.0\.1:\d+ over TLSv1\.2: ECONNREFUSED/);
+    expect((await current()).generation).toBe(before.generation);
+    // With the verifier on the real nodes only, the same pending set goes through, continuity checked.
+    const done = await rotateNow({ ...context, verifier: new LocalFleetVerifier(targets) }, randomUUID());
+    expect(done.verification).toMatchObject({ ok: true, continuity: { tried: 18, resumed: 18 }, pairs: { tried: 12, resumed: 12 } });
   });
 
   it('refuses to rotate from a malformed AWSCURRENT, writing nothing', async () => {

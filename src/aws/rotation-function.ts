@@ -14,6 +14,7 @@ import {
   type RotationContext,
 } from '../core/rotation.js';
 import { AWSCURRENT, AWSPENDING } from '../core/secret-store.js';
+import type { VerificationReport } from '../verify/verifier.js';
 import { SecretsManagerStore } from './secrets-manager-store.js';
 import { SsmFleetCommander } from './ssm-fleet-commander.js';
 
@@ -94,6 +95,16 @@ function describeNodes(results: NodeResult[]): Record<string, unknown> {
   };
 }
 
+function describeVerification(report: VerificationReport): Record<string, unknown> {
+  return {
+    nodesOnExpectedKey: report.nodes.filter((node) => node.onExpectedKey).length,
+    pairsTried: report.pairs.tried,
+    pairsResumed: report.pairs.resumed,
+    continuityTried: report.continuity.tried,
+    continuityResumed: report.continuity.resumed,
+  };
+}
+
 function describeKeySet(keySet: KeySet | undefined): Record<string, unknown> {
   return keySet === undefined ? {} : { generation: keySet.generation, keyNames: keySet.keys.map((key) => key.name).join(',') };
 }
@@ -146,8 +157,8 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
         metrics.addMetric('NodesUpdated', MetricUnit.Count, Number(details.nodesUpdated));
         break;
       case 'testSecret': {
-        const statuses = await testPending(rotation, token);
-        details = describeNodes(statuses.map((status) => ({ ...status, ok: true })));
+        const { statuses, verification } = await testPending(rotation, token);
+        details = { ...describeNodes(statuses.map((status) => ({ ...status, ok: true }))), ...(verification ? describeVerification(verification) : {}) };
         break;
       }
       case 'finishSecret':

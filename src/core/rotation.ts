@@ -1,5 +1,6 @@
 import {
   createKeySet,
+  currentKey,
   EMPTY_KEY_SET_PLACEHOLDER,
   parseKeySet,
   revokeKeySet,
@@ -9,6 +10,7 @@ import {
   type KeyFactoryOptions,
   type KeySet,
 } from './keyset.js';
+import type { VerificationReport } from '../verify/verifier.js';
 import { previousKeysToKeep, type RotationPolicy } from './policy.js';
 import { AWSCURRENT, AWSPENDING, type SecretStore } from './secret-store.js';
 
@@ -38,6 +40,14 @@ export interface FleetCommander {
   status(): Promise<NodeStatus[]>;
 }
 
+/** Proves on the wire what the nodes report. */
+export interface FleetVerifier {
+  /** Takes tickets from the nodes before they load `versionId`, to offer them again after. */
+  captureBefore(versionId: string): Promise<void>;
+  /** Every node encrypts with `expectedKey`; tickets resume across nodes and, when captured, across the rotation. */
+  verify(versionId: string, expectedKey: string): Promise<VerificationReport>;
+}
+
 export class RotationError extends Error {
   override name = 'RotationError';
 
@@ -53,6 +63,8 @@ export class RotationError extends Error {
 export interface RotationContext {
   store: SecretStore;
   commander: FleetCommander;
+  /** When set, setSecret captures tickets first and testSecret proves the rotation with handshakes. */
+  verifier?: FleetVerifier;
   policy: RotationPolicy;
   keys?: KeyFactoryOptions;
 }
@@ -152,7 +164,12 @@ function describeFailures(results: NodeResult[], expected: KeySet): string[] {
 /** setSecret: every node loads the pending set; fails naming each node that did not. */
 export async function applyPending(context: RotationContext, token: string): Promise<NodeResult[]> {
   const pending = await pendingKeySet(context.store, token);
-  checkGate(await currentKeySet(context.store), await context.commander.status());
+  const current = await currentKeySet(context.store);
+  checkGate(current, await context.commander.status());
+  // Tickets must survive a rotation, not the first set nor a revocation (which drops every key by design).
+  if (current !== undefined && pending.keys.some((key) => key.name === currentKey(current).name)) {
+    await context.verifier?.captureBefore(token);
+  }
   const results = await context.commander.apply(token);
   const failures = describeFailures(results, pending);
   if (failures.length > 0) {
@@ -161,8 +178,17 @@ export async function applyPending(context: RotationContext, token: string): Pro
   return results;
 }
 
-/** testSecret: every node reports serving exactly the pending set. */
-export async function testPending(context: RotationContext, token: string): Promise<NodeStatus[]> {
+export interface TestOutcome {
+  statuses: NodeStatus[];
+  verification?: VerificationReport;
+}
+
+/**
+ * testSecret: every node reports serving exactly the pending set, and, with a verifier, the
+ * handshakes agree: every node encrypts with the pending current key, tickets resume across
+ * nodes and tickets from before the rotation still resume.
+ */
+export async function testPending(context: RotationContext, token: string): Promise<TestOutcome> {
   const pending = await pendingKeySet(context.store, token);
   const statuses = await context.commander.status();
   const failures = describeFailures(
@@ -172,7 +198,13 @@ export async function testPending(context: RotationContext, token: string): Prom
   if (failures.length > 0) {
     throw new RotationError(`nodes do not serve generation ${pending.generation}: ${failures.join('; ')}`);
   }
-  return statuses;
+  if (context.verifier === undefined) return { statuses };
+  const verification = await context.verifier.verify(token, currentKey(pending).name);
+  if (!verification.ok) {
+    const problems = verification.failures.map((failure) => `${failure.kind}: ${failure.detail}`);
+    throw new RotationError(`verification of generation ${pending.generation} failed: ${problems.join('; ')}`);
+  }
+  return { statuses, verification };
 }
 
 /** finishSecret: the pending version becomes AWSCURRENT (and the old one AWSPREVIOUS). */
@@ -188,6 +220,7 @@ export interface RotationOutcome {
   versionId: string;
   keySet: KeySet;
   results: NodeResult[];
+  verification?: VerificationReport;
 }
 
 /**
@@ -197,7 +230,7 @@ export interface RotationOutcome {
 export async function rotateNow(context: RotationContext, versionId: string, kind: RotationKind = 'rotate'): Promise<RotationOutcome> {
   const keySet = await createPending(context, versionId, kind);
   const results = await applyPending(context, versionId);
-  await testPending(context, versionId);
+  const { verification } = await testPending(context, versionId);
   await finishPending(context, versionId);
-  return { versionId, keySet, results };
+  return { versionId, keySet, results, ...(verification ? { verification } : {}) };
 }
