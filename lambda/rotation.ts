@@ -1,6 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { AWS_CLIENT_CONFIG } from '../src/aws/clients.js';
 import { runRotationStep, settingsFromEnvironment, type LambdaContext, type RotationEvent } from '../src/aws/rotation-function.js';
@@ -8,10 +9,11 @@ import { runRotationStep, settingsFromEnvironment, type LambdaContext, type Rota
 const SERVICE = 'tls-ticket-key-rotation';
 const secrets = new SecretsManagerClient(AWS_CLIENT_CONFIG);
 const ssm = new SSMClient(AWS_CLIENT_CONFIG);
+const lambda = new LambdaClient(AWS_CLIENT_CONFIG);
 const logger = new Logger({ serviceName: SERVICE });
 const metrics = new Metrics({ namespace: 'TlsTicketKeyRotation', serviceName: SERVICE });
 const settings = settingsFromEnvironment(process.env);
 
 /** The Secrets Manager rotation function: one invocation per step. */
 export const handler = (event: RotationEvent, context: LambdaContext): Promise<void> =>
-  runRotationStep(event, context, { secrets, ssm, logger, metrics, settings });
+  runRotationStep(event, context, { secrets, ssm, lambda, logger, metrics, settings });

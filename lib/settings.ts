@@ -2,6 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { isKeyLength } from '../src/core/keyset.js';
 import { parseDuration } from '../src/core/policy.js';
+import { parseNodeList } from '../src/verify/nodes.js';
 import type { TicketKeyRotationProps } from './ticket-key-rotation.js';
 
 /** The context keys the app reads (cdk.json defaults, `-c key=value` overrides). */
@@ -20,6 +21,14 @@ export const SETTING_KEYS = [
   'maxErrors',
   'convergenceSchedule',
   'logRetentionDays',
+  'verifierVpcId',
+  'verifierSubnetIds',
+  'verifierPort',
+  'verifierSni',
+  'verifierStaticNodes',
+  'verifierPeersPerNode',
+  'canarySchedule',
+  'alarmEmail',
 ] as const;
 
 export type SettingKey = (typeof SETTING_KEYS)[number];
@@ -55,6 +64,27 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
   if (retentionDays !== undefined && !Object.values(logs.RetentionDays).includes(Number(retentionDays))) {
     throw new Error(`context setting logRetentionDays="${retentionDays}" is not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, … 3653)`);
   }
+  const list = (key: SettingKey): string[] | undefined => {
+    const value = text(key);
+    return value === undefined ? undefined : value.split(',').map((item) => item.trim()).filter((item) => item !== '');
+  };
+  const whole = (key: SettingKey, min: number, max: number): number | undefined => {
+    const value = text(key);
+    if (value === undefined) return undefined;
+    const number = Number(value);
+    if (!Number.isInteger(number) || number < min || number > max) throw new Error(`context setting ${key}="${value}" must be a whole number from ${min} to ${max}`);
+    return number;
+  };
+  const email = text('alarmEmail');
+  if (email !== undefined && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) throw new Error(`context setting alarmEmail="${email}" is not an email address`);
+  const staticNodes = list('verifierStaticNodes');
+  if (staticNodes !== undefined) {
+    try {
+      parseNodeList(staticNodes);
+    } catch (error) {
+      throw new Error(`context setting verifierStaticNodes: ${(error as Error).message}`);
+    }
+  }
   const optional = <T>(key: string, value: T | undefined): Record<string, T> => (value === undefined ? {} : { [key]: value });
   return {
     targetTagKey: need('targetTagKey'),
@@ -71,5 +101,13 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
     ...optional('maxErrors', rate('maxErrors')),
     ...optional('convergenceSchedule', text('convergenceSchedule')),
     ...optional('logRetention', retentionDays === undefined ? undefined : (Number(retentionDays) as logs.RetentionDays)),
+    ...optional('verifierVpcId', text('verifierVpcId')),
+    ...optional('verifierSubnetIds', list('verifierSubnetIds')),
+    ...optional('verifierPort', whole('verifierPort', 1, 65535)),
+    ...optional('verifierSni', text('verifierSni')),
+    ...optional('verifierStaticNodes', staticNodes),
+    ...optional('verifierPeersPerNode', whole('verifierPeersPerNode', 1, 1000)),
+    ...optional('canarySchedule', text('canarySchedule')),
+    ...optional('alarmEmail', email),
   };
 }

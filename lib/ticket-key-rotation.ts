@@ -1,5 +1,8 @@
 import { join } from 'node:path';
 import { Aws, CfnOutput, Duration, SecretValue, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -8,6 +11,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as snsSubscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
@@ -15,6 +20,14 @@ import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '.
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, previousKeysToKeep } from '../src/core/policy.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
 import { nodeApplierDocument, type ServerFlavor } from './node-applier-document.js';
+
+/** Powertools Metrics puts each function's service name in a `service` dimension. */
+const METRIC_SERVICES: Record<string, string> = {
+  RotationsSucceeded: 'tls-ticket-key-rotation',
+  RotationsFailed: 'tls-ticket-key-rotation',
+  NodesUpdated: 'tls-ticket-key-rotation',
+  NodesFailed: 'tls-ticket-key-rotation',
+};
 
 /** Secrets Manager's own schedule runs no more often than every 4 hours. */
 const NATIVE_MIN_INTERVAL = Duration.hours(4);
@@ -47,6 +60,22 @@ export interface TicketKeyRotationProps {
   readonly convergenceSchedule?: string;
   /** Retention of the rotation function's logs and the nodes' command output. @default one year */
   readonly logRetention?: logs.RetentionDays;
+  /** The nodes' VPC: the verifier runs in it and connects to private addresses. @default no VPC, public addresses */
+  readonly verifierVpcId?: string;
+  /** Subnets for the verifier in that VPC (with a NAT gateway or endpoints for EC2, Secrets Manager). */
+  readonly verifierSubnetIds?: string[];
+  /** TLS port on the nodes. @default 443 */
+  readonly verifierPort?: number;
+  /** SNI the verifier sends. @default none */
+  readonly verifierSni?: string;
+  /** Fixed nodes (HOST:PORT[/SNI]) instead of discovery by tag. @default discover by tag */
+  readonly verifierStaticNodes?: string[];
+  /** Each node's ticket is tried on this many peers. @default every other node up to 12 nodes, else 6 */
+  readonly verifierPeersPerNode?: number;
+  /** How often the canary verifies the fleet. @default rate(5 minutes) */
+  readonly canarySchedule?: string;
+  /** Email address subscribed to the alarms topic. @default none */
+  readonly alarmEmail?: string;
 }
 
 /**
@@ -63,6 +92,9 @@ export class TicketKeyRotation extends Construct {
   readonly nodePolicy: iam.ManagedPolicy;
   readonly commandOutput: logs.LogGroup;
   readonly rotationLogs: logs.LogGroup;
+  readonly verifierFunction: nodejs.NodejsFunction;
+  readonly verifierSecurityGroup?: ec2.ISecurityGroup;
+  readonly alarmTopic: sns.Topic;
 
   constructor(scope: Construct, id: string, props: TicketKeyRotationProps) {
     super(scope, id);
@@ -101,6 +133,9 @@ export class TicketKeyRotation extends Construct {
     });
     const documentArn = Stack.of(this).formatArn({ service: 'ssm', resource: 'document', resourceName: this.document.ref });
 
+    const verifier = this.createVerifier(props, retention);
+    this.verifierFunction = verifier.fn;
+    if (verifier.securityGroup) this.verifierSecurityGroup = verifier.securityGroup;
     const rotationRole = this.rotationRole();
     this.rotationFunction = new nodejs.NodejsFunction(this, 'RotationFunction', {
       description: 'Secrets Manager rotation of the TLS session ticket key set across the tagged fleet',
@@ -126,9 +161,11 @@ export class TicketKeyRotation extends Construct {
         MAX_CONCURRENCY: maxConcurrency,
         MAX_ERRORS: maxErrors,
         COMMAND_OUTPUT_LOG_GROUP: this.commandOutput.logGroupName,
+        VERIFIER_FUNCTION_NAME: this.verifierFunction.functionName,
         POWERTOOLS_SERVICE_NAME: 'tls-ticket-key-rotation',
       },
     });
+    rotationRole.addToPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.verifierFunction.functionArn] }));
     this.grantRotation(rotationRole, documentArn, props.targetTagKey, props.targetTagValue);
 
     const nativeSchedule = rotationInterval.toMilliseconds() >= NATIVE_MIN_INTERVAL.toMilliseconds() && rotationInterval.toSeconds() % 3600 === 0;
@@ -167,10 +204,180 @@ export class TicketKeyRotation extends Construct {
     });
 
     this.saveAuditQueries();
+    this.scheduleCanary(props.canarySchedule ?? 'rate(5 minutes)');
+    this.alarmTopic = this.createAlarms(props.alarmEmail);
+    this.createDashboard();
     new CfnOutput(this, 'SecretArn', { value: this.secret.secretArn, description: 'The key set secret' });
     new CfnOutput(this, 'NodePolicyArn', { value: this.nodePolicy.managedPolicyArn, description: 'Attach to the nodes\' instance role' });
     new CfnOutput(this, 'DocumentName', { value: this.document.ref, description: 'SSM document that applies a key set on a node' });
+    new CfnOutput(this, 'VerifierFunctionName', { value: this.verifierFunction.functionName, description: 'Invoke with {"action":"canary"} to verify the fleet now' });
+    if (this.verifierSecurityGroup) {
+      new CfnOutput(this, 'VerifierSecurityGroupId', {
+        value: this.verifierSecurityGroup.securityGroupId,
+        description: 'Allow TLS from this security group in the nodes\' security group',
+      });
+    }
     new CfnOutput(this, 'RotationLogGroup', { value: this.rotationLogs.logGroupName, description: 'One JSON line per rotation step' });
+  }
+
+  private createVerifier(props: TicketKeyRotationProps, retention: logs.RetentionDays): { fn: nodejs.NodejsFunction; securityGroup?: ec2.SecurityGroup } {
+    const port = props.verifierPort ?? 443;
+    const ticketStore = new secretsmanager.Secret(this, 'TicketStore', {
+      description: 'Session tickets the verifier takes before a rotation, to resume after it (holds session secrets; overwritten every rotation)',
+      encryptionKey: this.key,
+      secretStringValue: SecretValue.unsafePlainText('{}'),
+    });
+    NagSuppressions.addResourceSuppressions(ticketStore, [
+      { id: 'AwsSolutions-SMG4', reason: 'Holds only the tickets of the rotation in progress; the verifier overwrites it at every rotation' },
+    ]);
+    const logGroup = new logs.LogGroup(this, 'VerifierLogs', { retention });
+    const role = new iam.Role(this, 'VerifierRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: 'TLS ticket key verifier' });
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }));
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['ec2:DescribeInstances'], resources: ['*'] }));
+    let vpcSettings: Pick<nodejs.NodejsFunctionProps, 'vpc' | 'vpcSubnets' | 'securityGroups'> = {};
+    let securityGroup: ec2.SecurityGroup | undefined;
+    if (props.verifierVpcId !== undefined) {
+      const subnetIds = props.verifierSubnetIds ?? [];
+      if (subnetIds.length === 0) throw new Error('verifierSubnetIds is required with verifierVpcId: the subnets the verifier runs in');
+      const vpc = ec2.Vpc.fromVpcAttributes(this, 'NodesVpc', { vpcId: props.verifierVpcId, availabilityZones: Stack.of(this).availabilityZones });
+      securityGroup = new ec2.SecurityGroup(this, 'VerifierSecurityGroup', { vpc, allowAllOutbound: false, description: 'TLS ticket key verifier' });
+      securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), 'TLS handshakes with the nodes');
+      securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs (EC2, Secrets Manager) through NAT or endpoints');
+      vpcSettings = {
+        vpc,
+        vpcSubnets: { subnets: subnetIds.map((id, index) => ec2.Subnet.fromSubnetId(this, `Subnet${index}`, id)) },
+        securityGroups: [securityGroup],
+      };
+      role.addToPolicy(
+        new iam.PolicyStatement({
+          actions: ['ec2:CreateNetworkInterface', 'ec2:DescribeNetworkInterfaces', 'ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses'],
+          resources: ['*'],
+        }),
+      );
+    }
+    const fn = new nodejs.NodejsFunction(this, 'VerifierFunction', {
+      description: 'Verifies by TLS handshakes that every node encrypts with the current ticket key and tickets resume across nodes',
+      entry: join(PROJECT_ROOT, 'lambda', 'verifier.ts'),
+      handler: 'handler',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 512,
+      timeout: Duration.minutes(5),
+      logGroup,
+      role,
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
+      bundling: { forceDockerBundling: false, minify: true, sourceMap: false, target: 'node24' },
+      ...vpcSettings,
+      environment: {
+        KEY_SET_SECRET_ARN: this.secret.secretArn,
+        TICKET_STORE_SECRET_ARN: ticketStore.secretArn,
+        TARGET_TAG_KEY: props.targetTagKey,
+        TARGET_TAG_VALUE: props.targetTagValue,
+        VERIFY_PORT: String(port),
+        VERIFY_ADDRESSES: props.verifierVpcId !== undefined ? 'private' : 'public',
+        ...(props.verifierSni ? { VERIFY_SNI: props.verifierSni } : {}),
+        ...(props.verifierStaticNodes?.length ? { VERIFY_STATIC_NODES: props.verifierStaticNodes.join(',') } : {}),
+        ...(props.verifierPeersPerNode ? { VERIFY_PEERS_PER_NODE: String(props.verifierPeersPerNode) } : {}),
+        POWERTOOLS_SERVICE_NAME: 'tls-ticket-key-verifier',
+      },
+    });
+    // The canary reads AWSCURRENT for the current key's name; the ticket store is its own.
+    this.secret.grantRead(role);
+    ticketStore.grantRead(role);
+    ticketStore.grantWrite(role);
+    NagSuppressions.addResourceSuppressions(
+      role,
+      [
+        {
+          id: 'AwsSolutions-IAM5',
+          reason: 'ec2:DescribeInstances and the Lambda VPC network-interface actions have no resource-level permissions; kms:GenerateDataKey*/ReEncrypt* come from the secret grants and are limited to this key',
+          appliesTo: ['Resource::*', 'Action::kms:GenerateDataKey*', 'Action::kms:ReEncrypt*'],
+        },
+      ],
+      true,
+    );
+    return { fn, ...(securityGroup ? { securityGroup } : {}) };
+  }
+
+  private scheduleCanary(expression: string): void {
+    const role = new iam.Role(this, 'CanaryScheduleRole', { assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'), description: 'Starts the ticket key canary' });
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.verifierFunction.functionArn] }));
+    new scheduler.Schedule(this, 'Canary', {
+      description: 'Verifies the fleet\'s ticket keys and cross-node resumption on a schedule',
+      schedule: scheduler.ScheduleExpression.expression(expression),
+      target: new schedulerTargets.LambdaInvoke(this.verifierFunction, { input: scheduler.ScheduleTargetInput.fromObject({ action: 'canary' }), role }),
+    });
+    NagSuppressions.addResourceSuppressions(
+      role,
+      [{ id: 'AwsSolutions-IAM5', reason: 'The scheduler target grants invoking the verifier function and its versions (ARN:*): this one function only' }],
+      true,
+    );
+  }
+
+  private metric(name: string, statistic: string): cloudwatch.Metric {
+    return new cloudwatch.Metric({ namespace: 'TlsTicketKeyRotation', metricName: name, statistic, period: Duration.minutes(5), dimensionsMap: { service: METRIC_SERVICES[name] ?? 'tls-ticket-key-verifier' } });
+  }
+
+  private createAlarms(email: string | undefined): sns.Topic {
+    const topicKey = new kms.Key(this, 'AlarmTopicKey', { enableKeyRotation: true, description: 'Encrypts the ticket key alarm notifications' });
+    topicKey.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
+    const topic = new sns.Topic(this, 'AlarmTopic', { masterKey: topicKey, enforceSSL: true, displayName: 'TLS ticket key rotation alarms' });
+    if (email !== undefined) topic.addSubscription(new snsSubscriptions.EmailSubscription(email));
+    const action = new cloudwatchActions.SnsAction(topic);
+    const alarms = [
+      new cloudwatch.Alarm(this, 'ResumptionRateAlarm', {
+        alarmDescription: 'Cross-node ticket resumption fell below 100%: some node cannot open its peers\' tickets (see the verifier log)',
+        metric: this.metric('CrossNodeResumptionRate', 'Minimum'),
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        threshold: 100,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'NodesOffKeyAlarm', {
+        alarmDescription: 'A node does not encrypt with the current ticket key (stale, unreachable or misconfigured)',
+        metric: this.metric('NodesNotOnExpectedKey', 'Maximum'),
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        threshold: 0,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'VerifierErrorsAlarm', {
+        alarmDescription: 'The verifier function failed or is not running',
+        metric: this.verifierFunction.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        threshold: 0,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'RotationFailedAlarm', {
+        alarmDescription: 'A rotation step failed: see the rotation-history query',
+        metric: this.metric('RotationsFailed', 'Sum'),
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        threshold: 0,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    ];
+    for (const alarm of alarms) alarm.addAlarmAction(action);
+    return topic;
+  }
+
+  private createDashboard(): void {
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${Stack.of(this).stackName}-ticket-keys` });
+    const graph = (title: string, metrics: cloudwatch.IMetric[]) => new cloudwatch.GraphWidget({ title, left: metrics, width: 12 });
+    dashboard.addWidgets(
+      graph('Rotations', [this.metric('RotationsSucceeded', 'Sum'), this.metric('RotationsFailed', 'Sum')]),
+      graph('Nodes per rotation', [this.metric('NodesUpdated', 'Sum'), this.metric('NodesFailed', 'Sum')]),
+    );
+    dashboard.addWidgets(
+      graph('Cross-node resumption (%)', [this.metric('CrossNodeResumptionRate', 'Minimum'), this.metric('ContinuityResumptionRate', 'Minimum')]),
+      graph('Nodes (canary)', [this.metric('NodesOnExpectedKey', 'Minimum'), this.metric('NodesNotOnExpectedKey', 'Maximum'), this.metric('UnreachableNodes', 'Maximum')]),
+    );
+    dashboard.addWidgets(
+      graph('Verification duration (ms)', [this.metric('VerificationDuration', 'Maximum')]),
+      graph('Verifier errors', [this.verifierFunction.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' })]),
+    );
   }
 
   /** Its own role rather than the AWS managed basic execution role: it writes only its own log group. */

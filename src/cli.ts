@@ -25,6 +25,7 @@ import {
 } from './core/policy.js';
 import { RotationError } from './core/rotation.js';
 import { TLS_VERSIONS, type TlsVersion } from './tls/probe.js';
+import { NodeAddressError, parseNodeList } from './verify/nodes.js';
 import { formatReport, verifyFleet, type VerifyNode } from './verify/verifier.js';
 import { runDemo } from './local/demo.js';
 
@@ -92,19 +93,6 @@ function wholeNumber(text: string | undefined, fallback: number, what: string, m
   return value;
 }
 
-const NODE_ADDRESS = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})(?:\/([A-Za-z0-9.-]+))?$/;
-
-/** "host:port" or "host:port/sni", as given on the command line or one per line in a file. */
-function parseNode(text: string): VerifyNode {
-  const match = NODE_ADDRESS.exec(text.trim());
-  const port = Number(match?.[2]);
-  if (match === null || port < 1 || port > 65535) {
-    throw new UsageError(`node "${text}" is not HOST:PORT or HOST:PORT/SNI (for example 10.0.1.5:443/www.example.com)`);
-  }
-  const host = (match[1] as string).replace(/^\[|\]$/g, '');
-  return { name: `${match[1]}:${port}`, host, port, ...(match[3] ? { servername: match[3] } : {}) };
-}
-
 function verifyTargets(values: Values): VerifyNode[] {
   const lines = [...(values.node ?? [])];
   if (values['nodes-file'] !== undefined) {
@@ -117,10 +105,12 @@ function verifyTargets(values: Values): VerifyNode[] {
     lines.push(...text.split('\n').map((line) => line.replace(/#.*/, '').trim()).filter((line) => line !== ''));
   }
   if (lines.length === 0) throw new UsageError('verify needs nodes: --node HOST:PORT (repeat it) or --nodes-file FILE');
-  const nodes = lines.map(parseNode);
-  const duplicate = nodes.find((node, index) => nodes.findIndex((other) => other.name === node.name) !== index);
-  if (duplicate) throw new UsageError(`node ${duplicate.name} is listed twice`);
-  return nodes;
+  try {
+    return parseNodeList(lines);
+  } catch (error) {
+    if (error instanceof NodeAddressError) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 function tlsVersions(text: string | undefined): TlsVersion[] {

@@ -8,6 +8,7 @@ import {
   SecretsManagerClient,
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { ListCommandInvocationsCommand, ListCommandsCommand, SendCommandCommand, SSMClient, type CommandInvocation } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parseKeySet } from '../src/core/keyset.js';
@@ -144,8 +145,40 @@ export class FakeFleet {
   }
 }
 
+/** The verifier function as the rotation function sees it: records captures, answers verifications. */
+export class FakeVerifier {
+  captures: string[] = [];
+  verifications: { versionId: string; expectedKey: string }[] = [];
+  /** Findings to report; none means the fleet passes. */
+  failures: { kind: string; subject: string; detail: string }[] = [];
+
+  answer(event: { action: string; versionId: string; expectedKey: string }): Record<string, unknown> {
+    if (event.action === 'capture') {
+      this.captures.push(event.versionId);
+      return { action: 'capture', versionId: event.versionId, captured: 6, reused: false };
+    }
+    this.verifications.push({ versionId: event.versionId, expectedKey: event.expectedKey });
+    return {
+      action: 'verify',
+      ok: this.failures.length === 0,
+      expectedKey: event.expectedKey,
+      expectedKeyInferred: false,
+      nodes: [{ node: 'i-0aaa', address: '10.0.0.1:443', reachable: true, keys: {}, onExpectedKey: this.failures.length === 0 }],
+      pairs: { tried: 12, resumed: 12 },
+      continuity: { tried: 6, resumed: 6 },
+      peersPerNode: 2,
+      failures: this.failures,
+      durationMs: 40,
+    };
+  }
+}
+
 /** Wires the fakes behind aws-sdk-client-mock for every client instance. */
-export function mockAws(secret: FakeSecret, fleet: FakeFleet): { secrets: ReturnType<typeof mockClient>; ssm: ReturnType<typeof mockClient> } {
+export function mockAws(
+  secret: FakeSecret,
+  fleet: FakeFleet,
+  verifier = new FakeVerifier(),
+): { secrets: ReturnType<typeof mockClient>; ssm: ReturnType<typeof mockClient>; lambda: ReturnType<typeof mockClient> } {
   const secrets = mockClient(SecretsManagerClient);
   secrets.on(DescribeSecretCommand).callsFake(() => secret.describe());
   secrets.on(GetSecretValueCommand).callsFake((input) => secret.get(input));
@@ -157,5 +190,10 @@ export function mockAws(secret: FakeSecret, fleet: FakeFleet): { secrets: Return
     Commands: [{ CommandId: input.CommandId, Status: 'Success', TargetCount: fleet.nodes.length, CompletedCount: fleet.nodes.length }],
   }));
   ssm.on(ListCommandInvocationsCommand).callsFake((input) => ({ CommandInvocations: fleet.invocations(input.CommandId as string) }));
-  return { secrets, ssm };
+  const lambda = mockClient(LambdaClient);
+  lambda.on(InvokeCommand).callsFake((input) => ({
+    StatusCode: 200,
+    Payload: new TextEncoder().encode(JSON.stringify(verifier.answer(JSON.parse(new TextDecoder().decode(input.Payload as Uint8Array))))),
+  }));
+  return { secrets, ssm, lambda };
 }

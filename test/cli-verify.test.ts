@@ -44,8 +44,8 @@ describe('ticket-keys verify against a real fleet', () => {
     expect(result.status).toBe(1);
     const report = JSON.parse(result.stdout) as { ok: boolean; failures: { kind: string; subject: string }[] };
     expect(report.ok).toBe(false);
-    expect(report.failures.map((failure) => `${failure.kind}: ${failure.subject}`)).toEqual(
-      fleet.nodes.map((node) => `wrong key: ${node.host}:${node.port}`),
+    expect(report.failures.map((failure) => `${failure.kind}: ${failure.subject}`).sort()).toEqual(
+      fleet.nodes.map((node) => `wrong key: ${node.host}:${node.port}`).sort(),
     );
   });
 

@@ -1,12 +1,13 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AWS_CLIENT_CONFIG } from '../src/aws/clients.js';
 import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
 import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
-import { FakeFleet, FakeSecret, mockAws } from './aws-fakes.js';
+import { FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
 import { expectNoMaterial } from './helpers.js';
 
 const ENVIRONMENT = {
@@ -19,6 +20,7 @@ const ENVIRONMENT = {
   MAX_CONCURRENCY: '50',
   MAX_ERRORS: '0',
   COMMAND_OUTPUT_LOG_GROUP: 'ticket-keys-output',
+  VERIFIER_FUNCTION_NAME: 'ticket-keys-verifier',
   AWS_REGION: 'eu-west-1',
 };
 const STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const;
@@ -31,6 +33,7 @@ describe('the rotation function handler (AWS mocked)', () => {
   let secret: FakeSecret;
   let fleet: FakeFleet;
   let mocks: ReturnType<typeof mockAws>;
+  let verifier: FakeVerifier;
   let output: string[];
   const everything: string[] = [];
   const allSets: KeySet[] = [];
@@ -42,7 +45,8 @@ describe('the rotation function handler (AWS mocked)', () => {
   beforeEach(() => {
     secret = new FakeSecret(EMPTY_KEY_SET_PLACEHOLDER);
     fleet = new FakeFleet(secret, ['i-0aaa', 'i-0bbb', 'i-0ccc'].map((instanceId) => ({ instanceId, keys: [] })));
-    mocks = mockAws(secret, fleet);
+    verifier = new FakeVerifier();
+    mocks = mockAws(secret, fleet, verifier);
     output = [];
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
       output.push(String(chunk));
@@ -53,6 +57,7 @@ describe('the rotation function handler (AWS mocked)', () => {
     vi.restoreAllMocks();
     mocks.secrets.restore();
     mocks.ssm.restore();
+    mocks.lambda.restore();
     everything.push(...output);
     for (const value of secret.values.values()) {
       try {
@@ -111,6 +116,25 @@ describe('the rotation function handler (AWS mocked)', () => {
     });
     for (const input of sent) expect(Object.keys(input.Parameters ?? {}).sort()).toEqual(['Action', 'SecretId', 'VersionId']);
     expectNoMaterial(JSON.stringify(sent), [parseKeySet(secret.values.get(first) as string), current]);
+    // Tickets are captured before the second rotation reloads the nodes (not before the first set), then verified.
+    expect(verifier.captures).toEqual([second]);
+    expect(verifier.verifications).toEqual([
+      { versionId: first, expectedKey: parseKeySet(secret.values.get(first) as string).keys[0]!.name },
+      { versionId: second, expectedKey: current.keys[0]!.name },
+    ]);
+    expect(logs[6]).toMatchObject({ step: 'testSecret', pairsTried: 12, pairsResumed: 12, continuityTried: 6, continuityResumed: 6 });
+  });
+
+  it('fails testSecret, and so the rotation, on any verifier finding; nothing is promoted', async () => {
+    await rotate();
+    verifier.failures = [{ kind: 'continuity', subject: 'i-0aaa -> i-0ccc', detail: "a TLSv1.3 ticket i-0aaa issued before the rotation did not resume on i-0ccc" }];
+    const token = secret.startRotation();
+    await step('createSecret', token);
+    await step('setSecret', token);
+    const message = await failure(step('testSecret', token));
+    expect(message).toMatch(/^testSecret failed: verification of generation 2 failed: continuity: a TLSv1\.3 ticket i-0aaa issued before the rotation did not resume on i-0ccc$/);
+    expect(secret.currentGeneration()).toBe(1);
+    expect(stepLogs().at(-1)).toMatchObject({ step: 'testSecret', outcome: 'failed' });
   });
 
   it('repeats every step harmlessly: no second version, no second reload, finish skips', async () => {
@@ -149,7 +173,8 @@ describe('the rotation function handler (AWS mocked)', () => {
     secret = new FakeSecret('{"format":"tls-ticket-keyset","version":1,"generation":"seven"}');
     mocks.secrets.restore();
     mocks.ssm.restore();
-    mocks = mockAws(secret, fleet);
+    mocks.lambda.restore();
+    mocks = mockAws(secret, fleet, verifier);
     const message = await failure(step('createSecret', secret.startRotation()));
     expect(message).toMatch(/createSecret failed: the AWSCURRENT key set \(version .*\) is malformed, so no rotation was started and nothing was written: key set generation "seven" is not a positive integer/);
     expect(secret.puts).toBe(0);
@@ -216,6 +241,7 @@ describe('throttling', () => {
       await runRotationStep({ Step: 'createSecret', SecretId: secret.arn, ClientRequestToken: token }, context, {
         secrets: client,
         ssm: new SSMClient({}),
+        lambda: new LambdaClient({}),
         logger,
         metrics,
         settings,

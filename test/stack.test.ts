@@ -22,10 +22,11 @@ function synth(props: Partial<TicketKeyRotationProps> = {}, nag = false): { app:
   return { app, stack, template };
 }
 
-function only(template: Template, type: string): Record<string, unknown> {
-  const resources = Object.values(template.findResources(type));
-  expect(resources, type).toHaveLength(1);
-  return (resources[0] as { Properties: Record<string, unknown> }).Properties;
+/** The properties of the one resource of `type` whose logical id starts with TicketKeys<name>. */
+function resource(template: Template, type: string, name: string): Record<string, unknown> {
+  const matches = Object.entries(template.findResources(type)).filter(([id]) => id.startsWith(`TicketKeys${name}`));
+  expect(matches.map(([id]) => id), `${type} ${name}`).toHaveLength(1);
+  return (matches[0]![1] as { Properties: Record<string, unknown> }).Properties;
 }
 
 describe('the CDK stack', () => {
@@ -52,32 +53,32 @@ describe('the CDK stack', () => {
       RotationRules: { ScheduleExpression: 'rate(12 hours)' },
       RotateImmediatelyOnUpdate: true,
     });
-    template.resourceCountIs('AWS::Scheduler::Schedule', 0);
+    expect(JSON.stringify(template.findResources('AWS::Scheduler::Schedule'))).not.toContain('rotateSecret');
   });
 
   it('schedules RotateSecret with EventBridge Scheduler when the interval is under 4 hours', () => {
     const frequent = synth({ rotationInterval: Duration.minutes(90), ticketLifetime: Duration.hours(3) }).template;
-    const schedule = only(frequent, 'AWS::Scheduler::Schedule');
+    const schedule = resource(frequent, 'AWS::Scheduler::Schedule', 'FrequentRotation');
     expect(schedule.ScheduleExpression).toBe('rate(90 minutes)');
     expect(JSON.stringify((schedule.Target as { Arn: unknown }).Arn)).toContain(':aws-sdk:secretsmanager:rotateSecret');
     expect(JSON.stringify((schedule.Target as { Input: unknown }).Input)).toContain('SecretId');
-    const rotation = only(frequent, 'AWS::SecretsManager::RotationSchedule');
+    const rotation = resource(frequent, 'AWS::SecretsManager::RotationSchedule', 'KeySetRotation');
     expect(rotation.RotationRules).toBeUndefined();
     expect(JSON.stringify(frequent.findResources('AWS::IAM::Policy'))).toMatch(/secretsmanager:RotateSecret/);
   });
 
   it('runs the rotation function on Node 24, arm64, with the whole Lambda limit, and no secrets in its environment', () => {
-    const fn = only(template, 'AWS::Lambda::Function');
+    const fn = resource(template, 'AWS::Lambda::Function', 'RotationFunction');
     expect(fn).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Timeout: 900, Handler: 'index.handler' });
     const environment = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
     expect(Object.keys(environment).sort()).toEqual(
-      ['COMMAND_OUTPUT_LOG_GROUP', 'DOCUMENT_NAME', 'KEY_LENGTH', 'MAX_CONCURRENCY', 'MAX_ERRORS', 'POWERTOOLS_SERVICE_NAME', 'ROTATION_INTERVAL_SECONDS', 'TARGET_TAG_KEY', 'TARGET_TAG_VALUE', 'TICKET_LIFETIME_SECONDS'].sort(),
+      ['COMMAND_OUTPUT_LOG_GROUP', 'DOCUMENT_NAME', 'KEY_LENGTH', 'MAX_CONCURRENCY', 'MAX_ERRORS', 'POWERTOOLS_SERVICE_NAME', 'ROTATION_INTERVAL_SECONDS', 'TARGET_TAG_KEY', 'TARGET_TAG_VALUE', 'TICKET_LIFETIME_SECONDS', 'VERIFIER_FUNCTION_NAME'].sort(),
     );
     expect(environment).toMatchObject({ KEY_LENGTH: '80', ROTATION_INTERVAL_SECONDS: '43200', TARGET_TAG_KEY: 'TicketKeyFleet', TARGET_TAG_VALUE: 'edge', MAX_CONCURRENCY: '50', MAX_ERRORS: '0' });
   });
 
   it('gives the rotation function only this secret, this document and the tagged instances', () => {
-    const statements = (only(template, 'AWS::IAM::Policy').PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown; Condition?: unknown }[] }).Statement;
+    const statements = (resource(template, 'AWS::IAM::Policy', 'RotationRoleDefaultPolicy').PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown; Condition?: unknown }[] }).Statement;
     const sendCommand = statements.filter((statement) => [statement.Action].flat().includes('ssm:SendCommand'));
     expect(sendCommand).toHaveLength(2);
     expect(JSON.stringify(sendCommand)).toMatch(/document/);
@@ -87,13 +88,15 @@ describe('the CDK stack', () => {
     for (const statement of secretActions) {
       expect(statement.Resource).toEqual({ Ref: expect.stringMatching(/^TicketKeysKeySet/) });
     }
+    const invoke = statements.filter((statement) => statement.Action === 'lambda:InvokeFunction');
+    expect(invoke.map((statement) => statement.Resource)).toEqual([{ 'Fn::GetAtt': [expect.stringMatching(/^TicketKeysVerifierFunction/), 'Arn'] }]);
     const wildcard = statements.filter((statement) => statement.Resource === '*');
     expect(wildcard.map((statement) => statement.Action)).toEqual([['ssm:ListCommands', 'ssm:ListCommandInvocations'], 'secretsmanager:GetRandomPassword']);
     expect(JSON.stringify(statements)).not.toMatch(/secretsmanager:UpdateSecret"|secretsmanager:\*|kms:\*/);
   });
 
   it('builds the SSM document from the applier script, with constrained parameters', () => {
-    const content = only(template, 'AWS::SSM::Document').Content as {
+    const content = resource(template, 'AWS::SSM::Document', 'NodeApplier').Content as {
       parameters: Record<string, { allowedPattern?: string; allowedValues?: string[] }>;
       mainSteps: { inputs: { runCommand: string[] } }[];
     };
@@ -116,7 +119,7 @@ describe('the CDK stack', () => {
 
   it('sends command output and the function\'s logs to log groups with retention, and saves audit queries', () => {
     const groups = Object.values(template.findResources('AWS::Logs::LogGroup'));
-    expect(groups).toHaveLength(2);
+    expect(groups).toHaveLength(3);
     for (const group of groups) expect((group as { Properties: { RetentionInDays: number } }).Properties.RetentionInDays).toBe(365);
     const queries = Object.values(template.findResources('AWS::Logs::QueryDefinition')).map((query) => (query as { Properties: { Name: string; QueryString: string } }).Properties);
     expect(queries.map((query) => query.Name)).toEqual(['TicketKeyRotation/TicketKeys/rotation-history', 'TicketKeyRotation/TicketKeys/failed-nodes']);
@@ -125,7 +128,7 @@ describe('the CDK stack', () => {
   });
 
   it('offers the nodes a managed policy: this secret only, its key only through Secrets Manager, and output logs', () => {
-    const statements = (only(template, 'AWS::IAM::ManagedPolicy').PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown; Condition?: unknown }[] }).Statement;
+    const statements = (resource(template, 'AWS::IAM::ManagedPolicy', 'NodePolicy').PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown; Condition?: unknown }[] }).Statement;
     expect(statements.map((statement) => statement.Action)).toEqual([
       'secretsmanager:GetSecretValue',
       'kms:Decrypt',
@@ -133,6 +136,37 @@ describe('the CDK stack', () => {
     ]);
     expect(JSON.stringify(statements[1]!.Condition)).toMatch(/kms:ViaService/);
     template.hasOutput('*', { Value: { Ref: Match.stringLikeRegexp('NodePolicy') } });
+  });
+
+  it('runs the verifier outside any VPC against public addresses by default, in the nodes\' VPC when given', () => {
+    const verifier = resource(template, 'AWS::Lambda::Function', 'VerifierFunction');
+    expect(verifier).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'] });
+    expect(verifier.VpcConfig).toBeUndefined();
+    expect((verifier.Environment as { Variables: Record<string, string> }).Variables).toMatchObject({ VERIFY_ADDRESSES: 'public', VERIFY_PORT: '443' });
+    const inVpc = synth({ verifierVpcId: 'vpc-0abc', verifierSubnetIds: ['subnet-1', 'subnet-2'], verifierPort: 8443, verifierSni: 'www.example.com' }).template;
+    const placed = resource(inVpc, 'AWS::Lambda::Function', 'VerifierFunction');
+    expect(placed.VpcConfig).toEqual({ SubnetIds: ['subnet-1', 'subnet-2'], SecurityGroupIds: [{ 'Fn::GetAtt': [expect.stringMatching(/^TicketKeysVerifierSecurityGroup/), 'GroupId'] }] });
+    expect((placed.Environment as { Variables: Record<string, string> }).Variables).toMatchObject({ VERIFY_ADDRESSES: 'private', VERIFY_PORT: '8443', VERIFY_SNI: 'www.example.com' });
+    const group = resource(inVpc, 'AWS::EC2::SecurityGroup', 'VerifierSecurityGroup');
+    expect(group.VpcId).toBe('vpc-0abc');
+    expect((group.SecurityGroupEgress as { FromPort: number }[]).map((rule) => rule.FromPort).sort()).toEqual([443, 8443]);
+    expect(() => synth({ verifierVpcId: 'vpc-0abc' })).toThrow(/verifierSubnetIds is required with verifierVpcId/);
+  });
+
+  it('runs the verifier as a canary every 5 minutes, with alarms to an encrypted topic and a dashboard', () => {
+    const canary = resource(template, 'AWS::Scheduler::Schedule', 'Canary');
+    expect(canary.ScheduleExpression).toBe('rate(5 minutes)');
+    expect((canary.Target as { Input: string }).Input).toBe('{"action":"canary"}');
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((alarm) => (alarm as { Properties: Record<string, unknown> }).Properties);
+    expect(alarms.map((alarm) => alarm.MetricName).sort()).toEqual(['CrossNodeResumptionRate', 'Errors', 'NodesNotOnExpectedKey', 'RotationsFailed']);
+    const rate = alarms.find((alarm) => alarm.MetricName === 'CrossNodeResumptionRate')!;
+    expect(rate).toMatchObject({ ComparisonOperator: 'LessThanThreshold', Threshold: 100, Namespace: 'TlsTicketKeyRotation', Dimensions: [{ Name: 'service', Value: 'tls-ticket-key-verifier' }] });
+    for (const alarm of alarms) expect(alarm.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^TicketKeysAlarmTopic/) }]);
+    expect(resource(template, 'AWS::SNS::Topic', 'AlarmTopic').KmsMasterKeyId).toBeDefined();
+    template.resourceCountIs('AWS::SNS::Subscription', 0);
+    synth({ alarmEmail: 'oncall@example.com' }).template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
+    const body = JSON.stringify(resource(template, 'AWS::CloudWatch::Dashboard', 'Dashboard').DashboardBody);
+    for (const name of ['RotationsSucceeded', 'NodesFailed', 'CrossNodeResumptionRate', 'NodesOnExpectedKey', 'UnreachableNodes', 'VerificationDuration']) expect(body).toContain(name);
   });
 
   it('fails synth for an impossible interval and lifetime, saying what to change', () => {

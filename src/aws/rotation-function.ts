@@ -1,6 +1,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { DescribeSecretCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { isKeyLength, type KeySet } from '../core/keyset.js';
 import { PolicyError, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
@@ -15,6 +16,7 @@ import {
 } from '../core/rotation.js';
 import { AWSCURRENT, AWSPENDING } from '../core/secret-store.js';
 import type { VerificationReport } from '../verify/verifier.js';
+import { LambdaFleetVerifier } from './lambda-fleet-verifier.js';
 import { SecretsManagerStore } from './secrets-manager-store.js';
 import { SsmFleetCommander } from './ssm-fleet-commander.js';
 
@@ -40,11 +42,13 @@ export interface RotationFunctionSettings {
   maxConcurrency: string;
   maxErrors: string;
   outputLogGroup: string;
+  verifierFunctionName: string;
 }
 
 export interface RotationDependencies {
   secrets: SecretsManagerClient;
   ssm: SSMClient;
+  lambda: LambdaClient;
   logger: Logger;
   metrics: Metrics;
   settings: RotationFunctionSettings;
@@ -78,6 +82,7 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     maxConcurrency: required(environment, 'MAX_CONCURRENCY'),
     maxErrors: required(environment, 'MAX_ERRORS'),
     outputLogGroup: required(environment, 'COMMAND_OUTPUT_LOG_GROUP'),
+    verifierFunctionName: required(environment, 'VERIFIER_FUNCTION_NAME'),
   };
 }
 
@@ -122,6 +127,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
   const rotation: RotationContext = {
     store,
     policy: settings.policy,
+    verifier: new LambdaFleetVerifier(deps.lambda, settings.verifierFunctionName),
     commander: new SsmFleetCommander(deps.ssm, {
       documentName: settings.documentName,
       secretArn: secretId,

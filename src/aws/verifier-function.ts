@@ -1,0 +1,204 @@
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { paginateDescribeInstances, type EC2Client } from '@aws-sdk/client-ec2';
+import { GetSecretValueCommand, PutSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet } from '../core/keyset.js';
+import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
+import { parseNodeList } from '../verify/nodes.js';
+import { captureTickets, choosePeers, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+
+export type VerifierAction = 'capture' | 'verify' | 'canary';
+
+export interface VerifierEvent {
+  /** Scheduled canary runs send `canary`; the rotation function sends `capture` and `verify`. */
+  action?: VerifierAction;
+  versionId?: string;
+  expectedKey?: string;
+}
+
+export interface VerifierSettings {
+  keySetSecretArn: string;
+  ticketStoreSecretArn: string;
+  tagKey: string;
+  tagValue: string;
+  /** Fixed nodes (HOST:PORT[/SNI]); when empty, running instances with the tag are discovered. */
+  staticNodes: string[];
+  port: number;
+  servername?: string;
+  addresses: 'private' | 'public';
+  peersPerNode?: number;
+  /** Nodes whose tickets are kept across a rotation (each in both TLS versions). */
+  capturedNodes: number;
+}
+
+export interface VerifierDependencies {
+  ec2: EC2Client;
+  secrets: SecretsManagerClient;
+  logger: Logger;
+  metrics: Metrics;
+  settings: VerifierSettings;
+}
+
+export type VerifierResponse =
+  | { action: 'capture'; versionId: string; captured: number; reused: boolean }
+  | ({ action: 'verify' | 'canary' } & VerificationReport)
+  | { action: 'canary'; skipped: string };
+
+/** The ticket store's value: sessions are secret (they hold master secrets), so they live in a KMS-encrypted secret. */
+interface StoredTickets {
+  versionId: string;
+  capturedAt: string;
+  tickets: { node: string; version: TlsVersion; session: string }[];
+}
+
+const STORE_LIMIT_BYTES = 60_000;
+
+function required(environment: Record<string, string | undefined>, name: string): string {
+  const value = environment[name];
+  if (value === undefined || value === '') throw new Error(`environment variable ${name} is not set: deploy the function with the stack's construct`);
+  return value;
+}
+
+export function verifierSettingsFromEnvironment(environment: Record<string, string | undefined>): VerifierSettings {
+  const port = Number(environment.VERIFY_PORT ?? '443');
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`VERIFY_PORT ${environment.VERIFY_PORT} is not a TCP port`);
+  const staticNodes = (environment.VERIFY_STATIC_NODES ?? '').split(',').map((node) => node.trim()).filter((node) => node !== '');
+  parseNodeList(staticNodes);
+  const peers = environment.VERIFY_PEERS_PER_NODE;
+  return {
+    keySetSecretArn: required(environment, 'KEY_SET_SECRET_ARN'),
+    ticketStoreSecretArn: required(environment, 'TICKET_STORE_SECRET_ARN'),
+    tagKey: required(environment, 'TARGET_TAG_KEY'),
+    tagValue: required(environment, 'TARGET_TAG_VALUE'),
+    staticNodes,
+    port,
+    ...(environment.VERIFY_SNI ? { servername: environment.VERIFY_SNI } : {}),
+    addresses: environment.VERIFY_ADDRESSES === 'public' ? 'public' : 'private',
+    ...(peers ? { peersPerNode: Number(peers) } : {}),
+    capturedNodes: Number(environment.VERIFY_CAPTURED_NODES ?? '8'),
+  };
+}
+
+/** The nodes to verify: the static list, or the running instances with the fleet's tag. */
+export async function discoverNodes(ec2: EC2Client, settings: VerifierSettings): Promise<VerifyNode[]> {
+  if (settings.staticNodes.length > 0) return parseNodeList(settings.staticNodes);
+  const nodes: VerifyNode[] = [];
+  const pages = paginateDescribeInstances(
+    { client: ec2 },
+    { Filters: [{ Name: `tag:${settings.tagKey}`, Values: [settings.tagValue] }, { Name: 'instance-state-name', Values: ['running'] }] },
+  );
+  for await (const page of pages) {
+    for (const instance of (page.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? [])) {
+      const host = settings.addresses === 'public' ? instance.PublicIpAddress : instance.PrivateIpAddress;
+      if (instance.InstanceId === undefined || host === undefined) continue;
+      nodes.push({ name: instance.InstanceId, host, port: settings.port, ...(settings.servername ? { servername: settings.servername } : {}) });
+    }
+  }
+  return nodes.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+async function readStoredTickets(deps: VerifierDependencies): Promise<StoredTickets | undefined> {
+  const value = (await deps.secrets.send(new GetSecretValueCommand({ SecretId: deps.settings.ticketStoreSecretArn }))).SecretString;
+  try {
+    const stored = JSON.parse(value ?? '{}') as Partial<StoredTickets>;
+    return stored.versionId && Array.isArray(stored.tickets) ? (stored as StoredTickets) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Captures tickets once per version: a retried rotation keeps those taken before the first reload. */
+async function capture(versionId: string, nodes: VerifyNode[], deps: VerifierDependencies): Promise<VerifierResponse> {
+  const stored = await readStoredTickets(deps);
+  if (stored?.versionId === versionId) return { action: 'capture', versionId, captured: stored.tickets.length, reused: true };
+  const chosen = new Set(choosePeers(versionId, nodes.map((node) => node.name), deps.settings.capturedNodes, 1));
+  const tickets = (await captureTickets(nodes.filter((node) => chosen.has(node.name)))).map(({ node, version, session }) => ({
+    node,
+    version,
+    session: session.toString('base64'),
+  }));
+  const value: StoredTickets = { versionId, capturedAt: new Date().toISOString(), tickets: [] };
+  for (const ticket of tickets) {
+    if (JSON.stringify({ ...value, tickets: [...value.tickets, ticket] }).length > STORE_LIMIT_BYTES) break;
+    value.tickets.push(ticket);
+  }
+  await deps.secrets.send(new PutSecretValueCommand({ SecretId: deps.settings.ticketStoreSecretArn, SecretString: JSON.stringify(value) }));
+  return { action: 'capture', versionId, captured: value.tickets.length, reused: false };
+}
+
+function publish(report: VerificationReport, deps: VerifierDependencies): void {
+  const { metrics } = deps;
+  const onKey = report.nodes.filter((node) => node.onExpectedKey).length;
+  metrics.addMetric('CrossNodeResumptionRate', MetricUnit.Percent, report.pairs.tried === 0 ? 0 : (100 * report.pairs.resumed) / report.pairs.tried);
+  metrics.addMetric('NodesOnExpectedKey', MetricUnit.Count, onKey);
+  metrics.addMetric('NodesNotOnExpectedKey', MetricUnit.Count, report.nodes.length - onKey);
+  metrics.addMetric('UnreachableNodes', MetricUnit.Count, report.nodes.filter((node) => !node.reachable).length);
+  metrics.addMetric('VerificationFailures', MetricUnit.Count, report.failures.length);
+  metrics.addMetric('VerificationDuration', MetricUnit.Milliseconds, report.durationMs);
+  if (report.continuity.tried > 0) {
+    metrics.addMetric('ContinuityResumptionRate', MetricUnit.Percent, (100 * report.continuity.resumed) / report.continuity.tried);
+  }
+}
+
+/**
+ * The verifier function: `capture` keeps tickets before a rotation reloads the nodes,
+ * `verify` proves a rotation (with those tickets), `canary` checks the fleet on a schedule
+ * against AWSCURRENT. Reports and logs carry key names and node results, never sessions.
+ */
+export async function runVerifier(event: VerifierEvent, deps: VerifierDependencies): Promise<VerifierResponse> {
+  const action = event.action ?? 'canary';
+  const { logger, metrics, settings } = deps;
+  try {
+    const nodes = await discoverNodes(deps.ec2, settings);
+    if (nodes.length === 0) {
+      throw new Error(`no running instance carries the tag ${settings.tagKey}=${settings.tagValue}: check the tag, or set static nodes`);
+    }
+    if (action === 'capture') {
+      if (!event.versionId) throw new Error('capture needs the versionId of the rotation');
+      const response = await capture(event.versionId, nodes, deps);
+      logger.info('tickets captured', { ...response, nodes: nodes.length });
+      return response;
+    }
+    let expectedKey = event.expectedKey;
+    let ticketsBefore: CapturedTicket[] = [];
+    if (action === 'verify') {
+      if (!expectedKey || !event.versionId) throw new Error('verify needs the versionId and the expected key name');
+      const stored = await readStoredTickets(deps);
+      if (stored?.versionId === event.versionId) {
+        ticketsBefore = stored.tickets.map((ticket) => ({ node: ticket.node, version: ticket.version, session: Buffer.from(ticket.session, 'base64') }));
+      }
+    } else {
+      const current = (await deps.secrets.send(new GetSecretValueCommand({ SecretId: settings.keySetSecretArn }))).SecretString ?? '';
+      if (current === EMPTY_KEY_SET_PLACEHOLDER) {
+        logger.info('verification skipped', { action, reason: 'the key set has no keys yet' });
+        return { action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' };
+      }
+      expectedKey = currentKey(parseKeySet(current)).name;
+    }
+    const report = await verifyFleet(nodes, {
+      expectedKey,
+      ticketsBefore,
+      versions: TLS_VERSIONS,
+      ...(settings.peersPerNode !== undefined ? { peersPerNode: settings.peersPerNode } : {}),
+    });
+    publish(report, deps);
+    logger.info('verification', {
+      action,
+      ok: report.ok,
+      expectedKey: report.expectedKey,
+      nodes: report.nodes.length,
+      nodesOnExpectedKey: report.nodes.filter((node) => node.onExpectedKey).length,
+      pairs: report.pairs,
+      continuity: report.continuity,
+      failures: report.failures.map((failure) => `${failure.kind}: ${failure.detail}`),
+      durationMs: report.durationMs,
+    });
+    return { action: action === 'verify' ? 'verify' : 'canary', ...report };
+  } catch (error) {
+    metrics.addMetric('VerifierErrors', MetricUnit.Count, 1);
+    logger.error('verifier failed', { action, error: error instanceof Error ? error.message : String(error) });
+    throw error;
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}
