@@ -1,0 +1,135 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { runVerifier, verifierSettingsFromEnvironment, type VerifierEvent, type VerifierResponse } from '../src/aws/verifier-function.js';
+import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, serializeKeySet, type KeySet } from '../src/core/keyset.js';
+import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
+import { applyTo, applyToAll, expectNoMaterial, lineage } from './helpers.js';
+
+const KEY_SET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
+const STORE_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-store-GhIjKl';
+
+describe('the verifier function (AWS mocked, real nginx nodes)', () => {
+  let fleet: LocalFleet;
+  let handler: (event: VerifierEvent) => Promise<VerifierResponse>;
+  const sets = lineage(3);
+  const [gen1, gen2] = sets as [KeySet, KeySet, KeySet];
+  const secrets = mockClient(SecretsManagerClient);
+  const ec2 = mockClient(EC2Client);
+  let keySetValue: string;
+  let store: string;
+  let puts: number;
+  let output: string[];
+  const everything: string[] = [];
+
+  beforeAll(async () => {
+    fleet = await startLocalFleet({ nodeCount: 3 });
+    Object.assign(process.env, {
+      KEY_SET_SECRET_ARN: KEY_SET_ARN,
+      TICKET_STORE_SECRET_ARN: STORE_ARN,
+      TARGET_TAG_KEY: 'TicketKeyFleet',
+      TARGET_TAG_VALUE: 'edge',
+      VERIFY_STATIC_NODES: fleet.nodes.map((node) => `${node.host}:${node.port}`).join(','),
+      AWS_REGION: 'eu-west-1',
+    });
+    ({ handler } = await import('../lambda/verifier.js'));
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+    secrets.restore();
+    ec2.restore();
+    expectNoMaterial(everything.join('\n'), sets);
+  });
+  beforeEach(async () => {
+    keySetValue = serializeKeySet(gen1);
+    store = '{}';
+    puts = 0;
+    secrets.reset();
+    secrets.on(GetSecretValueCommand, { SecretId: KEY_SET_ARN }).callsFake(() => ({ SecretString: keySetValue }));
+    secrets.on(GetSecretValueCommand, { SecretId: STORE_ARN }).callsFake(() => ({ SecretString: store }));
+    secrets.on(PutSecretValueCommand, { SecretId: STORE_ARN }).callsFake((input) => {
+      puts += 1;
+      store = input.SecretString as string;
+      return {};
+    });
+    await applyToAll(fleet, gen1, ['--allow-downgrade']);
+    output = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      output.push(String(chunk));
+      return true;
+    });
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    everything.push(...output);
+    // Sessions live only in the ticket store: never in a log line or a response.
+    const stored = JSON.parse(store) as { tickets?: { session: string }[] };
+    for (const ticket of stored.tickets ?? []) expect(everything.join('\n')).not.toContain(ticket.session.slice(0, 40));
+  });
+
+  const metrics = () => Object.assign({}, ...output.filter((chunk) => chunk.includes('"_aws"')).map((chunk) => JSON.parse(chunk))) as Record<string, unknown>;
+
+  it('canary: checks every node against AWSCURRENT and publishes the figures', async () => {
+    const report = await handler({ action: 'canary' });
+    everything.push(JSON.stringify(report));
+    expect(report).toMatchObject({ action: 'canary', ok: true, expectedKey: currentKey(gen1).name, pairs: { tried: 12, resumed: 12 } });
+    expect(metrics()).toMatchObject({ CrossNodeResumptionRate: 100, NodesOnExpectedKey: 3, NodesNotOnExpectedKey: 0, UnreachableNodes: 0, VerificationFailures: 0 });
+    expect(output.join('')).toMatch(/"message":"verification".*"ok":true/);
+  });
+
+  it('canary: skips, saying why, before the first rotation', async () => {
+    keySetValue = EMPTY_KEY_SET_PLACEHOLDER;
+    expect(await handler({ action: 'canary' })).toEqual({ action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' });
+  });
+
+  it('capture keeps tickets once per rotation in the ticket store; verify resumes them after the rotation', async () => {
+    const versionId = '0b7c2b1e-6b1a-4d52-9a43-1c2d3e4f5a6b';
+    expect(await handler({ action: 'capture', versionId })).toEqual({ action: 'capture', versionId, captured: 6, reused: false });
+    expect(await handler({ action: 'capture', versionId })).toEqual({ action: 'capture', versionId, captured: 6, reused: true });
+    expect(puts).toBe(1);
+    await applyToAll(fleet, gen2);
+    const report = await handler({ action: 'verify', versionId, expectedKey: currentKey(gen2).name });
+    everything.push(JSON.stringify(report));
+    expect(report).toMatchObject({ action: 'verify', ok: true, continuity: { tried: 18, resumed: 18 } });
+    expect(metrics()).toMatchObject({ ContinuityResumptionRate: 100 });
+  });
+
+  it('verify reports a node that lost the previous key, by name (testSecret turns any finding into a failed rotation)', async () => {
+    const versionId = '1b7c2b1e-6b1a-4d52-9a43-1c2d3e4f5a6b';
+    await handler({ action: 'capture', versionId });
+    const [first, second, forgetful] = fleet.nodes as [FleetNode, FleetNode, FleetNode];
+    await applyTo(fleet, first, gen2);
+    await applyTo(fleet, second, gen2);
+    await applyTo(fleet, forgetful, { ...gen2, keys: gen2.keys.slice(0, 2) });
+    const report = (await handler({ action: 'verify', versionId, expectedKey: currentKey(gen2).name })) as { ok: boolean; failures: { kind: string; subject: string }[] };
+    everything.push(JSON.stringify(report));
+    expect(report.ok).toBe(false);
+    const name = `${forgetful.host}:${forgetful.port}`;
+    expect(new Set(report.failures.map((failure) => `${failure.kind}: ${failure.subject.split(' -> ')[1]}`))).toEqual(new Set([`continuity: ${name}`]));
+  });
+
+  it('discovers the running instances with the tag and uses their addresses', async () => {
+    const node = fleet.nodes[0]!;
+    ec2.reset();
+    ec2.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [{ InstanceId: 'i-0bbb', PrivateIpAddress: '127.0.0.1' }, { InstanceId: 'i-0aaa', PrivateIpAddress: '127.0.0.1' }] }],
+    });
+    const settings = { ...verifierSettingsFromEnvironment(process.env), staticNodes: [], port: node.port };
+    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
+    const report = (await runVerifier({ action: 'canary' }, deps)) as { ok: boolean; nodes: { node: string; address: string }[] };
+    expect(report.ok).toBe(true);
+    expect(report.nodes.map((entry) => [entry.node, entry.address])).toEqual([
+      ['i-0aaa', `127.0.0.1:${node.port}`],
+      ['i-0bbb', `127.0.0.1:${node.port}`],
+    ]);
+    expect(ec2.commandCalls(DescribeInstancesCommand)[0]!.args[0].input.Filters).toEqual([
+      { Name: 'tag:TicketKeyFleet', Values: ['edge'] },
+      { Name: 'instance-state-name', Values: ['running'] },
+    ]);
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    await expect(runVerifier({ action: 'canary' }, deps)).rejects.toThrow(/no running instance carries the tag TicketKeyFleet=edge/);
+  });
+});
