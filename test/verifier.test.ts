@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, nextKey, type KeySet } from '../src/core/keyset.js';
@@ -95,6 +95,26 @@ describe('the verifier against a real 3-node fleet', () => {
     const report = await verify(gen3);
     expect(report.failures.map((failure) => `${failure.kind}: ${failure.subject}`)).toEqual(['wrong key: node1', 'wrong key: node1']);
     expect(report.failures[0]!.detail).toContain(`encrypts TLSv1.2 tickets with key ${nextKey(gen3).name}, expected ${currentKey(gen3).name}`);
+  });
+
+  it('says "different certificate" when nodes share the key but present different certificates', async () => {
+    await applyToAll(fleet, gen3, ['--allow-downgrade']);
+    const node = fleet.nodes[2]!;
+    const config = readFileSync(node.configFile, 'utf8');
+    const certificate = join(fleet.baseDir, 'other-cert.pem');
+    const key = join(fleet.baseDir, 'other-key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=other.local', '-days', '1', '-keyout', key, '-out', certificate], { stdio: 'ignore' });
+    writeFileSync(node.configFile, config.replace(/ssl_certificate .*;/, `ssl_certificate ${certificate};`).replace(/ssl_certificate_key .*;/, `ssl_certificate_key ${key};`));
+    try {
+      await reload(fleet, node);
+      const report = await verify(gen3);
+      expect(report.nodes.every((entry) => entry.onExpectedKey)).toBe(true);
+      const kinds = new Set(report.failures.map((failure) => `${failure.kind}: ${failure.subject}`));
+      expect(kinds).toEqual(new Set(['different certificate: node1 -> node3', 'different certificate: node2 -> node3', 'different certificate: node3 -> node1', 'different certificate: node3 -> node2']));
+    } finally {
+      writeFileSync(node.configFile, config);
+      await reload(fleet, node);
+    }
   });
 
   it('fails continuity on a node that lost the previous key: tickets from before the rotation do not resume there', async () => {
