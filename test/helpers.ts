@@ -1,4 +1,4 @@
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 import { createKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
 import { nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
 import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
@@ -53,4 +53,12 @@ export function expectNoMaterial(text: string, sets: KeySet[]): void {
   for (const form of materialForms(sets)) {
     expect(text.includes(form), 'output contains key material').toBe(false);
   }
+}
+
+/** Collects what is written to stdout (Powertools logs and metrics) into `sink` until vi.restoreAllMocks(). */
+export function captureStdout(sink: string[]): void {
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    sink.push(String(chunk));
+    return true;
+  });
 }

@@ -8,7 +8,7 @@ import { AWS_CLIENT_CONFIG } from '../src/aws/clients.js';
 import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
 import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
 import { FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
-import { expectNoMaterial } from './helpers.js';
+import { captureStdout, expectNoMaterial } from './helpers.js';
 
 const ENVIRONMENT = {
   KEY_LENGTH: '80',
@@ -48,10 +48,7 @@ describe('the rotation function handler (AWS mocked)', () => {
     verifier = new FakeVerifier();
     mocks = mockAws(secret, fleet, verifier);
     output = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      output.push(String(chunk));
-      return true;
-    });
+    captureStdout(output);
   });
   afterEach(() => {
     vi.restoreAllMocks();

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { runVerifier, verifierSettingsFromEnvironment, type VerifierEvent, type VerifierResponse } from '../src/aws/verifier-function.js';
 import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, serializeKeySet, type KeySet } from '../src/core/keyset.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
-import { applyTo, applyToAll, expectNoMaterial, lineage } from './helpers.js';
+import { applyTo, applyToAll, captureStdout, expectNoMaterial, lineage } from './helpers.js';
 
 const KEY_SET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
 const STORE_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-store-GhIjKl';
@@ -57,10 +57,7 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     });
     await applyToAll(fleet, gen1, ['--allow-downgrade']);
     output = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      output.push(String(chunk));
-      return true;
-    });
+    captureStdout(output);
   });
   afterEach(() => {
     vi.restoreAllMocks();

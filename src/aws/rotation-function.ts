@@ -19,6 +19,7 @@ import type { VerificationReport } from '../verify/verifier.js';
 import { LambdaFleetVerifier } from './lambda-fleet-verifier.js';
 import { SecretsManagerStore } from './secrets-manager-store.js';
 import { SsmFleetCommander } from './ssm-fleet-commander.js';
+import { requiredSetting } from './environment.js';
 
 export const ROTATION_STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const;
 export type RotationStep = (typeof ROTATION_STEPS)[number];
@@ -58,31 +59,25 @@ export interface RotationDependencies {
 /** Time kept back from the Lambda's limit to log, publish metrics and return. */
 const DEADLINE_MARGIN_MS = 30_000;
 
-function required(environment: Record<string, string | undefined>, name: string): string {
-  const value = environment[name];
-  if (value === undefined || value === '') throw new Error(`environment variable ${name} is not set: deploy the function with the stack's construct`);
-  return value;
-}
-
 /** Reads the function's settings from its environment, refusing a policy that cannot keep tickets valid. */
 export function settingsFromEnvironment(environment: Record<string, string | undefined>): RotationFunctionSettings {
-  const keyLength = Number(required(environment, 'KEY_LENGTH'));
+  const keyLength = Number(requiredSetting(environment, 'KEY_LENGTH'));
   if (!isKeyLength(keyLength)) throw new Error(`KEY_LENGTH ${keyLength} is not supported: use 80 or 48`);
   const policy: RotationPolicy = {
     keyLength,
-    rotationIntervalSeconds: Number(required(environment, 'ROTATION_INTERVAL_SECONDS')),
-    ticketLifetimeSeconds: Number(required(environment, 'TICKET_LIFETIME_SECONDS')),
+    rotationIntervalSeconds: Number(requiredSetting(environment, 'ROTATION_INTERVAL_SECONDS')),
+    ticketLifetimeSeconds: Number(requiredSetting(environment, 'TICKET_LIFETIME_SECONDS')),
   };
   previousKeysToKeep(policy);
   return {
     policy,
-    documentName: required(environment, 'DOCUMENT_NAME'),
-    tagKey: required(environment, 'TARGET_TAG_KEY'),
-    tagValue: required(environment, 'TARGET_TAG_VALUE'),
-    maxConcurrency: required(environment, 'MAX_CONCURRENCY'),
-    maxErrors: required(environment, 'MAX_ERRORS'),
-    outputLogGroup: required(environment, 'COMMAND_OUTPUT_LOG_GROUP'),
-    verifierFunctionName: required(environment, 'VERIFIER_FUNCTION_NAME'),
+    documentName: requiredSetting(environment, 'DOCUMENT_NAME'),
+    tagKey: requiredSetting(environment, 'TARGET_TAG_KEY'),
+    tagValue: requiredSetting(environment, 'TARGET_TAG_VALUE'),
+    maxConcurrency: requiredSetting(environment, 'MAX_CONCURRENCY'),
+    maxErrors: requiredSetting(environment, 'MAX_ERRORS'),
+    outputLogGroup: requiredSetting(environment, 'COMMAND_OUTPUT_LOG_GROUP'),
+    verifierFunctionName: requiredSetting(environment, 'VERIFIER_FUNCTION_NAME'),
   };
 }
 

@@ -6,6 +6,7 @@ import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet } from '../core/keys
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
 import { captureTickets, choosePeers, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+import { requiredSetting } from './environment.js';
 
 export type VerifierAction = 'capture' | 'verify' | 'canary';
 
@@ -53,12 +54,6 @@ interface StoredTickets {
 
 const STORE_LIMIT_BYTES = 60_000;
 
-function required(environment: Record<string, string | undefined>, name: string): string {
-  const value = environment[name];
-  if (value === undefined || value === '') throw new Error(`environment variable ${name} is not set: deploy the function with the stack's construct`);
-  return value;
-}
-
 export function verifierSettingsFromEnvironment(environment: Record<string, string | undefined>): VerifierSettings {
   const port = Number(environment.VERIFY_PORT ?? '443');
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`VERIFY_PORT ${environment.VERIFY_PORT} is not a TCP port`);
@@ -66,10 +61,10 @@ export function verifierSettingsFromEnvironment(environment: Record<string, stri
   parseNodeList(staticNodes);
   const peers = environment.VERIFY_PEERS_PER_NODE;
   return {
-    keySetSecretArn: required(environment, 'KEY_SET_SECRET_ARN'),
-    ticketStoreSecretArn: required(environment, 'TICKET_STORE_SECRET_ARN'),
-    tagKey: required(environment, 'TARGET_TAG_KEY'),
-    tagValue: required(environment, 'TARGET_TAG_VALUE'),
+    keySetSecretArn: requiredSetting(environment, 'KEY_SET_SECRET_ARN'),
+    ticketStoreSecretArn: requiredSetting(environment, 'TICKET_STORE_SECRET_ARN'),
+    tagKey: requiredSetting(environment, 'TARGET_TAG_KEY'),
+    tagValue: requiredSetting(environment, 'TARGET_TAG_VALUE'),
     staticNodes,
     port,
     ...(environment.VERIFY_SNI ? { servername: environment.VERIFY_SNI } : {}),
