@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { expect, vi } from 'vitest';
 import { createKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
 import { nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
@@ -60,5 +61,17 @@ export function captureStdout(sink: string[]): void {
   vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
     sink.push(String(chunk));
     return true;
+  });
+}
+
+/** One command on HAProxy's runtime API; the reply may hold key material: assert on it, never print it. */
+export function haproxyRuntime(socketPath: string, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(socketPath);
+    let reply = '';
+    socket.on('data', (chunk: Buffer) => (reply += chunk.toString()));
+    socket.once('error', reject);
+    socket.once('end', () => resolve(reply));
+    socket.once('connect', () => socket.write(`${command}\n`));
   });
 }

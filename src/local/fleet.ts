@@ -1,4 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,17 +8,25 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 export const LOOPBACK = '127.0.0.1';
 
-/** One real nginx node of the local fleet, with everything the applier needs to drive it. */
+export type FleetFlavor = 'nginx' | 'haproxy';
+
+/** One real TLS node of the local fleet, with everything the applier needs to drive it. */
 export interface FleetNode {
   name: string;
+  flavor: FleetFlavor;
   host: string;
   port: number;
   prefix: string;
   configFile: string;
+  /** nginx: the include with the ssl_session_ticket_key lines; HAProxy: the tls-ticket-keys file. */
   includeFile: string;
   keyDir: string;
   testCommand: string;
   reloadCommand: string;
+  /** The master process's pid file. */
+  pidFile: string;
+  /** HAProxy's runtime API (admin level), a unix socket. */
+  runtimeSocket?: string;
 }
 
 export interface LocalFleet {
@@ -25,9 +34,9 @@ export interface LocalFleet {
   /** The HAProxy in `mode tcp`, `balance roundrobin` in front of the nodes. */
   balancer: { host: string; port: number };
   baseDir: string;
-  /** Process ids of a node's nginx workers. */
+  /** Process ids of a node's workers (children of its master). */
   workerPids(node: FleetNode): number[];
-  /** Stops one node's nginx, as a crash or an outage would. */
+  /** Stops one node's server, as a crash or an outage would. */
   stopNode(node: FleetNode): Promise<void>;
   /** Starts a stopped node again with its current configuration. */
   startNode(node: FleetNode): Promise<void>;
@@ -38,6 +47,8 @@ export interface LocalFleet {
 
 export interface FleetOptions {
   nodeCount: number;
+  /** The server that terminates TLS on the nodes. @default nginx */
+  flavor?: FleetFlavor;
 }
 
 const running = new Set<ChildProcess>();
@@ -179,6 +190,23 @@ http {
 `;
 }
 
+function haproxyNodeConfig(node: FleetNode, certificateWithKey: string): string {
+  return `global
+  nbthread 1
+  # Only tickets may resume: a session cache would hide key problems.
+  tune.ssl.cachesize 0
+  stats socket ${node.runtimeSocket} mode 600 level admin
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend tls
+  bind ${LOOPBACK}:${node.port} ssl crt ${certificateWithKey} tls-ticket-keys ${node.includeFile} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
+  http-request return status 200 content-type text/plain string "${node.name}"
+`;
+}
+
 function haproxyConfig(port: number, nodes: FleetNode[]): string {
   return `global
   nbthread 1
@@ -198,12 +226,13 @@ ${nodes.map((node) => `  server ${node.name} ${node.host}:${node.port}`).join('\
 }
 
 /**
- * Starts `nodeCount` real nginx nodes that share one certificate, each with an empty ticket
- * key include (so each starts on its own random keys, like a fleet before adoption), behind
- * a real HAProxy in TCP round-robin, all on 127.0.0.1.
+ * Starts `nodeCount` real TLS nodes (nginx, or HAProxy terminating TLS) that share one
+ * certificate, each on its own random ticket keys (like a fleet before adoption), behind a
+ * real HAProxy in TCP round-robin, all on 127.0.0.1.
  */
 export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet> {
-  const nginx = requireCommand('nginx', 'install it with `apt-get install nginx-light` (or nginx)');
+  const flavor = options.flavor ?? 'nginx';
+  const nginx = flavor === 'nginx' ? requireCommand('nginx', 'install it with `apt-get install nginx-light` (or nginx)') : '';
   const haproxy = requireCommand('haproxy', 'install it with `apt-get install haproxy`');
   const baseDir = mkdtempSync(join(tmpdir(), 'ticket-fleet-'));
   const nodeProcesses = new Map<string, ChildProcess>();
@@ -214,31 +243,52 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
     rmSync(baseDir, { recursive: true, force: true });
   };
   const startNode = async (node: FleetNode): Promise<void> => {
-    const started = startProcess(nginx, ['-p', node.prefix, '-c', node.configFile]);
+    const started =
+      node.flavor === 'nginx'
+        ? startProcess(nginx, ['-p', node.prefix, '-c', node.configFile])
+        : startProcess(haproxy, ['-W', '-db', '-f', node.configFile, '-p', node.pidFile]);
     nodeProcesses.set(node.name, started.child);
-    await waitForPort(node.port, `nginx ${node.name}`, started);
+    await waitForPort(node.port, `${node.flavor} ${node.name}`, started);
   };
   try {
     const { certificate, key } = makeCertificate(baseDir);
     const nodes: FleetNode[] = [];
+    const certificateWithKey = join(baseDir, 'fleet-cert-and-key.pem');
+    writeFileSync(certificateWithKey, readFileSync(certificate, 'utf8') + readFileSync(key, 'utf8'), { mode: 0o600 });
     for (let index = 1; index <= options.nodeCount; index += 1) {
       const prefix = join(baseDir, `node${index}`);
       for (const dir of ['logs', 'tmp', 'conf']) mkdirSync(join(prefix, dir), { recursive: true });
-      const configFile = join(prefix, 'conf', 'nginx.conf');
-      const flags = `-p ${prefix} -c ${configFile}`;
-      const node: FleetNode = {
-        name: `node${index}`,
-        host: LOOPBACK,
-        port: await freePort(),
-        prefix,
-        configFile,
-        includeFile: join(prefix, 'conf', 'ticket-keys.conf'),
-        keyDir: join(prefix, 'ticket-keys'),
-        testCommand: `${nginx} -t -q ${flags}`,
-        reloadCommand: `${nginx} -s reload ${flags}`,
-      };
-      writeFileSync(node.includeFile, '# No shared ticket keys yet: nginx uses its own random key.\n');
-      writeFileSync(configFile, nginxConfig(node, certificate, key));
+      const name = `node${index}`;
+      const port = await freePort();
+      const keyDir = join(prefix, 'ticket-keys');
+      let node: FleetNode;
+      if (flavor === 'nginx') {
+        const configFile = join(prefix, 'conf', 'nginx.conf');
+        const flags = `-p ${prefix} -c ${configFile}`;
+        node = {
+          name, flavor, host: LOOPBACK, port, prefix, configFile, keyDir,
+          includeFile: join(prefix, 'conf', 'ticket-keys.conf'),
+          testCommand: `${nginx} -t -q ${flags}`,
+          reloadCommand: `${nginx} -s reload ${flags}`,
+          pidFile: join(prefix, 'nginx.pid'),
+        };
+        writeFileSync(node.includeFile, '# No shared ticket keys yet: nginx uses its own random key.\n');
+        writeFileSync(configFile, nginxConfig(node, certificate, key));
+      } else {
+        const configFile = join(prefix, 'conf', 'haproxy.cfg');
+        const pidFile = join(prefix, 'haproxy.pid');
+        node = {
+          name, flavor, host: LOOPBACK, port, prefix, configFile, keyDir, pidFile,
+          includeFile: join(prefix, 'conf', 'tls-ticket-keys'),
+          testCommand: `${haproxy} -c -q -f ${configFile}`,
+          // Master-worker mode: USR2 makes the master start new workers with the reloaded config.
+          reloadCommand: `kill -USR2 "$(cat ${pidFile})"`,
+          runtimeSocket: join(prefix, 'admin.sock'),
+        };
+        // HAProxy needs keys to start: three of its own, shared with nobody.
+        writeFileSync(node.includeFile, [0, 1, 2].map(() => `${randomBytes(80).toString('base64')}\n`).join(''), { mode: 0o600 });
+        writeFileSync(configFile, haproxyNodeConfig(node, certificateWithKey));
+      }
       await startNode(node);
       nodes.push(node);
     }
@@ -249,7 +299,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
     balancerProcess = balancer.child;
     await waitForPort(balancerPort, 'haproxy', balancer);
 
-    const masterPid = (node: FleetNode): number => Number(readFileSync(join(node.prefix, 'nginx.pid'), 'utf8').trim());
+    const masterPid = (node: FleetNode): number => Number(readFileSync(node.pidFile, 'utf8').trim());
     const workerPids = (node: FleetNode): number[] => childPids(masterPid(node));
     return {
       nodes,
@@ -269,7 +319,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
           if (now.length > 0 && now.every((pid) => !before.includes(pid))) return;
           await sleep(20);
         }
-        throw new Error(`nginx ${node.name} did not finish reloading within 10 s (workers ${workerPids(node).join(',')})`);
+        throw new Error(`${node.flavor} ${node.name} did not finish reloading within 10 s (workers ${workerPids(node).join(',')})`);
       },
       stop,
     };
