@@ -21,11 +21,11 @@ set -o errtrace # the ERR trap below also sees failures inside functions
 usage() {
   cat <<'EOF'
 Usage: apply-ticket-keys.sh [options] [--input FILE|-]
-  --flavor nginx          server flavor (nginx; haproxy is planned)
+  --flavor nginx|haproxy  server flavor (default nginx)
   --key-dir DIR           directory for the key files (created 0700)
-  --include FILE          the file the server's config includes for its ticket keys
-  --test-cmd CMD          config test command (default: nginx -t -q)
-  --reload-cmd CMD        reload command (default: nginx -s reload)
+  --include FILE          nginx: the file its config includes; haproxy: the tls-ticket-keys file
+  --test-cmd CMD          config test (default: nginx -t -q; haproxy -c -q -f /etc/haproxy/haproxy.cfg)
+  --reload-cmd CMD        reload (default: nginx -s reload; systemctl reload haproxy)
   --input FILE|-          key set JSON (default: standard input)
   --allow-downgrade       apply a generation older than the active one
   --lock-timeout SECONDS  wait this long for another run to finish (default: 60)
@@ -112,7 +112,11 @@ case "$flavor" in
     test_cmd=${test_cmd:-nginx -t -q}
     reload_cmd=${reload_cmd:-nginx -s reload}
     ;;
-  *) fail 2 refused "flavor $flavor is not supported: use --flavor nginx" ;;
+  haproxy)
+    test_cmd=${test_cmd:-haproxy -c -q -f /etc/haproxy/haproxy.cfg}
+    reload_cmd=${reload_cmd:-systemctl reload haproxy}
+    ;;
+  *) fail 2 refused "flavor $flavor is not supported: use --flavor nginx or --flavor haproxy" ;;
 esac
 [ -n "$key_dir" ] || fail 2 refused "--key-dir is required: the directory that holds the key files"
 [ -n "$include_file" ] || fail 2 refused "--include is required: the file the server's config includes"
@@ -131,6 +135,7 @@ import base64, binascii, fcntl, json, os, re, sys, tempfile, time
 mode, flavor, key_dir, include_file, allow_downgrade, lock_timeout = sys.argv[1:7]
 STATE_FILE = os.path.join(key_dir, "active.json")
 SEP = "\x1f"
+HAPROXY_SLOTS = 3  # TLS_TICKETS_NO, HAProxy's build-time number of ticket keys per file
 FORMAT, VERSION, LENGTHS = "tls-ticket-keyset", 1, (80, 48)
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
@@ -212,17 +217,35 @@ def validate(text):
             invalid("key set holds key %s twice: every key must be distinct" % name)
         names.append(name)
         materials.append(raw)
+    if flavor == "haproxy" and len(names) > HAPROXY_SLOTS:
+        invalid("key set keeps %d previous keys but HAProxy holds %d keys (previous, current, next): rotate less often or shorten the ticket lifetime so that one previous key covers it (ticket lifetime no longer than the rotation interval)" % (len(names) - 2, HAPROXY_SLOTS))
     return generation, names, materials
+
+def haproxy_order(items):
+    """The set's order (current, next, previous newest first) as HAProxy's file wants it:
+    previous, current, next. The file needs all three slots: a set with no previous key
+    repeats its current key first."""
+    ordered = (list(reversed(items[2:])) + items[:2])[-HAPROXY_SLOTS:]
+    return [items[0]] * (HAPROXY_SLOTS - len(ordered)) + ordered
+
+def haproxy_layout(raw):
+    """80-byte keys: the set holds name|hmac|aes (nginx's layout); HAProxy reads name|aes|hmac."""
+    return raw[:16] + raw[48:] + raw[16:48] if len(raw) == 80 else raw
 
 def key_file_name(index, name):
     return "%02d-%s.key" % (index, name)
 
 def render_include(generation, names, directory):
+    """nginx: an include naming the key files; HAProxy: the keys themselves, one base64 line each."""
     if flavor == "nginx":
         lines = ["# Managed by apply-ticket-keys.sh: generation %d. Do not edit; the next rotation replaces it." % generation]
         lines += ["ssl_session_ticket_key %s;" % os.path.join(directory, key_file_name(i, n)) for i, n in enumerate(names)]
         return "\n".join(lines) + "\n"
-    raise Refused(2, "flavor %s is not supported" % flavor)
+    keys = []
+    for index, name in enumerate(names):
+        with open(os.path.join(directory, key_file_name(index, name)), "rb") as handle:
+            keys.append(haproxy_layout(handle.read()))
+    return "".join(base64.b64encode(key).decode() + "\n" for key in haproxy_order(keys))
 
 def read_state():
     try:
@@ -311,7 +334,8 @@ def prepare(generation, names, materials):
     write_file(os.path.join(stage, "state.json"), json.dumps({"generation": generation, "keys": names, "dir": stage}).encode(), 0o600)
     fd, include_tmp = tempfile.mkstemp(prefix=".%s.tmp." % base, dir=include_dir)
     os.write(fd, render_include(generation, names, stage).encode())
-    os.fchmod(fd, 0o644)
+    # HAProxy's file holds the keys themselves.
+    os.fchmod(fd, 0o600 if flavor == "haproxy" else 0o644)
     os.fsync(fd)
     os.close(fd)
     return "apply", stage, include_tmp, state[0] if state else ""

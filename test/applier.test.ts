@@ -6,6 +6,7 @@ import { currentKey, parseKeySet, serializeKeySet, type KeySet } from '../src/co
 import { APPLIER_PATH, nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, expectNoMaterial, freshTicket, lineage } from './helpers.js';
+import { malformedKeySets } from './malformed-key-sets.js';
 
 /** Every file under the node's config and key directories, with its mode and bytes. */
 function snapshot(node: FleetNode): Map<string, string> {
@@ -22,12 +23,6 @@ function snapshot(node: FleetNode): Map<string, string> {
   walk(join(node.prefix, 'conf'));
   walk(node.keyDir);
   return files;
-}
-
-function variant(set: KeySet, change: (doc: Record<string, unknown> & { keys: Record<string, unknown>[] }) => void): string {
-  const doc = JSON.parse(serializeKeySet(set));
-  change(doc);
-  return JSON.stringify(doc);
 }
 
 describe('the node applier on a real nginx node', () => {
@@ -111,30 +106,7 @@ describe('the node applier on a real nginx node', () => {
     expect(snapshot(node)).toEqual(before);
   });
 
-  const malformed: [string, () => string, RegExp][] = [
-    ['empty input', () => '', /key set is empty/],
-    ['truncated JSON', () => serializeKeySet(gen2).slice(0, 60), /not valid JSON/],
-    ['a JSON array', () => '[]', /not a JSON object/],
-    ['an unknown format', () => variant(gen2, (doc) => (doc.format = 'nginx-keys')), /format "nginx-keys" is unknown/],
-    ['an unknown version', () => variant(gen2, (doc) => (doc.version = 2)), /version 2 is not supported/],
-    ['generation zero', () => variant(gen2, (doc) => (doc.generation = 0)), /generation 0 is not a positive integer/],
-    ['a fractional generation', () => variant(gen2, (doc) => (doc.generation = 2.5)), /generation 2.5 is not a positive integer/],
-    ['a generation as a string', () => variant(gen2, (doc) => (doc.generation = '2')), /generation "2" is not a positive integer/],
-    ['an unsupported key length', () => variant(gen2, (doc) => (doc.keyLength = 64)), /keyLength 64 is not supported/],
-    ['48-byte keys in an 80-byte set', () => variant(gen2, (doc) => (doc.keyLength = 48)), /key 1 \(\w+\) is 80 bytes but the set's keyLength is 48/],
-    ['mixed key lengths', () => variant(gen2, (doc) => ((doc.keys[1] as Record<string, unknown>).material = Buffer.from(gen2.keys[1]!.material, 'base64').subarray(0, 48).toString('base64'))), /key 2 \(\w+\) is 48 bytes/],
-    ['bad base64', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).material = '!'.repeat(108))), /key 1 \(\w+\) material is not valid base64/],
-    ['base64 with a line break', () => variant(gen2, (doc) => ((doc.keys[1] as Record<string, unknown>).material = `${gen2.keys[1]!.material.slice(0, 50)}\n${gen2.keys[1]!.material.slice(50)}`)), /key 2 \(\w+\) material is not valid base64/],
-    ['a duplicate key', () => variant(gen2, (doc) => doc.keys.push({ ...doc.keys[0], state: 'previous' })), /holds key \w+ twice/],
-    ['a name that does not match its material', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).name = '0'.repeat(32))), /key 1 name 0{32} does not match its material/],
-    ['no current key first', () => variant(gen2, (doc) => doc.keys.shift()), /no current key first \(key 1 is "next"\)/],
-    ['no next key', () => variant(gen2, (doc) => doc.keys.splice(1)), /has no next key/],
-    ['no keys at all', () => variant(gen2, (doc) => (doc.keys = [])), /has no current key: a set needs/],
-    ['keys out of order', () => variant(gen2, (doc) => ((doc.keys[2] as Record<string, unknown>).state = 'next')), /key 3 has state "next" where "previous" belongs/],
-    ['a key without material', () => variant(gen2, (doc) => delete (doc.keys[1] as Record<string, unknown>).material), /key 2 has no "material" string/],
-    ['a bad creation time', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).createdAt = 'yesterday')), /key 1 \(\w+\) has createdAt that is not an ISO 8601/],
-    ['an unknown field', () => variant(gen2, (doc) => (doc.keys_v2 = [])), /unknown field\(s\) keys_v2/],
-  ];
+  const malformed = malformedKeySets(gen2);
 
   it(`refuses ${malformed.length} malformed key sets, each with its own message, touching nothing`, async () => {
     const before = snapshot(node);
