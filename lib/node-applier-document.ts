@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
+import type { ServerFlavor } from '../src/core/policy.js';
 import { APPLIER_PATH } from '../src/local/applier.js';
 
-export type ServerFlavor = 'nginx';
 
 /** How the applier is run on each node: baked into the document at synth time. */
 export interface NodeApplierSettings {

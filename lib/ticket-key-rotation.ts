@@ -17,9 +17,9 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
-import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, previousKeysToKeep } from '../src/core/policy.js';
+import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, previousKeysToKeep, type ServerFlavor } from '../src/core/policy.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
-import { nodeApplierDocument, type ServerFlavor } from './node-applier-document.js';
+import { nodeApplierDocument } from './node-applier-document.js';
 
 /** Powertools Metrics puts each function's service name in a `service` dimension. */
 const METRIC_SERVICES: Record<string, string> = {
@@ -27,6 +27,12 @@ const METRIC_SERVICES: Record<string, string> = {
   RotationsFailed: 'tls-ticket-key-rotation',
   NodesUpdated: 'tls-ticket-key-rotation',
   NodesFailed: 'tls-ticket-key-rotation',
+};
+
+/** Where each flavor keeps its keys on a node, and how it is checked and reloaded, unless set. */
+export const FLAVOR_DEFAULTS: Record<ServerFlavor, { includePath: string; testCommand: string; reloadCommand: string }> = {
+  nginx: { includePath: '/etc/nginx/tls-ticket-keys.conf', testCommand: 'nginx -t -q', reloadCommand: 'systemctl reload nginx' },
+  haproxy: { includePath: '/etc/haproxy/tls-ticket-keys', testCommand: 'haproxy -c -q -f /etc/haproxy/haproxy.cfg', reloadCommand: 'systemctl reload haproxy' },
 };
 
 /** Secrets Manager's own schedule runs no more often than every 4 hours. */
@@ -42,15 +48,15 @@ export interface TicketKeyRotationProps {
   readonly ticketLifetime?: Duration;
   /** @default 80 */
   readonly keyLength?: KeyLength;
-  /** @default nginx */
+  /** The server terminating TLS on the nodes. @default nginx */
   readonly flavor?: ServerFlavor;
   /** @default /var/lib/tls-ticket-keys */
   readonly keyDirectory?: string;
-  /** @default /etc/nginx/tls-ticket-keys.conf */
+  /** nginx: the file its config includes; haproxy: the tls-ticket-keys file. @default per flavor (see FLAVOR_DEFAULTS) */
   readonly includePath?: string;
-  /** @default nginx -t -q */
+  /** @default per flavor */
   readonly testCommand?: string;
-  /** @default systemctl reload nginx */
+  /** @default per flavor */
   readonly reloadCommand?: string;
   /** SSM rate control. @default 50 */
   readonly maxConcurrency?: string;
@@ -104,8 +110,9 @@ export class TicketKeyRotation extends Construct {
     const maxConcurrency = props.maxConcurrency ?? '50';
     const maxErrors = props.maxErrors ?? '0';
     const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
-    // An impossible interval/lifetime pair fails synth with the policy's own message.
-    previousKeysToKeep({ rotationIntervalSeconds: rotationInterval.toSeconds(), ticketLifetimeSeconds: ticketLifetime.toSeconds(), keyLength });
+    const flavor = props.flavor ?? 'nginx';
+    // An impossible interval/lifetime pair, for this flavor, fails synth with the policy's own message.
+    previousKeysToKeep({ rotationIntervalSeconds: rotationInterval.toSeconds(), ticketLifetimeSeconds: ticketLifetime.toSeconds(), keyLength, flavor });
     for (const [name, value] of [['targetTagKey', props.targetTagKey], ['targetTagValue', props.targetTagValue]] as const) {
       if (value.trim() === '') throw new Error(`${name} must not be empty: it selects the nodes whose keys rotate`);
     }
@@ -124,11 +131,11 @@ export class TicketKeyRotation extends Construct {
     this.document = new ssm.CfnDocument(this, 'NodeApplier', {
       documentType: 'Command',
       content: nodeApplierDocument({
-        flavor: props.flavor ?? 'nginx',
+        flavor,
         keyDirectory: props.keyDirectory ?? '/var/lib/tls-ticket-keys',
-        includePath: props.includePath ?? '/etc/nginx/tls-ticket-keys.conf',
-        testCommand: props.testCommand ?? 'nginx -t -q',
-        reloadCommand: props.reloadCommand ?? 'systemctl reload nginx',
+        includePath: props.includePath ?? FLAVOR_DEFAULTS[flavor].includePath,
+        testCommand: props.testCommand ?? FLAVOR_DEFAULTS[flavor].testCommand,
+        reloadCommand: props.reloadCommand ?? FLAVOR_DEFAULTS[flavor].reloadCommand,
       }),
     });
     const documentArn = Stack.of(this).formatArn({ service: 'ssm', resource: 'document', resourceName: this.document.ref });
@@ -153,6 +160,7 @@ export class TicketKeyRotation extends Construct {
       bundling: { forceDockerBundling: false, minify: true, sourceMap: false, target: 'node24' },
       environment: {
         KEY_LENGTH: String(keyLength),
+        SERVER_FLAVOR: flavor,
         ROTATION_INTERVAL_SECONDS: String(rotationInterval.toSeconds()),
         TICKET_LIFETIME_SECONDS: String(ticketLifetime.toSeconds()),
         DOCUMENT_NAME: this.document.ref,

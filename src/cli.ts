@@ -19,6 +19,7 @@ import {
   DEFAULT_TICKET_LIFETIME_SECONDS,
   formatDuration,
   parseDuration,
+  isServerFlavor,
   PolicyError,
   previousKeysToKeep,
   type RotationPolicy,
@@ -48,6 +49,7 @@ Policy options (defaults: ${formatDuration(DEFAULT_ROTATION_INTERVAL_SECONDS)}, 
   --rotation-interval DURATION   how often keys rotate (90s, 30m, 12h, 7d, 1h30m)
   --ticket-lifetime DURATION     how long clients may resume a ticket (nginx ssl_session_timeout)
   --key-length 80|48             key size in bytes
+  --flavor nginx|haproxy         the server on the nodes (HAProxy holds 3 keys: previous, current, next)
 `;
 
 class UsageError extends Error {}
@@ -57,6 +59,7 @@ const OPTIONS = {
   out: { type: 'string' },
   json: { type: 'boolean' },
   'key-length': { type: 'string' },
+  flavor: { type: 'string' },
   'rotation-interval': { type: 'string' },
   'ticket-lifetime': { type: 'string' },
   nodes: { type: 'string' },
@@ -77,8 +80,11 @@ type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositi
 function policyFrom(values: Values): RotationPolicy {
   const keyLength = values['key-length'] === undefined ? DEFAULT_KEY_LENGTH : Number(values['key-length']);
   if (!isKeyLength(keyLength)) throw new UsageError(`--key-length ${values['key-length']} is not supported: use 80 or 48`);
+  const flavor = values.flavor ?? 'nginx';
+  if (!isServerFlavor(flavor)) throw new UsageError(`--flavor ${flavor} is not supported: use nginx or haproxy`);
   return {
     keyLength,
+    flavor,
     rotationIntervalSeconds:
       values['rotation-interval'] === undefined ? DEFAULT_ROTATION_INTERVAL_SECONDS : parseDuration(values['rotation-interval'], '--rotation-interval'),
     ticketLifetimeSeconds:

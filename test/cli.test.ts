@@ -65,6 +65,15 @@ describe('ticket-keys CLI', () => {
     expect(result.stdout).toBe('');
   });
 
+  it('knows HAProxy holds three keys: an interval shorter than the ticket lifetime is refused for it, not for nginx', () => {
+    const set = cli(['init']).stdout;
+    const haproxy = cli(['rotate', '--flavor', 'haproxy', '--rotation-interval', '6h', '--ticket-lifetime', '18h'], set);
+    expect(haproxy.status).toBe(1);
+    expect(haproxy.stderr).toMatch(/haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 18h, or shorten the ticket lifetime to at most 6h/);
+    expect(cli(['rotate', '--flavor', 'nginx', '--rotation-interval', '6h', '--ticket-lifetime', '18h'], set).status).toBe(0);
+    expect(cli(['rotate', '--flavor', 'apache'], set).stderr).toMatch(/--flavor apache is not supported: use nginx or haproxy/);
+  });
+
   it('answers usage errors with exit 2 and the usage', () => {
     const unknown = cli(['spin']);
     expect(unknown.status).toBe(2);

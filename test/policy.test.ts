@@ -20,8 +20,10 @@ describe('retention policy', () => {
       previousKeysToKeep({ rotationIntervalSeconds: 60, ticketLifetimeSeconds: 7 * 86400, keyLength: 80 }),
     ).toThrow(/rotation interval too short for client session lifetime: rotating every 1m with a ticket lifetime of 7d needs 10080 previous keys.*Rotate no more often than every .*or shorten the ticket lifetime to at most/);
     expect(() =>
-      previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, serverKeyCapacity: 3 }),
-    ).toThrow(/the server holds at most 3 keys\. Rotate no more often than every 3h, or shorten the ticket lifetime to at most 1h/);
+      previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, flavor: 'haproxy' }),
+    ).toThrow(/haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 3h, or shorten the ticket lifetime to at most 1h/);
+    expect(previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3600, keyLength: 80, flavor: 'haproxy' })).toBe(1);
+    expect(previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, flavor: 'nginx' })).toBe(3);
     expect(() => previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 8 * 86400, keyLength: 80 })).toThrow(
       /longer than TLS allows \(RFC 8446: at most 7d\)/,
     );

@@ -72,7 +72,7 @@ describe('the CDK stack', () => {
     expect(fn).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Timeout: 900, Handler: 'index.handler' });
     const environment = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
     expect(Object.keys(environment).sort()).toEqual(
-      ['COMMAND_OUTPUT_LOG_GROUP', 'DOCUMENT_NAME', 'KEY_LENGTH', 'MAX_CONCURRENCY', 'MAX_ERRORS', 'POWERTOOLS_SERVICE_NAME', 'ROTATION_INTERVAL_SECONDS', 'TARGET_TAG_KEY', 'TARGET_TAG_VALUE', 'TICKET_LIFETIME_SECONDS', 'VERIFIER_FUNCTION_NAME'].sort(),
+      ['COMMAND_OUTPUT_LOG_GROUP', 'DOCUMENT_NAME', 'KEY_LENGTH', 'MAX_CONCURRENCY', 'MAX_ERRORS', 'POWERTOOLS_SERVICE_NAME', 'ROTATION_INTERVAL_SECONDS', 'SERVER_FLAVOR', 'TARGET_TAG_KEY', 'TARGET_TAG_VALUE', 'TICKET_LIFETIME_SECONDS', 'VERIFIER_FUNCTION_NAME'].sort(),
     );
     expect(environment).toMatchObject({ KEY_LENGTH: '80', ROTATION_INTERVAL_SECONDS: '43200', TARGET_TAG_KEY: 'TicketKeyFleet', TARGET_TAG_VALUE: 'edge', MAX_CONCURRENCY: '50', MAX_ERRORS: '0' });
   });
@@ -167,6 +167,16 @@ describe('the CDK stack', () => {
     synth({ alarmEmail: 'oncall@example.com' }).template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
     const body = JSON.stringify(resource(template, 'AWS::CloudWatch::Dashboard', 'Dashboard').DashboardBody);
     for (const name of ['RotationsSucceeded', 'NodesFailed', 'CrossNodeResumptionRate', 'NodesOnExpectedKey', 'UnreachableNodes', 'VerificationDuration']) expect(body).toContain(name);
+  });
+
+  it('builds the document for an HAProxy fleet, and fails synth when HAProxy\'s three keys cannot cover the ticket lifetime', () => {
+    const haproxy = synth({ flavor: 'haproxy' }).template;
+    const command = (resource(haproxy, 'AWS::SSM::Document', 'NodeApplier').Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand.join('\n');
+    expect(command).toContain("'--flavor' 'haproxy' '--key-dir' '/var/lib/tls-ticket-keys' '--include' '/etc/haproxy/tls-ticket-keys' '--test-cmd' 'haproxy -c -q -f /etc/haproxy/haproxy.cfg' '--reload-cmd' 'systemctl reload haproxy'");
+    expect(() => synth({ flavor: 'haproxy', rotationInterval: Duration.hours(6), ticketLifetime: Duration.hours(18) })).toThrow(
+      /rotation interval too short for client session lifetime: rotating every 6h with a ticket lifetime of 18h needs 3 previous keys plus current and next, but haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 18h, or shorten the ticket lifetime to at most 6h\./,
+    );
+    expect(() => synth({ rotationInterval: Duration.hours(6), ticketLifetime: Duration.hours(18) })).not.toThrow();
   });
 
   it('fails synth for an impossible interval and lifetime, saying what to change', () => {

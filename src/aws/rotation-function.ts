@@ -4,7 +4,7 @@ import { DescribeSecretCommand, type SecretsManagerClient } from '@aws-sdk/clien
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { isKeyLength, type KeySet } from '../core/keyset.js';
-import { PolicyError, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
+import { isServerFlavor, PolicyError, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
 import {
   applyPending,
   createPending,
@@ -63,8 +63,11 @@ const DEADLINE_MARGIN_MS = 30_000;
 export function settingsFromEnvironment(environment: Record<string, string | undefined>): RotationFunctionSettings {
   const keyLength = Number(requiredSetting(environment, 'KEY_LENGTH'));
   if (!isKeyLength(keyLength)) throw new Error(`KEY_LENGTH ${keyLength} is not supported: use 80 or 48`);
+  const flavor = environment.SERVER_FLAVOR ?? 'nginx';
+  if (!isServerFlavor(flavor)) throw new Error(`SERVER_FLAVOR ${flavor} is not supported: use nginx or haproxy`);
   const policy: RotationPolicy = {
     keyLength,
+    flavor,
     rotationIntervalSeconds: Number(requiredSetting(environment, 'ROTATION_INTERVAL_SECONDS')),
     ticketLifetimeSeconds: Number(requiredSetting(environment, 'TICKET_LIFETIME_SECONDS')),
   };

@@ -12,12 +12,22 @@ export const MAX_TICKET_LIFETIME_SECONDS = 7 * 24 * 3600;
 export const DEFAULT_ROTATION_INTERVAL_SECONDS = 12 * 3600;
 export const DEFAULT_TICKET_LIFETIME_SECONDS = 12 * 3600;
 
+export const SERVER_FLAVORS = ['nginx', 'haproxy'] as const;
+export type ServerFlavor = (typeof SERVER_FLAVORS)[number];
+
+/** Keys a server holds at once, where it has a limit: HAProxy's build-time TLS_TICKETS_NO (previous, current, next). */
+const SERVER_KEY_CAPACITY: Record<ServerFlavor, number | undefined> = { nginx: undefined, haproxy: 3 };
+
+export function isServerFlavor(value: unknown): value is ServerFlavor {
+  return (SERVER_FLAVORS as readonly unknown[]).includes(value);
+}
+
 export interface RotationPolicy {
   rotationIntervalSeconds: number;
   ticketLifetimeSeconds: number;
   keyLength: KeyLength;
-  /** How many keys the server flavor can hold; the key set's own limit applies when unset. */
-  serverKeyCapacity?: number;
+  /** The server the nodes run; its key capacity bounds retention. @default nginx */
+  flavor?: ServerFlavor;
 }
 
 export class PolicyError extends Error {
@@ -91,12 +101,14 @@ export function previousKeysToKeep(policy: RotationPolicy): number {
   }
   const needed = Math.ceil(lifetime / interval);
   const setCapacity = keySetCapacity(policy.keyLength);
-  const serverBinds = policy.serverKeyCapacity !== undefined && policy.serverKeyCapacity < setCapacity;
-  const capacity = serverBinds ? (policy.serverKeyCapacity as number) : setCapacity;
+  const flavor = policy.flavor ?? 'nginx';
+  const serverCapacity = SERVER_KEY_CAPACITY[flavor];
+  const serverBinds = serverCapacity !== undefined && serverCapacity < setCapacity;
+  const capacity = serverBinds ? (serverCapacity as number) : setCapacity;
   const maxPrevious = capacity - 2;
   if (needed > maxPrevious) {
     const limit = serverBinds
-      ? `the server holds at most ${capacity} keys`
+      ? `${flavor} holds at most ${capacity} keys (previous, current, next)`
       : `a key set of ${policy.keyLength}-byte keys holds at most ${capacity} keys (Secrets Manager's ${SECRET_VALUE_MAX_BYTES}-byte limit)`;
     throw new PolicyError(
       `rotation interval too short for client session lifetime: rotating every ${formatDuration(interval)} with a ` +

@@ -41,7 +41,8 @@ function describeVerification(report: VerificationReport, nodes: number): string
 export async function runDemo(options: DemoOptions): Promise<boolean> {
   const print = options.print ?? ((line: string) => console.log(line));
   const retained = previousKeysToKeep(options.policy);
-  const fleet = await startLocalFleet({ nodeCount: options.nodes });
+  const flavor = options.policy.flavor ?? 'nginx';
+  const fleet = await startLocalFleet({ nodeCount: options.nodes, flavor });
   const clients = TLS_VERSIONS.map((version) => new ResumptionClient(fleet.balancer, version));
   try {
     const store = new FileSecretStore(join(fleet.baseDir, 'secret'));
@@ -53,7 +54,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       policy: options.policy,
     };
     print(
-      `Fleet: ${options.nodes} nginx nodes (TLS 1.2 and 1.3, session cache off: only tickets resume) ` +
+      `Fleet: ${options.nodes} ${flavor} nodes (TLS 1.2 and 1.3, session cache off: only tickets resume) ` +
         `behind HAProxy in TCP round-robin at ${fleet.balancer.host}:${fleet.balancer.port}`,
     );
     print(
