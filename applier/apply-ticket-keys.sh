@@ -11,7 +11,7 @@
 #   4  the key set conflicts with the active one (older generation without
 #      --allow-downgrade, or the same generation with other keys); nothing touched
 #   5  the config test failed; the previous set was restored
-#   6  the reload failed; the previous set was restored and reloaded
+#   6  the reload (or the HAProxy runtime API update) failed; the previous set was restored
 #   7  the previous set could not be restored: the node needs attention
 #   8  could not lock or write (permissions, disk); the previous set is still in force
 #   other: an unexpected failure; the summary's error says where
@@ -26,6 +26,7 @@ Usage: apply-ticket-keys.sh [options] [--input FILE|-]
   --include FILE          nginx: the file its config includes; haproxy: the tls-ticket-keys file
   --test-cmd CMD          config test (default: nginx -t -q; haproxy -c -q -f /etc/haproxy/haproxy.cfg)
   --reload-cmd CMD        reload (default: nginx -s reload; systemctl reload haproxy)
+  --runtime-socket PATH   haproxy: its runtime API socket (admin level); rotate without a reload
   --input FILE|-          key set JSON (default: standard input)
   --allow-downgrade       apply a generation older than the active one
   --lock-timeout SECONDS  wait this long for another run to finish (default: 60)
@@ -46,6 +47,8 @@ test_cmd=
 reload_cmd=
 allow_downgrade=0
 lock_timeout=60
+runtime_socket=
+summary_via=
 status_only=0
 stage_dir=
 include_tmp=
@@ -57,7 +60,7 @@ print_summary() {
   local code=$?
   [ -n "$command_output" ] && rm -f -- "$command_output"
   SUMMARY_ACTION=$summary_action SUMMARY_GENERATION=$summary_generation SUMMARY_KEYS=$summary_keys \
-  SUMMARY_ACTIVE=$summary_active_generation SUMMARY_ERROR=$summary_error SUMMARY_FLAVOR=$flavor SUMMARY_EXIT=$code \
+  SUMMARY_ACTIVE=$summary_active_generation SUMMARY_ERROR=$summary_error SUMMARY_FLAVOR=$flavor SUMMARY_EXIT=$code SUMMARY_VIA=$summary_via \
     python3 -c '
 import json, os
 e = os.environ
@@ -67,6 +70,8 @@ if e["SUMMARY_GENERATION"]:
 out["keys"] = e["SUMMARY_KEYS"].split(",") if e["SUMMARY_KEYS"] else []
 if e["SUMMARY_ACTIVE"]:
     out["previousGeneration"] = int(e["SUMMARY_ACTIVE"])
+if e["SUMMARY_VIA"]:
+    out["via"] = e["SUMMARY_VIA"]
 if e["SUMMARY_ERROR"]:
     out["error"] = e["SUMMARY_ERROR"]
 print(json.dumps(out, separators=(",", ":")))
@@ -87,7 +92,7 @@ fail() {
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --flavor | --key-dir | --include | --test-cmd | --reload-cmd | --input | --lock-timeout)
+    --flavor | --key-dir | --include | --test-cmd | --reload-cmd | --input | --lock-timeout | --runtime-socket)
       [ $# -ge 2 ] || fail 2 refused "option $1 needs a value (see --help)"
       case "$1" in
         --flavor) flavor=$2 ;;
@@ -97,6 +102,7 @@ while [ $# -gt 0 ]; do
         --reload-cmd) reload_cmd=$2 ;;
         --input) input_file=$2 ;;
         --lock-timeout) lock_timeout=$2 ;;
+        --runtime-socket) runtime_socket=$2 ;;
       esac
       shift 2
       ;;
@@ -118,6 +124,7 @@ case "$flavor" in
     ;;
   *) fail 2 refused "flavor $flavor is not supported: use --flavor nginx or --flavor haproxy" ;;
 esac
+[ -z "$runtime_socket" ] || [ "$flavor" = haproxy ] || fail 2 refused "--runtime-socket is for --flavor haproxy only"
 [ -n "$key_dir" ] || fail 2 refused "--key-dir is required: the directory that holds the key files"
 [ -n "$include_file" ] || fail 2 refused "--include is required: the file the server's config includes"
 case "$lock_timeout" in '' | *[!0-9]*) fail 2 refused "--lock-timeout must be a whole number of seconds" ;; esac
@@ -130,9 +137,9 @@ include_file=$(realpath -m -s -- "$include_file")
 # generation's files. It reads the key set from stdin and answers with one line of fields
 # separated by \x1f (unit separator), so that empty fields survive `read`.
 read -r -d '' KEYSET_PY <<'PY' || true
-import base64, binascii, fcntl, json, os, re, sys, tempfile, time
+import base64, binascii, fcntl, json, os, re, socket, sys, tempfile, time
 
-mode, flavor, key_dir, include_file, allow_downgrade, lock_timeout = sys.argv[1:7]
+mode, flavor, key_dir, include_file, allow_downgrade, lock_timeout, runtime_socket = sys.argv[1:8]
 STATE_FILE = os.path.join(key_dir, "active.json")
 SEP = "\x1f"
 HAPROXY_SLOTS = 3  # TLS_TICKETS_NO, HAProxy's build-time number of ticket keys per file
@@ -340,6 +347,74 @@ def prepare(generation, names, materials):
     os.close(fd)
     return "apply", stage, include_tmp, state[0] if state else ""
 
+class RuntimeFailure(Exception):
+    pass
+
+def runtime_call(command):
+    """One command on HAProxy's runtime API. Replies can hold key material: never print them."""
+    try:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(10)
+        connection.connect(runtime_socket)
+        connection.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        connection.close()
+    except OSError as error:
+        raise RuntimeFailure("the runtime API at %s did not answer '%s': %s" % (runtime_socket, command.split(" ")[0] + " " + command.split(" ")[1], error.strerror or error))
+    return b"".join(chunks).decode(errors="replace")
+
+def running_keys():
+    reply = runtime_call("show tls-keys %s" % include_file)
+    keys = [line.split(" ", 1)[1].strip() for line in reply.splitlines() if re.match(r"^\d+\.\d+ ", line)]
+    if not keys:
+        raise RuntimeFailure("HAProxy lists no ticket keys for %s: is it the file of a bind line's tls-ticket-keys?" % include_file)
+    return keys
+
+def sync_running(target):
+    """Makes the running keys equal `target` (oldest first) with as few `set ssl tls-key` calls
+    as the overlap allows: each call appends a key and drops the oldest."""
+    running = running_keys()
+    for shift in range(len(running) + 1):
+        if running[shift:] == target[:len(running) - shift]:
+            break
+    for key in target[len(running) - shift:]:
+        if "TLS ticket key updated" not in runtime_call("set ssl tls-key %s %s" % (include_file, key)):
+            raise RuntimeFailure("HAProxy refused 'set ssl tls-key' for %s" % include_file)
+    if running_keys() != target:
+        raise RuntimeFailure("HAProxy's running keys differ from %s after the update" % include_file)
+
+def runtime_update():
+    """Exit 0: running keys equal the new file. 11: failed, the previous keys run again. 12: failed, unknown."""
+    with open(include_file) as handle:
+        target = handle.read().split()
+    previous = running_keys()
+    try:
+        sync_running(target)
+    except RuntimeFailure as failure:
+        try:
+            sync_running(previous)
+        except RuntimeFailure:
+            print("%s; restoring the previous keys through the runtime API failed too" % failure, file=sys.stderr)
+            return 12
+        print("%s; the previous keys run again" % failure, file=sys.stderr)
+        return 11
+    print(SEP.join(["synced", "", "", "", "", ""]))
+    return 0
+
+def runtime_check():
+    """Before anything is touched: the socket answers and this HAProxy holds as many keys as the file."""
+    try:
+        count = len(running_keys())
+    except RuntimeFailure as failure:
+        raise Refused(2, "%s: check --runtime-socket (HAProxy's 'stats socket ... level admin')" % failure)
+    if count != HAPROXY_SLOTS:
+        raise Refused(3, "this HAProxy holds %d ticket keys per file, but the applier writes %d (previous, current, next): use an HAProxy built with the default TLS_TICKETS_NO" % (count, HAPROXY_SLOTS))
+
 def lock():
     """flock(2) on descriptor 9, opened by the shell: the lock stays with the shell until it exits, even if killed."""
     deadline = time.time() + int(lock_timeout)
@@ -353,6 +428,8 @@ def lock():
             time.sleep(0.1)
 
 def main():
+    if mode == "runtime-update":
+        return runtime_update()
     if mode == "status":
         state = read_state()
         if state is None:
@@ -361,6 +438,8 @@ def main():
             print(SEP.join(["active" if active_set_intact(state) else "damaged", "", "", str(state[0]), ",".join(state[1]), ""]))
         return 0
     generation, names, materials = validate(sys.stdin.read())
+    if runtime_socket:
+        runtime_check()
     if mode == "validate":
         print(SEP.join(["valid", "", "", str(generation), ",".join(names), ""]))
         return 0
@@ -384,9 +463,9 @@ keyset_step() {
   local mode=$1 answer code=0 errors
   errors=$(mktemp)
   if [ "$mode" = status ]; then
-    answer=$(python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" 2>"$errors" </dev/null) || code=$?
+    answer=$(python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" "$runtime_socket" 2>"$errors" </dev/null) || code=$?
   else
-    answer=$(printf '%s' "$keyset" | python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" 2>"$errors") || code=$?
+    answer=$(printf '%s' "$keyset" | python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" "$runtime_socket" 2>"$errors") || code=$?
   fi
   local message
   message=$(cat "$errors")
@@ -467,12 +546,29 @@ if ! run_server_command "$test_cmd"; then
   fail 5 restored "config test '$test_cmd' failed: $details; the previous key set was restored and the server was not reloaded"
 fi
 
-if ! run_server_command "$reload_cmd"; then
+if [ -n "$runtime_socket" ]; then
+  # HAProxy: the running keys follow the file through the runtime API, with no reload.
+  runtime_code=0
+  python3 -c "$KEYSET_PY" runtime-update "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" "$runtime_socket" \
+    </dev/null >/dev/null 2>"$command_output" || runtime_code=$?
+  if [ "$runtime_code" -ne 0 ]; then
+    details=$(last_output_lines)
+    restore_previous || fail 7 failed "runtime API update failed ($details) and the previous file could not be restored: fix $include_file by hand"
+    cleanup_stage
+    [ "$runtime_code" -eq 11 ] && fail 6 restored "runtime API update failed: $details; the previous file was restored"
+    { run_server_command "$test_cmd" && run_server_command "$reload_cmd"; } ||
+      fail 7 failed "runtime API update failed: $details; reloading the restored previous file failed too: check the server"
+    fail 6 restored "runtime API update failed: $details; the previous file was restored and reloaded"
+  fi
+  summary_via=runtime-api
+elif ! run_server_command "$reload_cmd"; then
   details=$(last_output_lines)
   restore_previous || fail 7 failed "reload failed ($details) and the previous include could not be restored: fix $include_file by hand"
   cleanup_stage
   run_server_command "$reload_cmd" || fail 7 failed "reload '$reload_cmd' failed: $details; the previous include was restored but reloading it failed too: check the server"
   fail 6 restored "reload '$reload_cmd' failed: $details; the previous key set was restored and reloaded"
+else
+  summary_via=reload
 fi
 
 { cp -- "$stage_dir/state.json" "$key_dir/active.json.tmp" && mv -f -- "$key_dir/active.json.tmp" "$key_dir/active.json"; } ||

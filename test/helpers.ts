@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { expect, vi } from 'vitest';
 import { createKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
-import { nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
+import { nodeApplierArgs, reloaded, runApplier, type ApplierRun } from '../src/local/applier.js';
 import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
 import { handshake, type TlsVersion } from '../src/tls/probe.js';
 
@@ -16,7 +16,7 @@ export function lineage(count: number, retained = 1): KeySet[] {
 export async function applyTo(fleet: LocalFleet, node: FleetNode, set: KeySet | string, extraArgs: string[] = []): Promise<ApplierRun> {
   const before = fleet.workerPids(node);
   const run = await runApplier([...nodeApplierArgs(node), ...extraArgs], typeof set === 'string' ? set : serializeKeySet(set));
-  if (run.summary.action === 'applied') await fleet.waitForReload(node, before);
+  if (reloaded(run.summary)) await fleet.waitForReload(node, before);
   return run;
 }
 

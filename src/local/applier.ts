@@ -11,7 +11,14 @@ export interface ApplierSummary {
   generation?: number;
   keys: string[];
   previousGeneration?: number;
+  /** How an applied set took effect: a reload, or HAProxy's runtime API (no reload). */
+  via?: 'reload' | 'runtime-api';
   error?: string;
+}
+
+/** Whether the server reloaded for this run (so that waiting for new workers makes sense). */
+export function reloaded(summary: ApplierSummary): boolean {
+  return summary.action === 'applied' && summary.via !== 'runtime-api';
 }
 
 export interface ApplierRun {

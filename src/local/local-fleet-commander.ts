@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FleetCommander, NodeResult, NodeStatus } from '../core/rotation.js';
 import type { SecretStore } from '../core/secret-store.js';
-import { nodeApplierArgs, runApplier } from './applier.js';
+import { nodeApplierArgs, reloaded, runApplier } from './applier.js';
 import type { FleetNode, LocalFleet } from './fleet.js';
 
 export interface LocalCommanderOptions {
@@ -39,7 +39,7 @@ export class LocalFleetCommander implements FleetCommander {
     const before = this.fleet.workerPids(node);
     try {
       const { summary } = await runApplier(nodeApplierArgs(node), keySet);
-      if (summary.action === 'applied') await this.fleet.waitForReload(node, before);
+      if (reloaded(summary)) await this.fleet.waitForReload(node, before);
       return {
         node: node.name,
         ok: summary.exitCode === 0,
