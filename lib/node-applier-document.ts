@@ -10,6 +10,8 @@ export interface NodeApplierSettings {
   includePath: string;
   testCommand: string;
   reloadCommand: string;
+  /** haproxy: its runtime API socket, to rotate without a reload. */
+  runtimeSocket?: string;
 }
 
 export const SECRET_ARN_PATTERN = '^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$';
@@ -46,12 +48,17 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
   checkSetting('includePath', settings.includePath);
   checkSetting('testCommand', settings.testCommand);
   checkSetting('reloadCommand', settings.reloadCommand);
+  if (settings.runtimeSocket !== undefined) {
+    if (settings.flavor !== 'haproxy') throw new Error('runtimeSocket is for the haproxy flavor only');
+    checkSetting('runtimeSocket', settings.runtimeSocket);
+  }
   const applierArgs = [
     '--flavor', settings.flavor,
     '--key-dir', settings.keyDirectory,
     '--include', settings.includePath,
     '--test-cmd', settings.testCommand,
     '--reload-cmd', settings.reloadCommand,
+    ...(settings.runtimeSocket !== undefined ? ['--runtime-socket', settings.runtimeSocket] : []),
   ].map(shellQuote).join(' ');
   const fetchFailed = JSON.stringify({
     action: 'failed',

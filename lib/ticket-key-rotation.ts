@@ -58,6 +58,8 @@ export interface TicketKeyRotationProps {
   readonly testCommand?: string;
   /** @default per flavor */
   readonly reloadCommand?: string;
+  /** haproxy: its runtime API socket (`stats socket … level admin`); keys then rotate without a reload. @default none */
+  readonly runtimeSocket?: string;
   /** SSM rate control. @default 50 */
   readonly maxConcurrency?: string;
   /** SSM rate control: errors tolerated before SSM stops sending. @default 0 */
@@ -136,6 +138,7 @@ export class TicketKeyRotation extends Construct {
         includePath: props.includePath ?? FLAVOR_DEFAULTS[flavor].includePath,
         testCommand: props.testCommand ?? FLAVOR_DEFAULTS[flavor].testCommand,
         reloadCommand: props.reloadCommand ?? FLAVOR_DEFAULTS[flavor].reloadCommand,
+        ...(props.runtimeSocket !== undefined ? { runtimeSocket: props.runtimeSocket } : {}),
       }),
     });
     const documentArn = Stack.of(this).formatArn({ service: 'ssm', resource: 'document', resourceName: this.document.ref });

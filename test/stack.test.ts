@@ -173,6 +173,9 @@ describe('the CDK stack', () => {
     const haproxy = synth({ flavor: 'haproxy' }).template;
     const command = (resource(haproxy, 'AWS::SSM::Document', 'NodeApplier').Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand.join('\n');
     expect(command).toContain("'--flavor' 'haproxy' '--key-dir' '/var/lib/tls-ticket-keys' '--include' '/etc/haproxy/tls-ticket-keys' '--test-cmd' 'haproxy -c -q -f /etc/haproxy/haproxy.cfg' '--reload-cmd' 'systemctl reload haproxy'");
+    const viaApi = synth({ flavor: 'haproxy', runtimeSocket: '/run/haproxy/admin.sock' }).template;
+    expect(JSON.stringify(resource(viaApi, 'AWS::SSM::Document', 'NodeApplier').Content)).toContain("'--runtime-socket' '/run/haproxy/admin.sock'");
+    expect(() => synth({ runtimeSocket: '/run/haproxy/admin.sock' })).toThrow(/runtimeSocket is for the haproxy flavor only/);
     expect(() => synth({ flavor: 'haproxy', rotationInterval: Duration.hours(6), ticketLifetime: Duration.hours(18) })).toThrow(
       /rotation interval too short for client session lifetime: rotating every 6h with a ticket lifetime of 18h needs 3 previous keys plus current and next, but haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 18h, or shorten the ticket lifetime to at most 6h\./,
     );

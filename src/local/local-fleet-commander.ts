@@ -38,7 +38,9 @@ export class LocalFleetCommander implements FleetCommander {
     await sleep(delayMs);
     const before = this.fleet.workerPids(node);
     try {
-      const { summary } = await runApplier(nodeApplierArgs(node), keySet);
+      // HAProxy nodes rotate through their runtime API, without a reload.
+      const runtime = node.runtimeSocket !== undefined ? ['--runtime-socket', node.runtimeSocket] : [];
+      const { summary } = await runApplier([...nodeApplierArgs(node), ...runtime], keySet);
       if (reloaded(summary)) await this.fleet.waitForReload(node, before);
       return {
         node: node.name,
