@@ -327,6 +327,8 @@ def prepare(generation, names, materials):
         if generation == active_generation:
             if names != active_names or (intact and materials != active_materials(state)):
                 raise Refused(4, "generation %d is already active with other keys: two writers made different sets of one generation; nothing changed, find the other writer and rotate again" % generation)
+            if intact and runtime_socket and running_keys_differ():
+                intact = False  # the file is right but HAProxy runs other keys: apply again to repair
             if intact:
                 return "unchanged", "", "", ""
     keep = {d for d in (referenced_dir(), state[2] if state else None) if d}
@@ -387,6 +389,13 @@ def sync_running(target):
             raise RuntimeFailure("HAProxy refused 'set ssl tls-key' for %s" % include_file)
     if running_keys() != target:
         raise RuntimeFailure("HAProxy's running keys differ from %s after the update" % include_file)
+
+def running_keys_differ():
+    try:
+        with open(include_file) as handle:
+            return running_keys() != handle.read().split()
+    except (OSError, RuntimeFailure):
+        return True
 
 def runtime_update():
     """Exit 0: running keys equal the new file. 11: failed, the previous keys run again. 12: failed, unknown."""

@@ -6,7 +6,7 @@ import { currentKey, revokeKeySet, type KeySet } from '../src/core/keyset.js';
 import type { ApplierRun } from '../src/local/applier.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { TLS_VERSIONS } from '../src/tls/probe.js';
-import { applyTo, expectNoMaterial, freshTicket, lineage } from './helpers.js';
+import { applyTo, expectNoMaterial, freshTicket, haproxyRuntime, lineage } from './helpers.js';
 
 /** Start time (clock ticks since boot) of a process: a reload or restart changes it. */
 function startTime(pid: number): string {
@@ -78,6 +78,16 @@ describe('the haproxy flavor through the runtime API: rotation without a reload'
     expect(await encryptsWith()).toEqual([currentKey(gen2).name, currentKey(gen2).name]);
     const again = await apply(gen2);
     expect(again.summary.action).toBe('unchanged');
+  });
+
+  it('repairs a node whose running keys drifted from its file, instead of calling it unchanged', async () => {
+    await apply(gen2, node.runtimeSocket, ['--allow-downgrade']);
+    const stray = revokeKeySet(gen3).keys[0]!.material;
+    expect(await haproxyRuntime(node.runtimeSocket!, `set ssl tls-key ${node.includeFile} ${stray}`)).toMatch(/TLS ticket key updated/);
+    expect((await encryptsWith())[0]).not.toBe(currentKey(gen2).name);
+    const run = await apply(gen2);
+    expect(run.summary).toMatchObject({ action: 'applied', via: 'runtime-api', generation: 2 });
+    expect(await encryptsWith()).toEqual([currentKey(gen2).name, currentKey(gen2).name]);
   });
 
   it('a runtime API call failing part-way leaves the previous keys running and the previous file', async () => {
