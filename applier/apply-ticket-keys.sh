@@ -447,9 +447,9 @@ def main():
             print(SEP.join(["active" if active_set_intact(state) else "damaged", "", "", str(state[0]), ",".join(state[1]), ""]))
         return 0
     generation, names, materials = validate(sys.stdin.read())
-    if runtime_socket:
-        runtime_check()
     if mode == "validate":
+        if runtime_socket:
+            runtime_check()
         print(SEP.join(["valid", "", "", str(generation), ",".join(names), ""]))
         return 0
     lock()

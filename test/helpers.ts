@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { expect, vi } from 'vitest';
 import { createKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
-import { nodeApplierArgs, reloaded, runApplier, type ApplierRun } from '../src/local/applier.js';
+import { reloaded } from '../src/core/applier-summary.js';
+import { nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
 import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
 import { handshake, type TlsVersion } from '../src/tls/probe.js';
 

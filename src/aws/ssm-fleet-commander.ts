@@ -6,6 +6,7 @@ import {
   type SSMClient,
 } from '@aws-sdk/client-ssm';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { resultFromSummary, statusFromSummary, type ApplierSummary } from '../core/applier-summary.js';
 import { RotationError, type FleetCommander, type NodeResult, type NodeStatus } from '../core/rotation.js';
 
 export interface SsmFleetSettings {
@@ -20,15 +21,6 @@ export interface SsmFleetSettings {
   /** Stop waiting for nodes at this time (epoch milliseconds): the Lambda's own deadline, less a margin. */
   deadline: () => number;
   pollIntervalMs?: number;
-}
-
-/** What the node applier printed as its one summary line. */
-interface ApplierSummary {
-  action?: string;
-  exitCode?: number;
-  generation?: number;
-  keys?: string[];
-  error?: string;
 }
 
 const DELIVERY_TIMEOUT_SECONDS = 600;
@@ -50,6 +42,11 @@ export function applierSummary(invocation: CommandInvocation): ApplierSummary | 
   return undefined;
 }
 
+/** Why an invocation gave no applier summary, as SSM tells it. */
+function ssmFailure(invocation: CommandInvocation): string {
+  return `SSM status ${invocation.Status ?? 'unknown'}: ${invocation.StatusDetails ?? 'no details'}`;
+}
+
 /** Runs the node applier's SSM Command document on every instance with the tag. */
 export class SsmFleetCommander implements FleetCommander {
   constructor(
@@ -58,33 +55,19 @@ export class SsmFleetCommander implements FleetCommander {
   ) {}
 
   async apply(versionId: string): Promise<NodeResult[]> {
-    const invocations = await this.run('apply', versionId);
-    return invocations.map((invocation) => {
+    return (await this.run('apply', versionId)).map((invocation) => {
       const summary = applierSummary(invocation);
-      const ok = invocation.Status === 'Success' && summary?.exitCode === 0;
-      return {
-        node: invocation.InstanceId ?? 'unknown instance',
-        ok,
-        keys: summary?.keys ?? [],
-        ...(summary?.generation !== undefined ? { generation: summary.generation } : {}),
-        ...(summary?.action !== undefined ? { action: summary.action } : {}),
-        ...(ok ? {} : { error: summary?.error ?? `SSM status ${invocation.Status ?? 'unknown'}: ${invocation.StatusDetails ?? 'no details'}` }),
-      };
+      const node = invocation.InstanceId ?? 'unknown instance';
+      return summary === undefined ? { node, ok: false, keys: [], error: ssmFailure(invocation) } : resultFromSummary(node, summary);
     });
   }
 
   async status(): Promise<NodeStatus[]> {
-    const invocations = await this.run('status', '');
-    return invocations.map((invocation) => {
+    return (await this.run('status', '')).map((invocation) => {
       const summary = applierSummary(invocation);
       const node = invocation.InstanceId ?? 'unknown instance';
-      if (invocation.Status !== 'Success' || summary === undefined) {
-        return { node, keys: [], error: summary?.error ?? `SSM status ${invocation.Status ?? 'unknown'}: ${invocation.StatusDetails ?? 'no details'}` };
-      }
-      if (summary.action === 'damaged') {
-        return { node, keys: summary.keys ?? [], error: 'its key files or include no longer match its recorded generation' };
-      }
-      return { node, keys: summary.keys ?? [], ...(summary.generation !== undefined ? { generation: summary.generation } : {}) };
+      if (invocation.Status !== 'Success' || summary === undefined) return { node, keys: [], error: summary?.error ?? ssmFailure(invocation) };
+      return statusFromSummary(node, summary);
     });
   }
 

@@ -1,25 +1,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../project-root.js';
+import type { ApplierSummary } from '../core/applier-summary.js';
 import type { FleetNode } from './fleet.js';
-
-/** The one line the applier prints on stdout, on every path. */
-export interface ApplierSummary {
-  action: 'applied' | 'unchanged' | 'refused' | 'restored' | 'failed' | 'active' | 'damaged' | 'none' | 'help';
-  flavor: string;
-  exitCode: number;
-  generation?: number;
-  keys: string[];
-  previousGeneration?: number;
-  /** How an applied set took effect: a reload, or HAProxy's runtime API (no reload). */
-  via?: 'reload' | 'runtime-api';
-  error?: string;
-}
-
-/** Whether the server reloaded for this run (so that waiting for new workers makes sense). */
-export function reloaded(summary: ApplierSummary): boolean {
-  return summary.action === 'applied' && summary.via !== 'runtime-api';
-}
 
 export interface ApplierRun {
   exitCode: number;

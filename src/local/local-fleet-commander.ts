@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FleetCommander, NodeResult, NodeStatus } from '../core/rotation.js';
 import type { SecretStore } from '../core/secret-store.js';
-import { nodeApplierArgs, reloaded, runApplier } from './applier.js';
+import { reloaded, resultFromSummary, statusFromSummary } from '../core/applier-summary.js';
+import { nodeApplierArgs, runApplier } from './applier.js';
 import type { FleetNode, LocalFleet } from './fleet.js';
 
 export interface LocalCommanderOptions {
@@ -42,14 +43,7 @@ export class LocalFleetCommander implements FleetCommander {
       const runtime = node.runtimeSocket !== undefined ? ['--runtime-socket', node.runtimeSocket] : [];
       const { summary } = await runApplier([...nodeApplierArgs(node), ...runtime], keySet);
       if (reloaded(summary)) await this.fleet.waitForReload(node, before);
-      return {
-        node: node.name,
-        ok: summary.exitCode === 0,
-        keys: summary.keys,
-        action: summary.action,
-        ...(summary.generation !== undefined ? { generation: summary.generation } : {}),
-        ...(summary.error !== undefined ? { error: summary.error } : {}),
-      };
+      return resultFromSummary(node.name, summary);
     } catch (error) {
       return { node: node.name, ok: false, keys: [], error: error instanceof Error ? error.message : String(error) };
     }
@@ -60,10 +54,7 @@ export class LocalFleetCommander implements FleetCommander {
       this.fleet.nodes.map(async (node): Promise<NodeStatus> => {
         try {
           const { summary } = await runApplier([...nodeApplierArgs(node), '--status']);
-          if (summary.action === 'damaged') {
-            return { node: node.name, keys: summary.keys, error: 'its key files or include no longer match its recorded generation' };
-          }
-          return { node: node.name, keys: summary.keys, ...(summary.generation !== undefined ? { generation: summary.generation } : {}) };
+          return statusFromSummary(node.name, summary);
         } catch (error) {
           return { node: node.name, keys: [], error: error instanceof Error ? error.message : String(error) };
         }
