@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, nextKey, type KeySet } from '../src/core/keyset.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
+import { serverSoftware } from '../src/tls/probe.js';
 import { captureTickets, choosePeers, formatReport, verifyFleet, type VerifyNode } from '../src/verify/verifier.js';
 import { applyTo, applyToAll, expectNoMaterial, lineage } from './helpers.js';
 
@@ -133,6 +134,51 @@ describe('the verifier against a real 3-node fleet', () => {
     );
     const sessions = before.map((ticket) => ticket.session.toString('base64').slice(0, 40));
     for (const session of sessions) expect(reports.join('\n')).not.toContain(session);
+  });
+});
+
+describe('the server software a response shows', () => {
+  it.each([
+    ['HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/plain\r\n\r\nnode1', 'nginx'],
+    ['HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/plain\r\n\r\nnode2', 'haproxy'],
+    // HAProxy relaying a backend's response still writes the header names in lower case.
+    ['HTTP/1.1 200 OK\r\nserver: nginx/1.22.1\r\ncontent-length: 5\r\n\r\n', 'haproxy'],
+    ['HTTP/1.1 200 OK\r\nServer: Apache\r\n\r\n', 'apache'],
+    ['HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', undefined],
+    ['', undefined],
+  ])('%j -> %s', (head, expected) => {
+    expect(serverSoftware(head)).toBe(expected);
+  });
+});
+
+describe('verifier on a mixed fleet (one nginx node, one HAProxy node, the same keys)', () => {
+  let fleet: LocalFleet | undefined;
+  const sets = lineage(2);
+  const output: string[] = [];
+  afterAll(async () => {
+    await fleet?.stop();
+    expectNoMaterial(output.join('\n'), sets);
+  });
+
+  it('says "different server flavor" for each pair, and names the software of each node', async () => {
+    fleet = await startLocalFleet({ nodeCount: 2, flavor: ['nginx', 'haproxy'] });
+    const gen2 = sets[1] as KeySet;
+    await applyToAll(fleet, gen2);
+    const report = await verifyFleet(fleet.nodes, { expectedKey: currentKey(gen2).name });
+    output.push(JSON.stringify(report), formatReport(report));
+    expect(report.nodes.map((node) => [node.node, node.serverSoftware, node.onExpectedKey])).toEqual([
+      ['node1', 'nginx', true],
+      ['node2', 'haproxy', true],
+    ]);
+    expect(report.pairs).toEqual({ tried: 4, resumed: 0 });
+    expect(report.failures.map((failure) => `${failure.kind}: ${failure.subject} ${failure.version}`)).toEqual([
+      'different server flavor: node1 -> node2 TLSv1.2',
+      'different server flavor: node1 -> node2 TLSv1.3',
+      'different server flavor: node2 -> node1 TLSv1.2',
+      'different server flavor: node2 -> node1 TLSv1.3',
+    ]);
+    expect(report.failures[0]!.detail).toContain('node1 runs nginx and node2 runs haproxy');
+    expect(formatReport(report)).toMatch(/node1 +127\.0\.0\.1:\d+ +nginx[\s\S]*node2 +127\.0\.0\.1:\d+ +haproxy/);
   });
 });
 

@@ -47,8 +47,11 @@ export interface LocalFleet {
 
 export interface FleetOptions {
   nodeCount: number;
-  /** The server that terminates TLS on the nodes. @default nginx */
-  flavor?: FleetFlavor;
+  /**
+   * The server that terminates TLS on the nodes, or one per node for a mixed fleet (which never
+   * resumes across flavors: the verifier's tests need one). @default nginx
+   */
+  flavor?: FleetFlavor | readonly FleetFlavor[];
 }
 
 const running = new Set<ChildProcess>();
@@ -231,8 +234,12 @@ ${nodes.map((node) => `  server ${node.name} ${node.host}:${node.port}`).join('\
  * real HAProxy in TCP round-robin, all on 127.0.0.1.
  */
 export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet> {
-  const flavor = options.flavor ?? 'nginx';
-  const nginx = flavor === 'nginx' ? requireCommand('nginx', 'install it with `apt-get install nginx-light` (or nginx)') : '';
+  const flavors = Array.from({ length: options.nodeCount }, (_, index) => {
+    const flavor = options.flavor ?? 'nginx';
+    return typeof flavor === 'string' ? flavor : flavor[index];
+  });
+  if (flavors.some((flavor) => flavor === undefined)) throw new Error(`give one flavor per node: ${options.nodeCount} nodes`);
+  const nginx = flavors.includes('nginx') ? requireCommand('nginx', 'install it with `apt-get install nginx-light` (or nginx)') : '';
   const haproxy = requireCommand('haproxy', 'install it with `apt-get install haproxy`');
   const baseDir = mkdtempSync(join(tmpdir(), 'ticket-fleet-'));
   const nodeProcesses = new Map<string, ChildProcess>();
@@ -261,6 +268,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       const name = `node${index}`;
       const port = await freePort();
       const keyDir = join(prefix, 'ticket-keys');
+      const flavor = flavors[index - 1] as FleetFlavor;
       let node: FleetNode;
       if (flavor === 'nginx') {
         const configFile = join(prefix, 'conf', 'nginx.conf');

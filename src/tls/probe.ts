@@ -20,12 +20,36 @@ export interface HandshakeResult {
   ticketKeyName: string | undefined;
   /** SHA-256 fingerprint of the server's certificate. */
   certificateFingerprint: string;
+  /** The software that answered the HTTP request, as far as its response shows (see serverSoftware). */
+  serverSoftware: string | undefined;
 }
 
 export interface HandshakeOptions {
   version: TlsVersion;
   session?: Buffer;
   timeoutMs?: number;
+}
+
+const MAX_RESPONSE_HEAD = 16_384;
+
+/**
+ * The server software named by an HTTP/1 response head: "haproxy" when every header name is
+ * lower case (HAProxy writes HTTP/1 header names in lower case, even those it relays from a
+ * backend), otherwise the product in the Server header ("nginx" from "nginx/1.22.1"), otherwise
+ * undefined. Tickets never resume across server software, whatever the keys.
+ */
+export function serverSoftware(responseHead: string): string | undefined {
+  const head = responseHead.split('\r\n\r\n')[0] ?? '';
+  const headerNames = head
+    .split('\r\n')
+    .slice(1)
+    .map((line) => line.slice(0, line.indexOf(':')))
+    .filter((name) => name.length > 0);
+  if (headerNames.length === 0) return undefined;
+  if (headerNames.every((name) => name === name.toLowerCase())) return 'haproxy';
+  const server = head.split('\r\n').find((line) => /^server:/i.test(line));
+  const product = server?.slice('server:'.length).trim().split(/[/\s]/)[0]?.toLowerCase();
+  return product === undefined || product === '' ? undefined : product;
 }
 
 /**
@@ -40,6 +64,7 @@ export function handshake(endpoint: Endpoint, options: HandshakeOptions): Promis
     let ticket: Buffer | undefined;
     let settled = false;
     let certificateFingerprint = '';
+    let responseHead = '';
     const socket = tls.connect({
       host: endpoint.host,
       port: endpoint.port,
@@ -68,6 +93,7 @@ export function handshake(endpoint: Endpoint, options: HandshakeOptions): Promis
         session,
         ticketKeyName: ticket ? ticket.subarray(0, KEY_NAME_BYTES).toString('hex') : undefined,
         certificateFingerprint,
+        serverSoftware: serverSoftware(responseHead),
       };
       socket.destroy();
       resolve(result);
@@ -84,7 +110,9 @@ export function handshake(endpoint: Endpoint, options: HandshakeOptions): Promis
       certificateFingerprint = socket.getPeerCertificate()?.fingerprint256 ?? '';
       socket.write(`GET / HTTP/1.1\r\nHost: ${endpoint.servername ?? endpoint.host}\r\nConnection: close\r\n\r\n`);
     });
-    socket.on('data', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      if (responseHead.length < MAX_RESPONSE_HEAD && !responseHead.includes('\r\n\r\n')) responseHead += chunk.toString('latin1');
+    });
     socket.once('end', () => finish());
     socket.once('error', (error) => finish(error));
   });

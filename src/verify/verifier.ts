@@ -28,7 +28,7 @@ export interface VerifyOptions {
   ticketsBefore?: CapturedTicket[];
 }
 
-export type FailureKind = 'unreachable' | 'handshake error' | 'no ticket' | 'wrong key' | 'not resumed' | 'different certificate' | 'continuity';
+export type FailureKind = 'unreachable' | 'handshake error' | 'no ticket' | 'wrong key' | 'not resumed' | 'different certificate' | 'different server flavor' | 'continuity';
 
 export interface Failure {
   kind: FailureKind;
@@ -44,6 +44,8 @@ export interface NodeReport {
   reachable: boolean;
   /** Name of the key the node's tickets are encrypted with, per TLS version. */
   keys: Partial<Record<TlsVersion, string>>;
+  /** The server software its HTTP response shows ("nginx", "haproxy"), when it shows one. */
+  serverSoftware: string | undefined;
   onExpectedKey: boolean;
 }
 
@@ -171,12 +173,14 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
   const inferred = [...keyCounts].sort((a, b) => b[1] - a[1])[0]?.[0];
   const expectedKey = options.expectedKey ?? inferred;
   const certificates = new Map<string, string>();
+  const software = new Map<string, string>();
   const nodeReports: NodeReport[] = nodes.map((node) => {
     const mine = fresh.filter((entry) => entry.node === node);
     const keys: Partial<Record<TlsVersion, string>> = {};
     for (const { version, result } of mine) {
       if (result === undefined) continue;
       certificates.set(node.name, result.certificateFingerprint);
+      if (result.serverSoftware !== undefined) software.set(node.name, result.serverSoftware);
       if (result.ticketKeyName === undefined) {
         failures.push({ kind: 'no ticket', subject: node.name, version, detail: `${node.name} issued no session ticket over ${version}: are tickets on (ssl_session_tickets)?` });
       } else {
@@ -192,7 +196,7 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
       }
     }
     const reachable = mine.some((entry) => entry.result !== undefined);
-    return { node: node.name, address: address(node), reachable, keys, onExpectedKey: reachable && versions.every((version) => keys[version] === expectedKey) };
+    return { node: node.name, address: address(node), reachable, keys, serverSoftware: software.get(node.name), onExpectedKey: reachable && versions.every((version) => keys[version] === expectedKey) };
   });
 
   // 2. Each node's ticket offered to its peers.
@@ -204,6 +208,14 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
     const b = certificates.get(resumer);
     if (a !== undefined && b !== undefined && a !== b) {
       return { kind: 'different certificate', detail: 'the two nodes present different certificates, and tickets never resume across certificates' };
+    }
+    const issuerSoftware = software.get(issuer);
+    const resumerSoftware = software.get(resumer);
+    if (issuerSoftware !== undefined && resumerSoftware !== undefined && issuerSoftware !== resumerSoftware) {
+      return {
+        kind: 'different server flavor',
+        detail: `${issuer} runs ${issuerSoftware} and ${resumer} runs ${resumerSoftware}, and tickets never resume across server software: run one flavor on every node`,
+      };
     }
     return { kind: 'not resumed', detail: 'the resuming node does not hold the key the ticket was encrypted with' };
   };
@@ -259,10 +271,10 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
 export function formatReport(report: VerificationReport): string {
   const versions = [...new Set(report.nodes.flatMap((node) => Object.keys(node.keys)))].sort() as TlsVersion[];
   const short = (name: string | undefined): string => (name === undefined ? '-' : name.slice(0, 12));
-  const header = ['node', 'address', 'reachable', ...versions.map((version) => `${version} key`), 'on expected key'];
+  const header = ['node', 'address', 'server', 'reachable', ...versions.map((version) => `${version} key`), 'on expected key'];
   const rows = [
     header,
-    ...report.nodes.map((node) => [node.node, node.address, node.reachable ? 'yes' : 'NO', ...versions.map((version) => short(node.keys[version])), node.onExpectedKey ? 'yes' : 'NO']),
+    ...report.nodes.map((node) => [node.node, node.address, node.serverSoftware ?? '-', node.reachable ? 'yes' : 'NO', ...versions.map((version) => short(node.keys[version])), node.onExpectedKey ? 'yes' : 'NO']),
   ];
   const widths = header.map((_, column) => Math.max(...rows.map((row) => (row[column] as string).length)));
   const lines = rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column] as number)).join('  ').trimEnd());
