@@ -1,3 +1,4 @@
+import { seededRandom, shuffled } from '../core/seeded-random.js';
 import { handshake, TLS_VERSIONS, type Endpoint, type HandshakeResult, type TlsVersion } from '../tls/probe.js';
 
 /** A TLS node to verify: where to connect and what to call it in the report. */
@@ -79,18 +80,6 @@ async function pool<T>(tasks: (() => Promise<T>)[], limit: number): Promise<T[]>
   return results;
 }
 
-/** A small seeded generator (mulberry32): the same seed picks the same peers on every run. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function nameSeed(name: string, seed: number): number {
   let hash = seed;
   for (const char of name) hash = Math.imul(hash ^ char.charCodeAt(0), 16777619);
@@ -100,13 +89,7 @@ function nameSeed(name: string, seed: number): number {
 /** The peers a node's ticket is tried on: all others, or a seeded sample of `count` of them. */
 export function choosePeers(node: string, others: string[], count: number, seed: number): string[] {
   if (count >= others.length) return others;
-  const random = seededRandom(nameSeed(node, seed));
-  const shuffled = [...others];
-  for (let i = shuffled.length - 1; i > 0; i -= 1) {
-    const j = Math.floor(random() * (i + 1));
-    [shuffled[i], shuffled[j]] = [shuffled[j] as string, shuffled[i] as string];
-  }
-  return shuffled.slice(0, count);
+  return shuffled(others, seededRandom(nameSeed(node, seed))).slice(0, count);
 }
 
 function describeError(error: unknown): { kind: 'unreachable' | 'handshake error'; detail: string } {

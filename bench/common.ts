@@ -1,0 +1,52 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { PROJECT_ROOT } from '../src/project-root.js';
+import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
+
+export const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
+
+/** What the figures were measured on, written beside them. */
+export function machine(): Record<string, string | number> {
+  // nginx -v writes to stderr, the others to stdout.
+  const firstLine = (command: string, args: string[]): string => {
+    const run = spawnSync(command, args, { encoding: 'utf8' });
+    return `${run.stdout ?? ''}${run.stderr ?? ''}`.split('\n')[0]?.trim() || `${command}: not found`;
+  };
+  return {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    nginx: firstLine('nginx', ['-v']),
+    haproxy: firstLine('haproxy', ['-v']),
+    openssl: firstLine('openssl', ['version']),
+    date: new Date().toISOString(),
+  };
+}
+
+export function writeJson(name: string, value: unknown): string {
+  const path = join(RESULTS_DIR, name);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
+  return path;
+}
+
+/** Rows of cells as an aligned plain-text table, the first row the header. */
+export function table(rows: (string | number)[][]): string {
+  const text = rows.map((row) => row.map(String));
+  const widths = (text[0] ?? []).map((_, column) => Math.max(...text.map((row) => (row[column] ?? '').length)));
+  return text.map((row) => row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()).join('\n');
+}
+
+export function percent(part: number, whole: number): string {
+  return whole === 0 ? '-' : `${((100 * part) / whole).toFixed(1)}%`;
+}
+
+/** A graceful reload of one node, as an operator's script would do it, waiting until it finished. */
+export async function reloadNode(fleet: LocalFleet, node: FleetNode): Promise<void> {
+  const before = fleet.workerPids(node);
+  execFileSync('bash', ['-c', node.reloadCommand], { stdio: 'ignore' });
+  await fleet.waitForReload(node, before);
+}

@@ -1,0 +1,20 @@
+// npm run bench [-- NAME [options]]: runs one benchmark by name, or every one in turn.
+import { continuityBenchmark } from './continuity.js';
+import { verifierScaleBenchmark } from './verifier-scale.js';
+
+const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = {
+  continuity: continuityBenchmark,
+  'verifier-scale': verifierScaleBenchmark,
+};
+
+const [name, ...rest] = process.argv.slice(2);
+if (name === undefined) {
+  for (const run of Object.values(BENCHMARKS)) await run([]);
+} else {
+  const run = BENCHMARKS[name];
+  if (run === undefined) {
+    console.error(`unknown benchmark "${name}": choose one of ${Object.keys(BENCHMARKS).join(', ')}, or none to run them all`);
+    process.exit(2);
+  }
+  await run(rest);
+}
