@@ -14,6 +14,8 @@
 #   6  the reload (or the HAProxy runtime API update) failed; the previous set was restored
 #   7  the previous set could not be restored: the node needs attention
 #   8  could not lock or write (permissions, disk); the previous set is still in force
+#   9  the server's config does not load the managed keys (or could not be dumped); the
+#      previous set was restored before any reload
 #   other: an unexpected failure; the summary's error says where
 set -euo pipefail
 set -o errtrace # the ERR trap below also sees failures inside functions
@@ -22,13 +24,18 @@ usage() {
   cat <<'EOF'
 Usage: apply-ticket-keys.sh [options] [--input FILE|-]
   --flavor nginx|haproxy  server flavor (default nginx)
-  --key-dir DIR           directory for the key files (created 0700)
+  --key-dir DIR           directory for the key files (created 0700), on a memory filesystem
   --include FILE          nginx: the file its config includes; haproxy: the tls-ticket-keys file
   --test-cmd CMD          config test (default: nginx -t -q; haproxy -c -q -f /etc/haproxy/haproxy.cfg)
+  --config-dump-cmd CMD   prints the config the server loads, to check that it loads the managed
+                          keys (default: nginx -T; cat /etc/haproxy/haproxy.cfg)
   --reload-cmd CMD        reload (default: nginx -s reload; systemctl reload haproxy)
   --runtime-socket PATH   haproxy: its runtime API socket (admin level); rotate without a reload
   --input FILE|-          key set JSON (default: standard input)
   --allow-downgrade       apply a generation older than the active one
+  --allow-persistent-key-dir
+                          accept a key directory or include on a persistent filesystem, where keys
+                          outlive their rotation in backups and snapshots
   --lock-timeout SECONDS  wait this long for another run to finish (default: 60)
   --status                print the active generation and key names, change nothing
 EOF
@@ -39,18 +46,22 @@ summary_generation=
 summary_keys=
 summary_active_generation=
 summary_error=
+summary_key_storage=
 input_file=-
 flavor=nginx
 key_dir=
 include_file=
 test_cmd=
+dump_cmd=
 reload_cmd=
 allow_downgrade=0
+allow_persistent=0
 lock_timeout=60
 runtime_socket=
 summary_via=
 status_only=0
 stage_dir=
+config_dump=
 include_tmp=
 include_rollback=
 command_output=
@@ -60,7 +71,7 @@ print_summary() {
   local code=$?
   [ -n "$command_output" ] && rm -f -- "$command_output"
   SUMMARY_ACTION=$summary_action SUMMARY_GENERATION=$summary_generation SUMMARY_KEYS=$summary_keys \
-  SUMMARY_ACTIVE=$summary_active_generation SUMMARY_ERROR=$summary_error SUMMARY_FLAVOR=$flavor SUMMARY_EXIT=$code SUMMARY_VIA=$summary_via \
+  SUMMARY_ACTIVE=$summary_active_generation SUMMARY_ERROR=$summary_error SUMMARY_FLAVOR=$flavor SUMMARY_EXIT=$code SUMMARY_VIA=$summary_via SUMMARY_STORAGE=$summary_key_storage \
     python3 -c '
 import json, os
 e = os.environ
@@ -72,6 +83,9 @@ if e["SUMMARY_ACTIVE"]:
     out["previousGeneration"] = int(e["SUMMARY_ACTIVE"])
 if e["SUMMARY_VIA"]:
     out["via"] = e["SUMMARY_VIA"]
+if e["SUMMARY_STORAGE"]:
+    out["keyStorage"] = e["SUMMARY_STORAGE"]
+    out["keysInMemory"] = e["SUMMARY_STORAGE"] in ("tmpfs", "ramfs")
 if e["SUMMARY_ERROR"]:
     out["error"] = e["SUMMARY_ERROR"]
 print(json.dumps(out, separators=(",", ":")))
@@ -92,13 +106,14 @@ fail() {
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --flavor | --key-dir | --include | --test-cmd | --reload-cmd | --input | --lock-timeout | --runtime-socket)
+    --flavor | --key-dir | --include | --test-cmd | --config-dump-cmd | --reload-cmd | --input | --lock-timeout | --runtime-socket)
       [ $# -ge 2 ] || fail 2 refused "option $1 needs a value (see --help)"
       case "$1" in
         --flavor) flavor=$2 ;;
         --key-dir) key_dir=$2 ;;
         --include) include_file=$2 ;;
         --test-cmd) test_cmd=$2 ;;
+        --config-dump-cmd) dump_cmd=$2 ;;
         --reload-cmd) reload_cmd=$2 ;;
         --input) input_file=$2 ;;
         --lock-timeout) lock_timeout=$2 ;;
@@ -107,6 +122,7 @@ while [ $# -gt 0 ]; do
       shift 2
       ;;
     --allow-downgrade) allow_downgrade=1; shift ;;
+    --allow-persistent-key-dir) allow_persistent=1; shift ;;
     --status) status_only=1; shift ;;
     -h | --help) usage >&2; summary_action=help; exit 0 ;;
     *) fail 2 refused "unknown option $1 (see --help)" ;;
@@ -116,10 +132,12 @@ done
 case "$flavor" in
   nginx)
     test_cmd=${test_cmd:-nginx -t -q}
+    dump_cmd=${dump_cmd:-nginx -T}
     reload_cmd=${reload_cmd:-nginx -s reload}
     ;;
   haproxy)
     test_cmd=${test_cmd:-haproxy -c -q -f /etc/haproxy/haproxy.cfg}
+    dump_cmd=${dump_cmd:-cat /etc/haproxy/haproxy.cfg}
     reload_cmd=${reload_cmd:-systemctl reload haproxy}
     ;;
   *) fail 2 refused "flavor $flavor is not supported: use --flavor nginx or --flavor haproxy" ;;
@@ -131,13 +149,32 @@ case "$lock_timeout" in '' | *[!0-9]*) fail 2 refused "--lock-timeout must be a 
 # One spelling of each path, so a generation directory is never mistaken for a stale one.
 key_dir=$(realpath -m -- "$key_dir")
 include_file=$(realpath -m -s -- "$include_file")
-[ -d "$(dirname "$include_file")" ] || fail 2 refused "the directory of --include $include_file does not exist: create it or fix the path"
+[ "$(dirname "$include_file")" = "$key_dir" ] || [ -d "$(dirname "$include_file")" ] ||
+  fail 2 refused "the directory of --include $include_file does not exist: create it or fix the path"
+
+# The filesystem type of a path, or of its nearest existing ancestor when it does not exist yet.
+filesystem_of() {
+  local path=$1
+  while [ ! -e "$path" ]; do path=$(dirname "$path"); done
+  stat -f -c %T -- "$path"
+}
+is_memory_filesystem() {
+  case "$1" in tmpfs | ramfs) return 0 ;; *) return 1 ;; esac
+}
+summary_key_storage=$(filesystem_of "$key_dir")
+if [ "$allow_persistent" = 0 ]; then
+  is_memory_filesystem "$summary_key_storage" ||
+    fail 2 refused "--key-dir $key_dir is on $summary_key_storage, a persistent filesystem: keys there outlive their rotation in backups and snapshots; use a directory on tmpfs (such as /run/tls-ticket-keys) or pass --allow-persistent-key-dir to accept that on purpose"
+  include_storage=$(filesystem_of "$include_file")
+  is_memory_filesystem "$include_storage" ||
+    fail 2 refused "--include $include_file is on $include_storage, a persistent filesystem: after a reboot it would name key files that are gone (and HAProxy's holds the keys themselves); put it in the key directory, or pass --allow-persistent-key-dir"
+fi
 
 # The Python half validates the key set, compares it with the active one and writes the new
 # generation's files. It reads the key set from stdin and answers with one line of fields
 # separated by \x1f (unit separator), so that empty fields survive `read`.
 read -r -d '' KEYSET_PY <<'PY' || true
-import base64, binascii, fcntl, json, os, re, socket, sys, tempfile, time
+import base64, binascii, fcntl, fnmatch, json, os, re, socket, sys, tempfile, time
 
 mode, flavor, key_dir, include_file, allow_downgrade, lock_timeout, runtime_socket = sys.argv[1:8]
 STATE_FILE = os.path.join(key_dir, "active.json")
@@ -424,6 +461,21 @@ def runtime_check():
     if count != HAPROXY_SLOTS:
         raise Refused(3, "this HAProxy holds %d ticket keys per file, but the applier writes %d (previous, current, next): use an HAProxy built with the default TLS_TICKETS_NO" % (count, HAPROXY_SLOTS))
 
+def config_loads_keys(dump):
+    """nginx: an include whose path or pattern matches the include file (nginx -T prints every
+    config file verbatim); HAProxy: a tls-ticket-keys naming the file."""
+    for line in dump.splitlines():
+        code = line.split("#", 1)[0]
+        if flavor == "nginx":
+            for pattern in re.findall(r"(?:^|[\s;{}])include\s+[\"']?([^\s;\"']+)[\"']?\s*;", code):
+                if fnmatch.fnmatchcase(include_file, pattern):
+                    return True
+        else:
+            tokens = code.split()
+            if any(token == "tls-ticket-keys" and tokens[i + 1:i + 2] == [include_file] for i, token in enumerate(tokens)):
+                return True
+    return False
+
 def lock():
     """flock(2) on descriptor 9, opened by the shell: the lock stays with the shell until it exits, even if killed."""
     deadline = time.time() + int(lock_timeout)
@@ -437,6 +489,14 @@ def lock():
             time.sleep(0.1)
 
 def main():
+    if mode == "loads-keys":
+        if not config_loads_keys(sys.stdin.read()):
+            if flavor == "nginx":
+                fix = "add `include %s/*.conf;` to each server block that terminates TLS (the onboarding step does it)" % os.path.dirname(include_file)
+            else:
+                fix = "add `tls-ticket-keys %s` to each bind line with ssl (the onboarding step does it)" % include_file
+            raise Refused(9, "the server's config does not load the managed keys (%s): keys written there would never be used; %s, then run again" % (include_file, fix))
+        return 0
     if mode == "runtime-update":
         return runtime_update()
     if mode == "status":
@@ -469,13 +529,13 @@ PY
 
 # Runs the Python half; sets the globals from its answer or fails with its message.
 keyset_step() {
-  local mode=$1 answer code=0 errors
+  local mode=$1 answer code=0 errors input
+  case "$mode" in
+    status) input= ;;
+    *) input=$keyset ;;
+  esac
   errors=$(mktemp)
-  if [ "$mode" = status ]; then
-    answer=$(python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" "$runtime_socket" 2>"$errors" </dev/null) || code=$?
-  else
-    answer=$(printf '%s' "$keyset" | python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" "$runtime_socket" 2>"$errors") || code=$?
-  fi
+  answer=$(printf '%s' "$input" | python3 -c "$KEYSET_PY" "$mode" "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" "$runtime_socket" 2>"$errors") || code=$?
   local message
   message=$(cat "$errors")
   rm -f "$errors"
@@ -503,6 +563,18 @@ fi
 
 keyset_step validate
 
+command_output=$(mktemp)
+
+run_server_command() {
+  bash -c "$1" >"$command_output" 2>&1
+}
+
+last_output_lines() {
+  local lines
+  lines=$(tail -n 3 -- "$command_output" | tr '\n' ' ')
+  printf '%s' "${lines% }"
+}
+
 mkdir -p -- "$key_dir" 2>/dev/null || fail 8 failed "cannot create --key-dir $key_dir: check its parent and permissions"
 chmod 700 -- "$key_dir" || fail 8 failed "cannot set the mode of $key_dir to 0700"
 exec 9>>"$key_dir/.lock" || fail 8 failed "cannot open the lock file in $key_dir"
@@ -529,18 +601,6 @@ restore_previous() {
   return 0
 }
 
-command_output=$(mktemp)
-
-run_server_command() {
-  bash -c "$1" >"$command_output" 2>&1
-}
-
-last_output_lines() {
-  local lines
-  lines=$(tail -n 3 -- "$command_output" | tr '\n' ' ')
-  printf '%s' "${lines% }"
-}
-
 if [ -e "$include_file" ] || [ -L "$include_file" ]; then
   include_rollback=$(mktemp "$(dirname "$include_file")/.$(basename "$include_file").tmp.rollback.XXXXXX")
   cp -pP -- "$include_file" "$include_rollback" || fail 8 failed "cannot copy $include_file aside before replacing it"
@@ -553,6 +613,24 @@ if ! run_server_command "$test_cmd"; then
   restore_previous || fail 7 failed "config test failed ($details) and the previous include could not be restored: fix $include_file by hand"
   cleanup_stage
   fail 5 restored "config test '$test_cmd' failed: $details; the previous key set was restored and the server was not reloaded"
+fi
+
+# Keys written where the server never reads them must not count as applied. With the runtime
+# socket, the validate step has already found the file among the running HAProxy's.
+if [ -z "$runtime_socket" ]; then
+  loads_code=0
+  config_dump=$(bash -c "$dump_cmd" 2>"$command_output") || loads_code=$?
+  if [ "$loads_code" -ne 0 ]; then
+    loads_error="the config dump '$dump_cmd' failed: $(last_output_lines); fix --config-dump-cmd (it must print the server's config)"
+  else
+    loads_error=$(printf '%s' "$config_dump" | python3 -c "$KEYSET_PY" loads-keys "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" "$runtime_socket" 2>&1) || loads_code=$?
+  fi
+  config_dump=
+  if [ "$loads_code" -ne 0 ]; then
+    restore_previous || fail 7 failed "$loads_error; the previous include could not be restored: fix $include_file by hand"
+    cleanup_stage
+    fail 9 restored "$loads_error; the previous key set was restored and the server was not reloaded"
+  fi
 fi
 
 if [ -n "$runtime_socket" ]; then

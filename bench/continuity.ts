@@ -86,7 +86,7 @@ async function rollOut(fleet: LocalFleet, random: () => number, maxDelayMs: numb
 }
 
 function projectStrategy(fleet: LocalFleet, flavor: ServerFlavor, random: () => number, settings: Settings): Strategy {
-  const store = new FileSecretStore(join(fleet.baseDir, 'bench-secret'));
+  const store = new FileSecretStore(join(fleet.memoryDir, 'bench-secret'));
   const context: RotationContext = {
     store,
     commander: new LocalFleetCommander(fleet, store, { maxDelayMs: settings.maxNodeDelayMs, random }),
@@ -106,8 +106,8 @@ function projectStrategy(fleet: LocalFleet, flavor: ServerFlavor, random: () => 
 }
 
 /** Writes nginx key files and the include listing them, the first key encrypting. */
-function writeNginxKeys(node: FleetNode, keys: Buffer[], label: string): void {
-  const dir = join(node.prefix, `bench-${label}`);
+function writeNginxKeys(fleet: LocalFleet, node: FleetNode, keys: Buffer[], label: string): void {
+  const dir = join(fleet.memoryDir, `${node.name}-bench-${label}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const lines = keys.map((key, index) => {
     const path = join(dir, `${index}.key`);
@@ -128,7 +128,7 @@ function seed000Strategy(fleet: LocalFleet, random: () => number, settings: Sett
     id: 'seed-000',
     prepare: async () => {
       for (const node of fleet.nodes) {
-        writeNginxKeys(node, [shared], 'seed-000-0');
+        writeNginxKeys(fleet, node, [shared], 'seed-000-0');
         await reloadNode(fleet, node);
       }
     },
@@ -137,7 +137,7 @@ function seed000Strategy(fleet: LocalFleet, random: () => number, settings: Sett
       const old = shared;
       round += 1;
       await rollOut(fleet, random, settings.maxNodeDelayMs, async (node) => {
-        writeNginxKeys(node, [fresh, old], `seed-000-${round}`);
+        writeNginxKeys(fleet, node, [fresh, old], `seed-000-${round}`);
         await reloadNode(fleet, node);
       });
       shared = fresh;

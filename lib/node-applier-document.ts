@@ -2,14 +2,15 @@ import { readFileSync } from 'node:fs';
 import type { ServerFlavor } from '../src/core/policy.js';
 import { APPLIER_PATH } from '../src/local/applier.js';
 
-
 /** How the applier is run on each node: baked into the document at synth time. */
 export interface NodeApplierSettings {
   flavor: ServerFlavor;
   keyDirectory: string;
   includePath: string;
   testCommand: string;
+  configDumpCommand: string;
   reloadCommand: string;
+  allowPersistentKeyDirectory: boolean;
   /** haproxy: its runtime API socket, to rotate without a reload. */
   runtimeSocket?: string;
 }
@@ -47,6 +48,7 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
   checkSetting('keyDirectory', settings.keyDirectory);
   checkSetting('includePath', settings.includePath);
   checkSetting('testCommand', settings.testCommand);
+  checkSetting('configDumpCommand', settings.configDumpCommand);
   checkSetting('reloadCommand', settings.reloadCommand);
   if (settings.runtimeSocket !== undefined) {
     if (settings.flavor !== 'haproxy') throw new Error('runtimeSocket is for the haproxy flavor only');
@@ -57,7 +59,9 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
     '--key-dir', settings.keyDirectory,
     '--include', settings.includePath,
     '--test-cmd', settings.testCommand,
+    '--config-dump-cmd', settings.configDumpCommand,
     '--reload-cmd', settings.reloadCommand,
+    ...(settings.allowPersistentKeyDirectory ? ['--allow-persistent-key-dir'] : []),
     ...(settings.runtimeSocket !== undefined ? ['--runtime-socket', settings.runtimeSocket] : []),
   ].map(shellQuote).join(' ');
   const fetchFailed = JSON.stringify({

@@ -16,7 +16,9 @@ export const SETTING_KEYS = [
   'keyDirectory',
   'includePath',
   'testCommand',
+  'configDumpCommand',
   'reloadCommand',
+  'allowPersistentKeyDirectory',
   'runtimeSocket',
   'maxConcurrency',
   'maxErrors',
@@ -76,6 +78,12 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
     if (!Number.isInteger(number) || number < min || number > max) throw new Error(`context setting ${key}="${value}" must be a whole number from ${min} to ${max}`);
     return number;
   };
+  const yesNo = (key: SettingKey): boolean | undefined => {
+    const value = text(key);
+    if (value === undefined) return undefined;
+    if (value !== 'true' && value !== 'false') throw new Error(`context setting ${key}="${value}" must be true or false`);
+    return value === 'true';
+  };
   const email = text('alarmEmail');
   if (email !== undefined && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) throw new Error(`context setting alarmEmail="${email}" is not an email address`);
   const staticNodes = list('verifierStaticNodes');
@@ -97,7 +105,9 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
     ...optional('keyDirectory', text('keyDirectory')),
     ...optional('includePath', text('includePath')),
     ...optional('testCommand', text('testCommand')),
+    ...optional('configDumpCommand', text('configDumpCommand')),
     ...optional('reloadCommand', text('reloadCommand')),
+    ...optional('allowPersistentKeyDirectory', yesNo('allowPersistentKeyDirectory')),
     ...optional('runtimeSocket', text('runtimeSocket')),
     ...optional('maxConcurrency', rate('maxConcurrency')),
     ...optional('maxErrors', rate('maxErrors')),

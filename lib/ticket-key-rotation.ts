@@ -29,10 +29,18 @@ const METRIC_SERVICES: Record<string, string> = {
   NodesFailed: 'tls-ticket-key-rotation',
 };
 
-/** Where each flavor keeps its keys on a node, and how it is checked and reloaded, unless set. */
-export const FLAVOR_DEFAULTS: Record<ServerFlavor, { includePath: string; testCommand: string; reloadCommand: string }> = {
-  nginx: { includePath: '/etc/nginx/tls-ticket-keys.conf', testCommand: 'nginx -t -q', reloadCommand: 'systemctl reload nginx' },
-  haproxy: { includePath: '/etc/haproxy/tls-ticket-keys', testCommand: 'haproxy -c -q -f /etc/haproxy/haproxy.cfg', reloadCommand: 'systemctl reload haproxy' },
+/** On tmpfs (/run is one on systemd hosts): keys never reach a disk, a backup or a snapshot. */
+export const DEFAULT_KEY_DIRECTORY = '/run/tls-ticket-keys';
+
+/** The file each flavor loads from the key directory, and how its config is checked, shown and reloaded, unless set. */
+export const FLAVOR_DEFAULTS: Record<ServerFlavor, { includeFileName: string; testCommand: string; configDumpCommand: string; reloadCommand: string }> = {
+  nginx: { includeFileName: 'ticket-keys.conf', testCommand: 'nginx -t -q', configDumpCommand: 'nginx -T', reloadCommand: 'systemctl reload nginx' },
+  haproxy: {
+    includeFileName: 'tls-ticket-keys',
+    testCommand: 'haproxy -c -q -f /etc/haproxy/haproxy.cfg',
+    configDumpCommand: 'cat /etc/haproxy/haproxy.cfg',
+    reloadCommand: 'systemctl reload haproxy',
+  },
 };
 
 /** Secrets Manager's own schedule runs no more often than every 4 hours. */
@@ -50,12 +58,16 @@ export interface TicketKeyRotationProps {
   readonly keyLength?: KeyLength;
   /** The server terminating TLS on the nodes. @default nginx */
   readonly flavor?: ServerFlavor;
-  /** @default /var/lib/tls-ticket-keys */
+  /** On a memory filesystem unless allowPersistentKeyDirectory. @default /run/tls-ticket-keys */
   readonly keyDirectory?: string;
-  /** nginx: the file its config includes; haproxy: the tls-ticket-keys file. @default per flavor (see FLAVOR_DEFAULTS) */
+  /** nginx: the file its config includes; haproxy: the tls-ticket-keys file. @default in keyDirectory, per flavor (see FLAVOR_DEFAULTS) */
   readonly includePath?: string;
   /** @default per flavor */
   readonly testCommand?: string;
+  /** Prints the config the server loads, to check that it loads the managed keys. @default per flavor */
+  readonly configDumpCommand?: string;
+  /** Accept a key directory on a persistent filesystem, where keys outlive their rotation. @default false */
+  readonly allowPersistentKeyDirectory?: boolean;
   /** @default per flavor */
   readonly reloadCommand?: string;
   /** haproxy: its runtime API socket (`stats socket … level admin`); keys then rotate without a reload. @default none */
@@ -130,14 +142,17 @@ export class TicketKeyRotation extends Construct {
     this.commandOutput = new logs.LogGroup(this, 'CommandOutput', { retention });
     this.rotationLogs = new logs.LogGroup(this, 'RotationLogs', { retention });
 
+    const keyDirectory = props.keyDirectory ?? DEFAULT_KEY_DIRECTORY;
     this.document = new ssm.CfnDocument(this, 'NodeApplier', {
       documentType: 'Command',
       content: nodeApplierDocument({
         flavor,
-        keyDirectory: props.keyDirectory ?? '/var/lib/tls-ticket-keys',
-        includePath: props.includePath ?? FLAVOR_DEFAULTS[flavor].includePath,
+        keyDirectory,
+        includePath: props.includePath ?? `${keyDirectory}/${FLAVOR_DEFAULTS[flavor].includeFileName}`,
         testCommand: props.testCommand ?? FLAVOR_DEFAULTS[flavor].testCommand,
+        configDumpCommand: props.configDumpCommand ?? FLAVOR_DEFAULTS[flavor].configDumpCommand,
         reloadCommand: props.reloadCommand ?? FLAVOR_DEFAULTS[flavor].reloadCommand,
+        allowPersistentKeyDirectory: props.allowPersistentKeyDirectory ?? false,
         ...(props.runtimeSocket !== undefined ? { runtimeSocket: props.runtimeSocket } : {}),
       }),
     });

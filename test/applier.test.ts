@@ -177,11 +177,11 @@ describe('the node applier on a real nginx node', () => {
     const stale = join(node.keyDir, 'gen-9.crashed');
     execFileSync('mkdir', ['-m', '700', stale]);
     writeFileSync(join(stale, '00-x.key'), 'partial', { mode: 0o600 });
-    writeFileSync(join(node.prefix, 'conf', '.ticket-keys.conf.tmp.abc'), 'partial');
+    writeFileSync(join(node.keyDir, '.ticket-keys.conf.tmp.abc'), 'partial');
     const run = await apply(gen3);
     expect(run.exitCode).toBe(0);
     expect(existsSync(stale)).toBe(false);
-    expect(existsSync(join(node.prefix, 'conf', '.ticket-keys.conf.tmp.abc'))).toBe(false);
+    expect(existsSync(join(node.keyDir, '.ticket-keys.conf.tmp.abc'))).toBe(false);
     expect((await freshTicket(node, 'TLSv1.2')).keyName).toBe(currentKey(gen3).name);
   });
 

@@ -20,7 +20,7 @@ describe('rotation steps on a real local fleet', () => {
 
   beforeAll(async () => {
     fleet = await startLocalFleet({ nodeCount: 3 });
-    store = new FileSecretStore(join(fleet.baseDir, 'secret'));
+    store = new FileSecretStore(join(fleet.memoryDir, 'secret'));
     context = {
       store,
       commander: new LocalFleetCommander(fleet, store, { maxDelayMs: 50 }),
@@ -116,7 +116,7 @@ describe('rotation steps on a real local fleet', () => {
 
   it('refuses to rotate from a malformed AWSCURRENT, writing nothing', async () => {
     const holder = Object.entries(await store.versionStages()).find(([, stages]) => stages.includes(AWSCURRENT))![0];
-    const path = join(fleet.baseDir, 'secret', 'versions', `${holder}.json`);
+    const path = join(fleet.memoryDir, 'secret', 'versions', `${holder}.json`);
     const good = readFileSync(path, 'utf8');
     writeFileSync(path, good.replace(/"generation":\d+/, '"generation":"x"'));
     try {

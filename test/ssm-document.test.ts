@@ -26,6 +26,7 @@ function synthesizedCommand(node: FleetNode): string {
       keyDirectory: node.keyDir,
       includePath: node.includeFile,
       testCommand: node.testCommand,
+      configDumpCommand: node.configDumpCommand,
       reloadCommand: node.reloadCommand,
     },
   });

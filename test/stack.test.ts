@@ -172,7 +172,18 @@ describe('the CDK stack', () => {
   it('builds the document for an HAProxy fleet, and fails synth when HAProxy\'s three keys cannot cover the ticket lifetime', () => {
     const haproxy = synth({ flavor: 'haproxy' }).template;
     const command = (resource(haproxy, 'AWS::SSM::Document', 'NodeApplier').Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(command).toContain("'--flavor' 'haproxy' '--key-dir' '/var/lib/tls-ticket-keys' '--include' '/etc/haproxy/tls-ticket-keys' '--test-cmd' 'haproxy -c -q -f /etc/haproxy/haproxy.cfg' '--reload-cmd' 'systemctl reload haproxy'");
+    expect(command).toContain(
+      "'--flavor' 'haproxy' '--key-dir' '/run/tls-ticket-keys' '--include' '/run/tls-ticket-keys/tls-ticket-keys' '--test-cmd' 'haproxy -c -q -f /etc/haproxy/haproxy.cfg' '--config-dump-cmd' 'cat /etc/haproxy/haproxy.cfg' '--reload-cmd' 'systemctl reload haproxy'",
+    );
+    expect(command).not.toContain("'--allow-persistent-key-dir'");
+    const nginx = synth({}).template;
+    const nginxCommand = (resource(nginx, 'AWS::SSM::Document', 'NodeApplier').Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand.join('\n');
+    expect(nginxCommand).toContain("'--key-dir' '/run/tls-ticket-keys' '--include' '/run/tls-ticket-keys/ticket-keys.conf' '--test-cmd' 'nginx -t -q' '--config-dump-cmd' 'nginx -T'");
+    const persistent = synth({ keyDirectory: '/var/lib/tls-ticket-keys', allowPersistentKeyDirectory: true }).template;
+    expect(JSON.stringify(resource(persistent, 'AWS::SSM::Document', 'NodeApplier').Content)).toContain(
+      "'--key-dir' '/var/lib/tls-ticket-keys' '--include' '/var/lib/tls-ticket-keys/ticket-keys.conf'",
+    );
+    expect(JSON.stringify(resource(persistent, 'AWS::SSM::Document', 'NodeApplier').Content)).toContain("'--allow-persistent-key-dir'");
     const viaApi = synth({ flavor: 'haproxy', runtimeSocket: '/run/haproxy/admin.sock' }).template;
     expect(JSON.stringify(resource(viaApi, 'AWS::SSM::Document', 'NodeApplier').Content)).toContain("'--runtime-socket' '/run/haproxy/admin.sock'");
     expect(() => synth({ runtimeSocket: '/run/haproxy/admin.sock' })).toThrow(/runtimeSocket is for the haproxy flavor only/);
@@ -196,6 +207,10 @@ describe('the CDK stack', () => {
     expect(() => propsFromContext(() => undefined)).toThrow(/context setting targetTagKey is required: set it in cdk.json or pass -c targetTagKey=VALUE/);
     expect(() => propsFromContext((key) => ({ targetTagKey: 'k', targetTagValue: 'v', keyLength: '64' })[key as string])).toThrow(/keyLength="64" is not supported/);
     expect(() => propsFromContext((key) => ({ targetTagKey: 'k', targetTagValue: 'v', maxErrors: 'lots' })[key as string])).toThrow(/maxErrors="lots" must be a count/);
+    expect(propsFromContext((key) => ({ targetTagKey: 'k', targetTagValue: 'v', allowPersistentKeyDirectory: 'true' })[key as string]).allowPersistentKeyDirectory).toBe(true);
+    expect(() => propsFromContext((key) => ({ targetTagKey: 'k', targetTagValue: 'v', allowPersistentKeyDirectory: 'yes' })[key as string])).toThrow(
+      /allowPersistentKeyDirectory="yes" must be true or false/,
+    );
   });
 
   it('passes cdk-nag\'s AwsSolutions checks with every suppression justified', () => {

@@ -14,7 +14,7 @@ export interface ApplierRun {
 export const APPLIER_PATH = join(PROJECT_ROOT, 'applier', 'apply-ticket-keys.sh');
 
 export function nodeApplierArgs(node: FleetNode): string[] {
-  return ['--flavor', node.flavor, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--reload-cmd', node.reloadCommand];
+  return ['--flavor', node.flavor, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--config-dump-cmd', node.configDumpCommand, '--reload-cmd', node.reloadCommand];
 }
 
 /**

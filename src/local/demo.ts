@@ -45,7 +45,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
   const fleet = await startLocalFleet({ nodeCount: options.nodes, flavor });
   const clients = TLS_VERSIONS.map((version) => new ResumptionClient(fleet.balancer, version));
   try {
-    const store = new FileSecretStore(join(fleet.baseDir, 'secret'));
+    const store = new FileSecretStore(join(fleet.memoryDir, 'secret'));
     const targets: VerifyNode[] = fleet.nodes.map(({ name, host, port }) => ({ name, host, port }));
     const context: RotationContext = {
       store,

@@ -1,6 +1,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +18,13 @@ export interface FleetNode {
   port: number;
   prefix: string;
   configFile: string;
-  /** nginx: the include with the ssl_session_ticket_key lines; HAProxy: the tls-ticket-keys file. */
+  /** nginx: the include with the ssl_session_ticket_key lines; HAProxy: the tls-ticket-keys file. Both in keyDir. */
   includeFile: string;
+  /** On a memory filesystem, like /run/tls-ticket-keys on a real node: a restart may find it empty. */
   keyDir: string;
   testCommand: string;
+  /** Prints the config the server loads (nginx -T; HAProxy: its config file). */
+  configDumpCommand: string;
   reloadCommand: string;
   /** The master process's pid file. */
   pidFile: string;
@@ -33,7 +36,10 @@ export interface LocalFleet {
   nodes: FleetNode[];
   /** The HAProxy in `mode tcp`, `balance roundrobin` in front of the nodes. */
   balancer: { host: string; port: number };
+  /** Configs, logs and certificates: on persistent disk, so it must never hold key material. */
   baseDir: string;
+  /** A directory on a memory filesystem (tmpfs) for the nodes' key directories and the local secret store. */
+  memoryDir: string;
   /** Process ids of a node's workers (children of its master). */
   workerPids(node: FleetNode): number[];
   /** Stops one node's server, as a crash or an outage would. */
@@ -42,6 +48,8 @@ export interface LocalFleet {
   startNode(node: FleetNode): Promise<void>;
   /** Resolves once a reload that replaced `before` has finished: new workers up, old ones gone. */
   waitForReload(node: FleetNode, before: number[]): Promise<void>;
+  /** Starts one more node (on keys of its own, like a new instance) and adds it to the load balancer. */
+  addNode(flavor?: FleetFlavor): Promise<FleetNode>;
   stop(): Promise<void>;
 }
 
@@ -77,6 +85,30 @@ export function requireCommand(command: string, install: string): string {
     }
   }
   throw new Error(`${command} is not installed: ${install}`);
+}
+
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
+
+/** A fresh directory on the machine's shared-memory tmpfs (/dev/shm): key files never touch a disk. */
+export function makeMemoryDirectory(prefix: string): string {
+  const root = '/dev/shm';
+  if (!existsSync(root) || ![TMPFS_MAGIC, RAMFS_MAGIC].includes(statfsSync(root).type)) {
+    throw new Error(`${root} is not a memory filesystem here: the local fleet keeps keys only in memory; mount one with \`mount -t tmpfs tmpfs ${root}\``);
+  }
+  return mkdtempSync(join(root, prefix));
+}
+
+/**
+ * What a node's start-up does before the server starts (a systemd ExecStartPre on a real node):
+ * HAProxy refuses to start without its tls-ticket-keys file, so a node whose memory key
+ * directory came back empty gets three random keys of its own until the applier runs.
+ */
+export function prepareNodeStart(node: FleetNode): void {
+  mkdirSync(node.keyDir, { recursive: true, mode: 0o700 });
+  if (node.flavor === 'haproxy' && !existsSync(node.includeFile)) {
+    writeFileSync(node.includeFile, [0, 1, 2].map(() => `${randomBytes(80).toString('base64')}\n`).join(''), { mode: 0o600 });
+  }
 }
 
 export async function freePort(): Promise<number> {
@@ -186,7 +218,9 @@ http {
     ssl_session_cache off;
     ssl_session_tickets on;
     ssl_session_timeout 1h;
-    include ${node.includeFile};
+    # Matches nothing while the key directory is empty or missing (after a reboot): nginx then
+    # serves with keys of its own until the applier has run.
+    include ${node.keyDir}/*.conf;
     location / { return 200 "${node.name}\\n"; }
   }
 }
@@ -242,14 +276,17 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
   const nginx = flavors.includes('nginx') ? requireCommand('nginx', 'install it with `apt-get install nginx-light` (or nginx)') : '';
   const haproxy = requireCommand('haproxy', 'install it with `apt-get install haproxy`');
   const baseDir = mkdtempSync(join(tmpdir(), 'ticket-fleet-'));
+  const memoryDir = makeMemoryDirectory('ticket-fleet-keys-');
   const nodeProcesses = new Map<string, ChildProcess>();
   let balancerProcess: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
     const all = [...nodeProcesses.values(), ...(balancerProcess ? [balancerProcess] : [])];
     await Promise.all(all.map((child) => stopProcess(child, 'SIGTERM')));
     rmSync(baseDir, { recursive: true, force: true });
+    rmSync(memoryDir, { recursive: true, force: true });
   };
   const startNode = async (node: FleetNode): Promise<void> => {
+    prepareNodeStart(node);
     const started =
       node.flavor === 'nginx'
         ? startProcess(nginx, ['-p', node.prefix, '-c', node.configFile])
@@ -262,57 +299,69 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
     const nodes: FleetNode[] = [];
     const certificateWithKey = join(baseDir, 'fleet-cert-and-key.pem');
     writeFileSync(certificateWithKey, readFileSync(certificate, 'utf8') + readFileSync(key, 'utf8'), { mode: 0o600 });
-    for (let index = 1; index <= options.nodeCount; index += 1) {
+    const createNode = (index: number, flavor: FleetFlavor): FleetNode => {
       const prefix = join(baseDir, `node${index}`);
       for (const dir of ['logs', 'tmp', 'conf']) mkdirSync(join(prefix, dir), { recursive: true });
       const name = `node${index}`;
-      const port = await freePort();
-      const keyDir = join(prefix, 'ticket-keys');
-      const flavor = flavors[index - 1] as FleetFlavor;
-      let node: FleetNode;
+      const keyDir = join(memoryDir, name);
       if (flavor === 'nginx') {
         const configFile = join(prefix, 'conf', 'nginx.conf');
         const flags = `-p ${prefix} -c ${configFile}`;
-        node = {
-          name, flavor, host: LOOPBACK, port, prefix, configFile, keyDir,
-          includeFile: join(prefix, 'conf', 'ticket-keys.conf'),
+        const node: FleetNode = {
+          name, flavor, host: LOOPBACK, port: 0, prefix, configFile, keyDir,
+          includeFile: join(keyDir, 'ticket-keys.conf'),
           testCommand: `${nginx} -t -q ${flags}`,
+          configDumpCommand: `${nginx} -T -q ${flags}`,
           reloadCommand: `${nginx} -s reload ${flags}`,
           pidFile: join(prefix, 'nginx.pid'),
         };
-        writeFileSync(node.includeFile, '# No shared ticket keys yet: nginx uses its own random key.\n');
-        writeFileSync(configFile, nginxConfig(node, certificate, key));
-      } else {
-        const configFile = join(prefix, 'conf', 'haproxy.cfg');
-        const pidFile = join(prefix, 'haproxy.pid');
-        node = {
-          name, flavor, host: LOOPBACK, port, prefix, configFile, keyDir, pidFile,
-          includeFile: join(prefix, 'conf', 'tls-ticket-keys'),
-          testCommand: `${haproxy} -c -q -f ${configFile}`,
-          // Master-worker mode: USR2 makes the master start new workers with the reloaded config.
-          reloadCommand: `kill -USR2 "$(cat ${pidFile})"`,
-          runtimeSocket: join(prefix, 'admin.sock'),
-        };
-        // HAProxy needs keys to start: three of its own, shared with nobody.
-        writeFileSync(node.includeFile, [0, 1, 2].map(() => `${randomBytes(80).toString('base64')}\n`).join(''), { mode: 0o600 });
-        writeFileSync(configFile, haproxyNodeConfig(node, certificateWithKey));
+        return node;
       }
+      const configFile = join(prefix, 'conf', 'haproxy.cfg');
+      const pidFile = join(prefix, 'haproxy.pid');
+      return {
+        name, flavor, host: LOOPBACK, port: 0, prefix, configFile, keyDir, pidFile,
+        includeFile: join(keyDir, 'tls-ticket-keys'),
+        testCommand: `${haproxy} -c -q -f ${configFile}`,
+        configDumpCommand: `cat ${configFile}`,
+        // Master-worker mode: USR2 makes the master start new workers with the reloaded config.
+        reloadCommand: `kill -USR2 "$(cat ${pidFile})"`,
+        runtimeSocket: join(prefix, 'admin.sock'),
+      };
+    };
+    const launchNode = async (index: number, flavor: FleetFlavor): Promise<FleetNode> => {
+      const node = createNode(index, flavor);
+      node.port = await freePort();
+      writeFileSync(node.configFile, flavor === 'nginx' ? nginxConfig(node, certificate, key) : haproxyNodeConfig(node, certificateWithKey));
       await startNode(node);
       nodes.push(node);
-    }
+      return node;
+    };
+    for (let index = 1; index <= options.nodeCount; index += 1) await launchNode(index, flavors[index - 1] as FleetFlavor);
     const balancerPort = await freePort();
-    const haproxyConfigFile = join(baseDir, 'haproxy.cfg');
-    writeFileSync(haproxyConfigFile, haproxyConfig(balancerPort, nodes));
-    const balancer = startProcess(haproxy, ['-db', '-f', haproxyConfigFile]);
+    const balancerConfig = join(baseDir, 'haproxy.cfg');
+    const balancerPidFile = join(baseDir, 'haproxy.pid');
+    writeFileSync(balancerConfig, haproxyConfig(balancerPort, nodes));
+    const balancer = startProcess(haproxy, ['-W', '-db', '-f', balancerConfig, '-p', balancerPidFile]);
     balancerProcess = balancer.child;
     await waitForPort(balancerPort, 'haproxy', balancer);
 
-    const masterPid = (node: FleetNode): number => Number(readFileSync(node.pidFile, 'utf8').trim());
-    const workerPids = (node: FleetNode): number[] => childPids(masterPid(node));
+    const workersOf = (pidFile: string): number[] => childPids(Number(readFileSync(pidFile, 'utf8').trim()));
+    const workerPids = (node: FleetNode): number[] => workersOf(node.pidFile);
+    const waitForNewWorkers = async (what: string, pidFile: string, before: number[]): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline) {
+        const now = workersOf(pidFile);
+        if (now.length > 0 && now.every((pid) => !before.includes(pid))) return;
+        await sleep(20);
+      }
+      throw new Error(`${what} did not finish reloading within 10 s (workers ${workersOf(pidFile).join(',')})`);
+    };
     return {
       nodes,
       balancer: { host: LOOPBACK, port: balancerPort },
       baseDir,
+      memoryDir,
       workerPids,
       async stopNode(node) {
         const child = nodeProcesses.get(node.name);
@@ -320,14 +369,14 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
         nodeProcesses.delete(node.name);
       },
       startNode,
-      async waitForReload(node, before) {
-        const deadline = Date.now() + 10_000;
-        while (Date.now() < deadline) {
-          const now = workerPids(node);
-          if (now.length > 0 && now.every((pid) => !before.includes(pid))) return;
-          await sleep(20);
-        }
-        throw new Error(`${node.flavor} ${node.name} did not finish reloading within 10 s (workers ${workerPids(node).join(',')})`);
+      waitForReload: (node, before) => waitForNewWorkers(`${node.flavor} ${node.name}`, node.pidFile, before),
+      async addNode(flavor = flavors[0] as FleetFlavor) {
+        const node = await launchNode(nodes.length + 1, flavor);
+        writeFileSync(balancerConfig, haproxyConfig(balancerPort, nodes));
+        const before = workersOf(balancerPidFile);
+        process.kill(Number(readFileSync(balancerPidFile, 'utf8').trim()), 'SIGUSR2');
+        await waitForNewWorkers('the load balancer', balancerPidFile, before);
+        return node;
       },
       stop,
     };

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FleetCommander, NodeResult, NodeStatus } from '../core/rotation.js';
-import type { SecretStore } from '../core/secret-store.js';
+import { AWSCURRENT, type SecretStore } from '../core/secret-store.js';
 import { reloaded, resultFromSummary, statusFromSummary } from '../core/applier-summary.js';
 import { nodeApplierArgs, runApplier } from './applier.js';
 import type { FleetNode, LocalFleet } from './fleet.js';
@@ -33,6 +33,16 @@ export class LocalFleetCommander implements FleetCommander {
       this.fleet.nodes.map(async (node) => finished.push(await this.applyToNode(node, version.value, Math.floor(random() * maxDelayMs)))),
     );
     return finished;
+  }
+
+  /**
+   * What the State Manager association does on a node, on its schedule and when a node comes
+   * online: apply AWSCURRENT. Nodes that rebooted, joined late or missed a rotation converge so.
+   */
+  async applyCurrent(node: FleetNode): Promise<NodeResult> {
+    const current = await this.store.getVersion({ stage: AWSCURRENT });
+    if (current === undefined) throw new Error('the store has no AWSCURRENT version yet: run a rotation first');
+    return this.applyToNode(node, current.value, 0);
   }
 
   private async applyToNode(node: FleetNode, keySet: string, delayMs: number): Promise<NodeResult> {
