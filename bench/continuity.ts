@@ -90,7 +90,7 @@ function projectStrategy(fleet: LocalFleet, flavor: ServerFlavor, random: () => 
   const context: RotationContext = {
     store,
     commander: new LocalFleetCommander(fleet, store, { maxDelayMs: settings.maxNodeDelayMs, random }),
-    verifier: new LocalFleetVerifier(fleet.nodes.map(({ name, host, port }) => ({ name, host, port }))),
+    verifier: new LocalFleetVerifier(() => fleet.runningNodes()),
     policy: {
       rotationIntervalSeconds: DEFAULT_ROTATION_INTERVAL_SECONDS,
       ticketLifetimeSeconds: DEFAULT_TICKET_LIFETIME_SECONDS,

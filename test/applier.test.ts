@@ -89,7 +89,7 @@ describe('the node applier on a real nginx node', () => {
   });
 
   it('reads the key set from --input FILE as well as from standard input', async () => {
-    const file = join(fleet.baseDir, 'gen2.json');
+    const file = join(fleet.memoryDir, 'gen2.json');
     writeFileSync(file, serializeKeySet(gen2), { mode: 0o600 });
     const run = await apply('', ['--input', file]);
     expect(run.summary).toMatchObject({ action: 'applied', generation: 2 });

@@ -28,7 +28,7 @@ describe('ticket-keys verify against a real fleet', () => {
   });
 
   it('passes with exit 0 and a table, the expected key taken from a key set file', () => {
-    const file = join(fleet.baseDir, 'keys.json');
+    const file = join(fleet.memoryDir, 'keys.json');
     writeFileSync(file, serializeKeySet(set), { mode: 0o600 });
     const result = cli(['verify', ...nodeArgs, '--key-set', file]);
     expect(result.status, result.stdout + result.stderr).toBe(0);

@@ -104,13 +104,13 @@ describe('rotation steps on a real local fleet', () => {
     const before = await current();
     const targets = fleet.nodes.map(({ name, host, port }) => ({ name, host, port }));
     const ghost = { name: 'ghost', host: '127.0.0.1', port: await freePort() };
-    const verifying = { ...context, verifier: new LocalFleetVerifier([...targets, ghost]) };
+    const verifying = { ...context, verifier: new LocalFleetVerifier(() => [...targets, ghost]) };
     const failure = await rotateNow(verifying, randomUUID()).catch((error: Error) => error);
     reported.push(String(failure));
     expect((failure as Error).message).toMatch(/verification of generation \d+ failed: unreachable: ghost at 127\.0\.0\.1:\d+ over TLSv1\.2: ECONNREFUSED/);
     expect((await current()).generation).toBe(before.generation);
     // With the verifier on the real nodes only, the same pending set goes through, continuity checked.
-    const done = await rotateNow({ ...context, verifier: new LocalFleetVerifier(targets) }, randomUUID());
+    const done = await rotateNow({ ...context, verifier: new LocalFleetVerifier(() => targets) }, randomUUID());
     expect(done.verification).toMatchObject({ ok: true, continuity: { tried: 18, resumed: 18 }, pairs: { tried: 12, resumed: 12 } });
   });
 

@@ -84,7 +84,7 @@ describe('the verifier against a real 3-node fleet', () => {
     await applyToAll(fleet, gen3, ['--allow-downgrade']);
     const node = fleet.nodes[0]!;
     // Written by hand: the applier itself refuses a set whose first key is not current.
-    const dir = join(fleet.baseDir, 'wrong-order');
+    const dir = join(fleet.memoryDir, 'wrong-order');
     mkdirSync(dir, { mode: 0o700 });
     const files = [nextKey(gen3), currentKey(gen3)].map((key, index) => {
       const path = join(dir, `${index}.key`);

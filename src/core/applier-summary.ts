@@ -10,6 +10,9 @@ export interface ApplierSummary {
   previousGeneration?: number;
   /** How an applied set took effect: a reload, or HAProxy's runtime API (no reload). */
   via?: 'reload' | 'runtime-api';
+  /** The key directory's filesystem type (tmpfs, ramfs, ext4…), and whether that keeps keys in memory only. */
+  keyStorage?: string;
+  keysInMemory?: boolean;
   error?: string;
 }
 
@@ -27,6 +30,7 @@ export function resultFromSummary(node: string, summary: ApplierSummary): NodeRe
     keys: summary.keys ?? [],
     action: summary.action,
     ...(summary.generation !== undefined ? { generation: summary.generation } : {}),
+    ...(summary.keysInMemory !== undefined ? { keysInMemory: summary.keysInMemory } : {}),
     ...(ok ? {} : { error: summary.error ?? `the applier exited with code ${summary.exitCode}` }),
   };
 }

@@ -21,6 +21,8 @@ export interface NodeResult {
   generation?: number;
   keys: string[];
   action?: string;
+  /** False when the node keeps its keys on a persistent filesystem (allowed on purpose only). */
+  keysInMemory?: boolean;
   error?: string;
 }
 

@@ -5,7 +5,7 @@ import { currentKey, nextKey, previousKeys, type KeySet } from '../core/keyset.j
 import { formatDuration, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
 import { rotateNow, type RotationContext, type RotationOutcome } from '../core/rotation.js';
 import { TLS_VERSIONS } from '../tls/probe.js';
-import type { VerificationReport, VerifyNode } from '../verify/verifier.js';
+import type { VerificationReport } from '../verify/verifier.js';
 import { FileSecretStore } from './file-secret-store.js';
 import { startLocalFleet } from './fleet.js';
 import { LocalFleetCommander } from './local-fleet-commander.js';
@@ -46,11 +46,10 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
   const clients = TLS_VERSIONS.map((version) => new ResumptionClient(fleet.balancer, version));
   try {
     const store = new FileSecretStore(join(fleet.memoryDir, 'secret'));
-    const targets: VerifyNode[] = fleet.nodes.map(({ name, host, port }) => ({ name, host, port }));
     const context: RotationContext = {
       store,
       commander: new LocalFleetCommander(fleet, store, { maxDelayMs: 300 }),
-      verifier: new LocalFleetVerifier(targets),
+      verifier: new LocalFleetVerifier(() => fleet.runningNodes()),
       policy: options.policy,
     };
     print(

@@ -48,6 +48,8 @@ export interface LocalFleet {
   startNode(node: FleetNode): Promise<void>;
   /** Resolves once a reload that replaced `before` has finished: new workers up, old ones gone. */
   waitForReload(node: FleetNode, before: number[]): Promise<void>;
+  /** The nodes whose server is running: the ones SSM would reach and the verifier would discover. */
+  runningNodes(): FleetNode[];
   /** Starts one more node (on keys of its own, like a new instance) and adds it to the load balancer. */
   addNode(flavor?: FleetFlavor): Promise<FleetNode>;
   stop(): Promise<void>;
@@ -369,6 +371,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
         nodeProcesses.delete(node.name);
       },
       startNode,
+      runningNodes: () => nodes.filter((node) => nodeProcesses.get(node.name)?.exitCode === null),
       waitForReload: (node, before) => waitForNewWorkers(`${node.flavor} ${node.name}`, node.pidFile, before),
       async addNode(flavor = flavors[0] as FleetFlavor) {
         const node = await launchNode(nodes.length + 1, flavor);

@@ -12,8 +12,10 @@ export interface LocalCommanderOptions {
 }
 
 /**
- * Runs the real node applier against each local nginx node, feeding it the version from the
+ * Runs the real node applier against each running local node, feeding it the version from the
  * store (on AWS the node fetches the version itself), and waits for each reload to finish.
+ * Nodes whose server is stopped are skipped, as Run Command does not reach an instance that
+ * is not online; they converge through applyCurrent (the association) when they return.
  */
 export class LocalFleetCommander implements FleetCommander {
   constructor(
@@ -30,7 +32,7 @@ export class LocalFleetCommander implements FleetCommander {
     const maxDelayMs = this.options.maxDelayMs ?? 0;
     const finished: NodeResult[] = [];
     await Promise.all(
-      this.fleet.nodes.map(async (node) => finished.push(await this.applyToNode(node, version.value, Math.floor(random() * maxDelayMs)))),
+      this.fleet.runningNodes().map(async (node) => finished.push(await this.applyToNode(node, version.value, Math.floor(random() * maxDelayMs)))),
     );
     return finished;
   }
@@ -61,7 +63,7 @@ export class LocalFleetCommander implements FleetCommander {
 
   async status(): Promise<NodeStatus[]> {
     return Promise.all(
-      this.fleet.nodes.map(async (node): Promise<NodeStatus> => {
+      this.fleet.runningNodes().map(async (node): Promise<NodeStatus> => {
         try {
           const { summary } = await runApplier([...nodeApplierArgs(node), '--status']);
           return statusFromSummary(node.name, summary);

@@ -1,17 +1,17 @@
 import type { FleetVerifier } from '../core/rotation.js';
 import { captureTickets, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 
-/** The verifier run in-process against local nodes; captured tickets stay in memory. */
+/** The verifier run in-process against the local nodes it finds running; captured tickets stay in memory. */
 export class LocalFleetVerifier implements FleetVerifier {
   private readonly captured = new Map<string, CapturedTicket[]>();
 
-  constructor(private readonly nodes: VerifyNode[]) {}
+  constructor(private readonly nodes: () => VerifyNode[]) {}
 
   async captureBefore(versionId: string): Promise<void> {
-    if (!this.captured.has(versionId)) this.captured.set(versionId, await captureTickets(this.nodes));
+    if (!this.captured.has(versionId)) this.captured.set(versionId, await captureTickets(this.nodes()));
   }
 
   verify(versionId: string, expectedKey: string): Promise<VerificationReport> {
-    return verifyFleet(this.nodes, { expectedKey, ticketsBefore: this.captured.get(versionId) ?? [] });
+    return verifyFleet(this.nodes(), { expectedKey, ticketsBefore: this.captured.get(versionId) ?? [] });
   }
 }
