@@ -18,6 +18,7 @@ import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, previousKeysToKeep, type ServerFlavor } from '../src/core/policy.js';
+import { REVOCATION_TAG } from '../src/core/secret-store.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
 import { nodeApplierDocument } from './node-applier-document.js';
 
@@ -420,6 +421,14 @@ export class TicketKeyRotation extends Construct {
     // The rotation schedule grants the secret's own actions (Describe, Get, Put,
     // UpdateSecretVersionStage) and, in the key policy, the key's use through Secrets Manager.
     role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:SendCommand'], resources: [documentArn] }));
+    // A finished revocation withdraws the RevokeTicketKeys tag that asked for it, and only that tag.
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:UntagResource'],
+        resources: [this.secret.secretArn],
+        conditions: { 'ForAllValues:StringEquals': { 'aws:TagKeys': [REVOCATION_TAG] } },
+      }),
+    );
     role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['ssm:SendCommand'],

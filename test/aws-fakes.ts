@@ -6,6 +6,7 @@ import {
   ResourceExistsException,
   ResourceNotFoundException,
   SecretsManagerClient,
+  UntagResourceCommand,
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
@@ -18,6 +19,7 @@ export class FakeSecret {
   readonly arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
   values = new Map<string, string>();
   stages = new Map<string, string[]>();
+  tags = new Map<string, string>();
   puts = 0;
 
   constructor(initial: string) {
@@ -42,8 +44,18 @@ export class FakeSecret {
     return [...this.stages].find(([, list]) => list.includes(stage))?.[0];
   }
 
-  describe(): { ARN: string; RotationEnabled: boolean; VersionIdsToStages: Record<string, string[]> } {
-    return { ARN: this.arn, RotationEnabled: true, VersionIdsToStages: Object.fromEntries([...this.stages].filter(([, list]) => list.length > 0)) };
+  describe(): { ARN: string; RotationEnabled: boolean; VersionIdsToStages: Record<string, string[]>; Tags: { Key: string; Value: string }[] } {
+    return {
+      ARN: this.arn,
+      RotationEnabled: true,
+      VersionIdsToStages: Object.fromEntries([...this.stages].filter(([, list]) => list.length > 0)),
+      Tags: [...this.tags].map(([Key, Value]) => ({ Key, Value })),
+    };
+  }
+
+  untag(input: { TagKeys?: string[] }): Record<string, never> {
+    for (const key of input.TagKeys ?? []) this.tags.delete(key);
+    return {};
   }
 
   get(input: { VersionId?: string; VersionStage?: string }): { ARN: string; VersionId: string; SecretString: string; VersionStages: string[] } {
@@ -148,16 +160,16 @@ export class FakeFleet {
 /** The verifier function as the rotation function sees it: records captures, answers verifications. */
 export class FakeVerifier {
   captures: string[] = [];
-  verifications: { versionId: string; expectedKey: string }[] = [];
+  verifications: { versionId: string; expectedKey: string; captured: string }[] = [];
   /** Findings to report; none means the fleet passes. */
   failures: { kind: string; subject: string; detail: string }[] = [];
 
-  answer(event: { action: string; versionId: string; expectedKey: string }): Record<string, unknown> {
+  answer(event: { action: string; versionId: string; expectedKey: string; captured: string }): Record<string, unknown> {
     if (event.action === 'capture') {
       this.captures.push(event.versionId);
       return { action: 'capture', versionId: event.versionId, captured: 6, reused: false };
     }
-    this.verifications.push({ versionId: event.versionId, expectedKey: event.expectedKey });
+    this.verifications.push({ versionId: event.versionId, expectedKey: event.expectedKey, captured: event.captured });
     return {
       action: 'verify',
       ok: this.failures.length === 0,
@@ -165,7 +177,8 @@ export class FakeVerifier {
       expectedKeyInferred: false,
       nodes: [{ node: 'i-0aaa', address: '10.0.0.1:443', reachable: true, keys: {}, onExpectedKey: this.failures.length === 0 }],
       pairs: { tried: 12, resumed: 12 },
-      continuity: { tried: 6, resumed: 6 },
+      continuity: event.captured === 'resume' ? { tried: 6, resumed: 6 } : { tried: 0, resumed: 0 },
+      revocation: event.captured === 'be refused' ? { tried: 18, refused: 18 } : { tried: 0, refused: 0 },
       peersPerNode: 2,
       failures: this.failures,
       durationMs: 40,
@@ -184,6 +197,7 @@ export function mockAws(
   secrets.on(GetSecretValueCommand).callsFake((input) => secret.get(input));
   secrets.on(PutSecretValueCommand).callsFake((input) => secret.put(input));
   secrets.on(UpdateSecretVersionStageCommand).callsFake((input) => secret.update(input));
+  secrets.on(UntagResourceCommand).callsFake((input) => secret.untag(input));
   const ssm = mockClient(SSMClient);
   ssm.on(SendCommandCommand).callsFake((input) => ({ Command: { CommandId: fleet.send(input.Parameters ?? {}) } }));
   ssm.on(ListCommandsCommand).callsFake((input) => ({

@@ -6,14 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, parseKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } from '../src/core/policy.js';
 import { rotateNow, type RotationContext } from '../src/core/rotation.js';
-import { AWSCURRENT } from '../src/core/secret-store.js';
+import { AWSCURRENT, AWSPREVIOUS } from '../src/core/secret-store.js';
 import { nodeApplierArgs, runApplier } from '../src/local/applier.js';
 import { FileSecretStore } from '../src/local/file-secret-store.js';
 import { startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
-import { verifyFleet } from '../src/verify/verifier.js';
-import { applyTo, expectNoMaterial, freshTicket } from './helpers.js';
+import { captureTickets, verifyFleet } from '../src/verify/verifier.js';
+import { applyTo, expectNoMaterial, freshTicket, resumes } from './helpers.js';
 
 const TMPFS_MAGIC = 0x01021994;
 
@@ -39,7 +39,7 @@ function keyBytesOnDisk(sets: KeySet[], dirs: string[]): string[] {
   });
 }
 
-describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes, missed rotations', () => {
+describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes, missed rotations, revocation', () => {
   let fleet: LocalFleet;
   let store: FileSecretStore;
   let commander: LocalFleetCommander;
@@ -196,5 +196,35 @@ describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes
     // It is behind the load balancer too: the next rotation includes it.
     const next = await rotate();
     expect((await verifyAll(next)).nodes.map((entry) => entry.onExpectedKey)).toEqual([true, true, true, true]);
+  });
+
+  it('revokes end to end: the gate relaxed on purpose, tickets from before resume on no node, tickets after on every node', async () => {
+    const before = await rotate();
+    const previous = parseKeySet((await store.getVersion({ stage: AWSPREVIOUS }))!.value);
+    const lagging = fleet.nodes[0]!;
+    expect((await applyTo(fleet, lagging, previous, ['--allow-downgrade'])).exitCode).toBe(0);
+    await expect(rotate()).rejects.toThrow(/gate closed: node1 \(generation \d+\) below the current generation/);
+    const stolen = await captureTickets(fleet.runningNodes());
+    expect(stolen).toHaveLength(fleet.nodes.length * 2);
+
+    store.requestRevocation('alice: INC-42, key found in a core dump');
+    const outcome = await rotateNow(context, randomUUID());
+    const old = new Set([...before.keys, ...previous.keys].map((key) => key.name));
+    expect(outcome.keySet.keys.some((key) => old.has(key.name))).toBe(false);
+    expect(outcome.keySet.keys).toHaveLength(2);
+    expect(outcome.results.every((result) => result.ok && result.generation === outcome.keySet.generation)).toBe(true);
+    const report = outcome.verification!;
+    outputs.push(JSON.stringify(report));
+    expect(report.revocation).toEqual({ tried: stolen.length * fleet.nodes.length, refused: stolen.length * fleet.nodes.length });
+    expect(report.pairs.resumed).toBe(report.pairs.tried);
+    expect(await store.revocationRequest()).toBeUndefined();
+    // The verifier's word, checked once more by hand on every node.
+    for (const ticket of stolen) {
+      for (const node of fleet.nodes) expect(await resumes(node, ticket.session, ticket.version), `${ticket.node}'s ticket on ${node.name}`).toBe(false);
+    }
+    const after = await captureTickets(fleet.runningNodes());
+    for (const ticket of after) {
+      for (const node of fleet.nodes) expect(await resumes(node, ticket.session, ticket.version), `${ticket.node}'s ticket on ${node.name}`).toBe(true);
+    }
   });
 });

@@ -16,10 +16,12 @@ const untouchedFleet: FleetCommander = {
 describe('createSecret carry-over', () => {
   let dir: string;
   let context: RotationContext;
+  let store: FileSecretStore;
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'create-test-'));
+    store = new FileSecretStore(dir);
     context = {
-      store: new FileSecretStore(dir),
+      store,
       commander: untouchedFleet,
       policy: { rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 7200, keyLength: 48 },
     };
@@ -45,9 +47,16 @@ describe('createSecret carry-over', () => {
     const three = await createPending(context, randomUUID());
     expect(three.generation).toBe(3);
     expect(three.keys.filter((key) => key.state === 'previous')).toHaveLength(2);
-    const revoked = await createPending(context, randomUUID(), 'revoke');
+    store.requestRevocation('alice: INC-42');
+    const revokedToken = randomUUID();
+    const revoked = await createPending(context, revokedToken);
     expect(revoked.generation).toBe(4);
     expect(revoked.keys).toHaveLength(2);
     expect(revoked.keys.map((key) => key.name)).not.toContain(three.keys[0]!.name);
+    // Until it is AWSCURRENT the request stands; finishing the revocation withdraws it.
+    expect(await store.revocationRequest()).toBe('alice: INC-42');
+    await finishPending(context, revokedToken);
+    expect(await store.revocationRequest()).toBeUndefined();
+    expect((await createPending(context, randomUUID())).keys.filter((key) => key.state === 'previous')).toHaveLength(1);
   });
 });

@@ -116,8 +116,8 @@ describe('the rotation function handler (AWS mocked)', () => {
     // Tickets are captured before the second rotation reloads the nodes (not before the first set), then verified.
     expect(verifier.captures).toEqual([second]);
     expect(verifier.verifications).toEqual([
-      { versionId: first, expectedKey: parseKeySet(secret.values.get(first) as string).keys[0]!.name },
-      { versionId: second, expectedKey: current.keys[0]!.name },
+      { versionId: first, expectedKey: parseKeySet(secret.values.get(first) as string).keys[0]!.name, captured: 'resume' },
+      { versionId: second, expectedKey: current.keys[0]!.name, captured: 'resume' },
     ]);
     expect(logs[6]).toMatchObject({ step: 'testSecret', pairsTried: 12, pairsResumed: 12, continuityTried: 6, continuityResumed: 6 });
   });
@@ -193,6 +193,50 @@ describe('the rotation function handler (AWS mocked)', () => {
     await rotate();
     expect(await failure(step('rotateEverything', secret.startRotation()))).toMatch(/unknown rotation step "rotateEverything"/);
     expect(await failure(step('setSecret', '00000000-0000-4000-8000-000000000000'))).toMatch(/has no stage for rotation/);
+  });
+
+  it('revokes when the secret carries the RevokeTicketKeys tag: every key fresh, the gate relaxed, audited, the tag withdrawn', async () => {
+    await rotate();
+    const before = parseKeySet(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString);
+    await rotate();
+    const current = parseKeySet(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString);
+    // A node left behind would close the gate for a rotation; a revocation goes through on purpose.
+    fleet.nodes[2]!.generation = 1;
+    secret.tags.set('RevokeTicketKeys', 'alice@example.com: INC-4711, key exposed in a core dump');
+    const token = await rotate();
+    const revoked = parseKeySet(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString);
+    expect(secret.holder('AWSCURRENT')).toBe(token);
+    expect(revoked.generation).toBe(current.generation + 1);
+    expect(revoked.keys).toHaveLength(2);
+    const old = new Set([...before.keys, ...current.keys].map((key) => key.name));
+    expect(revoked.keys.some((key) => old.has(key.name))).toBe(false);
+    expect(fleet.nodes.map((node) => node.generation)).toEqual([revoked.generation, revoked.generation, revoked.generation]);
+    expect(verifier.captures).toContain(token);
+    expect(verifier.verifications.at(-1)).toMatchObject({ versionId: token, captured: 'be refused' });
+    expect(secret.tags.has('RevokeTicketKeys')).toBe(false);
+    const logs = stepLogs().filter((line) => line.versionId === token);
+    expect(logs.map((line) => [line.step, line.kind, line.outcome])).toEqual(STEPS.map((name) => [name, 'revocation', 'succeeded']));
+    expect(logs.every((line) => line.requestedBy === 'alice@example.com: INC-4711, key exposed in a core dump')).toBe(true);
+    const audit = output
+      .flatMap((chunk) => chunk.split('\n'))
+      .filter((line) => line.includes('"message":"revocation"'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(audit).toEqual([
+      expect.objectContaining({
+        level: 'INFO',
+        step: 'finishSecret',
+        outcome: 'succeeded',
+        versionId: token,
+        generation: revoked.generation,
+        requestedBy: 'alice@example.com: INC-4711, key exposed in a core dump',
+        timestamp: expect.any(String),
+      }),
+    ]);
+    expect(metricNames()).toContain('RevocationsFinished');
+    // The next rotation is an ordinary one again, retaining the revocation's current key.
+    const next = await rotate();
+    expect(stepLogs().filter((line) => line.versionId === next).every((line) => line.kind === 'rotation')).toBe(true);
+    expect(verifier.verifications.at(-1)).toMatchObject({ versionId: next, captured: 'resume' });
   });
 
   it('leaves no key material in any log line or error message', () => {

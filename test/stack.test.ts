@@ -88,6 +88,11 @@ describe('the CDK stack', () => {
     for (const statement of secretActions) {
       expect(statement.Resource).toEqual({ Ref: expect.stringMatching(/^TicketKeysKeySet/) });
     }
+    const untag = statements.filter((statement) => statement.Action === 'secretsmanager:UntagResource');
+    expect(untag).toEqual([
+      expect.objectContaining({ Resource: { Ref: expect.stringMatching(/^TicketKeysKeySet/) }, Condition: { 'ForAllValues:StringEquals': { 'aws:TagKeys': ['RevokeTicketKeys'] } } }),
+    ]);
+    expect(JSON.stringify(statements)).not.toMatch(/secretsmanager:TagResource/);
     const invoke = statements.filter((statement) => statement.Action === 'lambda:InvokeFunction');
     expect(invoke.map((statement) => statement.Resource)).toEqual([{ 'Fn::GetAtt': [expect.stringMatching(/^TicketKeysVerifierFunction/), 'Arn'] }]);
     const wildcard = statements.filter((statement) => statement.Resource === '*');

@@ -1,5 +1,5 @@
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
-import { RotationError, type FleetVerifier } from '../core/rotation.js';
+import { RotationError, type CapturedTicketsMust, type FleetVerifier } from '../core/rotation.js';
 import type { VerificationReport } from '../verify/verifier.js';
 import type { VerifierEvent } from './verifier-function.js';
 
@@ -23,7 +23,7 @@ export class LambdaFleetVerifier implements FleetVerifier {
     await this.invoke({ action: 'capture', versionId });
   }
 
-  async verify(versionId: string, expectedKey: string): Promise<VerificationReport> {
-    return (await this.invoke({ action: 'verify', versionId, expectedKey })) as VerificationReport;
+  async verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust): Promise<VerificationReport> {
+    return (await this.invoke({ action: 'verify', versionId, expectedKey, captured })) as VerificationReport;
   }
 }

@@ -9,12 +9,13 @@ import {
   applyPending,
   createPending,
   finishPending,
+  pendingRevocation,
   RotationError,
   testPending,
   type NodeResult,
   type RotationContext,
 } from '../core/rotation.js';
-import { AWSCURRENT, AWSPENDING } from '../core/secret-store.js';
+import { AWSCURRENT, AWSPENDING, REVOCATION_TAG } from '../core/secret-store.js';
 import type { VerificationReport } from '../verify/verifier.js';
 import { LambdaFleetVerifier } from './lambda-fleet-verifier.js';
 import { SecretsManagerStore } from './secrets-manager-store.js';
@@ -105,6 +106,7 @@ function describeVerification(report: VerificationReport): Record<string, unknow
     pairsResumed: report.pairs.resumed,
     continuityTried: report.continuity.tried,
     continuityResumed: report.continuity.resumed,
+    ...(report.revocation.tried > 0 ? { revokedTicketsTried: report.revocation.tried, revokedTicketsRefused: report.revocation.refused } : {}),
   };
 }
 
@@ -140,6 +142,8 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
   };
   let details: Record<string, unknown> = {};
   let outcome: 'succeeded' | 'failed' | 'skipped' = 'succeeded';
+  // An emergency revocation is audited as its own action, with what the operator wrote in the tag.
+  let revocation: { requestedBy: string; generation: number } | undefined;
   try {
     if (!isStep(step)) throw new RotationError(`unknown rotation step "${step}": expected one of ${ROTATION_STEPS.join(', ')}`);
     const secret = await deps.secrets.send(new DescribeSecretCommand({ SecretId: secretId }));
@@ -152,9 +156,16 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
       return;
     }
     if (!stages.includes(AWSPENDING)) throw new RotationError(`version ${token} of ${secretId} is not AWSPENDING: start rotations with RotateSecret`);
+    const requestTag = secret.Tags?.find((tag) => tag.Key === REVOCATION_TAG);
+    const revocationOf = async (): Promise<{ requestedBy: string; generation: number } | undefined> => {
+      const revoking = await pendingRevocation(store, token);
+      return revoking && { requestedBy: requestTag?.Value || 'unstated (the RevokeTicketKeys tag has no value)', generation: revoking.generation };
+    };
+    if (step !== 'createSecret') revocation = await revocationOf();
     switch (step) {
       case 'createSecret':
         details = describeKeySet(await createPending(rotation, token));
+        revocation = await revocationOf();
         break;
       case 'setSecret':
         details = describeNodes(await applyPending(rotation, token));
@@ -168,6 +179,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
       case 'finishSecret':
         await finishPending(rotation, token);
         metrics.addMetric('RotationsSucceeded', MetricUnit.Count, 1);
+        if (revocation) metrics.addMetric('RevocationsFinished', MetricUnit.Count, 1);
         break;
     }
   } catch (error) {
@@ -183,7 +195,11 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
     throw error;
   } finally {
     const durationMs = Date.now() - started;
-    logger.info('rotation step', { step, secret: secretId, versionId: token, outcome, durationMs, ...details });
+    const kind = revocation ? { kind: 'revocation', requestedBy: revocation.requestedBy } : { kind: 'rotation' };
+    logger.info('rotation step', { step, secret: secretId, versionId: token, outcome, durationMs, ...kind, ...details });
+    if (revocation && (step === 'finishSecret' || outcome === 'failed')) {
+      logger.info('revocation', { step, secret: secretId, versionId: token, outcome, ...revocation, ...details });
+    }
     const stepMetric = metrics.singleMetric();
     stepMetric.addDimension('Step', step);
     stepMetric.addMetric('StepDuration', MetricUnit.Milliseconds, durationMs);

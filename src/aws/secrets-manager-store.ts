@@ -3,10 +3,11 @@ import {
   GetSecretValueCommand,
   PutSecretValueCommand,
   ResourceNotFoundException,
+  UntagResourceCommand,
   UpdateSecretVersionStageCommand,
   type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import { AWSCURRENT, type SecretStore, type SecretVersion, type VersionReference } from '../core/secret-store.js';
+import { AWSCURRENT, REVOCATION_TAG, type SecretStore, type SecretVersion, type VersionReference } from '../core/secret-store.js';
 
 /** The key set secret in Secrets Manager, behind the same interface as the local store. */
 export class SecretsManagerStore implements SecretStore {
@@ -59,5 +60,15 @@ export class SecretsManagerStore implements SecretStore {
   async removeStage(stage: string, versionId: string): Promise<void> {
     if (stage === AWSCURRENT) throw new Error('AWSCURRENT can only be moved, never removed');
     await this.client.send(new UpdateSecretVersionStageCommand({ SecretId: this.secretId, VersionStage: stage, RemoveFromVersionId: versionId }));
+  }
+
+  async revocationRequest(): Promise<string | undefined> {
+    const response = await this.client.send(new DescribeSecretCommand({ SecretId: this.secretId }));
+    const tag = response.Tags?.find((candidate) => candidate.Key === REVOCATION_TAG);
+    return tag === undefined ? undefined : (tag.Value ?? '');
+  }
+
+  async clearRevocationRequest(): Promise<void> {
+    await this.client.send(new UntagResourceCommand({ SecretId: this.secretId, TagKeys: [REVOCATION_TAG] }));
   }
 }

@@ -6,6 +6,7 @@ import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet } from '../core/keys
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
 import { captureTickets, choosePeers, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+import type { CapturedTicketsMust } from '../core/rotation.js';
 import { requiredSetting } from './environment.js';
 
 export type VerifierAction = 'capture' | 'verify' | 'canary';
@@ -15,6 +16,8 @@ export interface VerifierEvent {
   action?: VerifierAction;
   versionId?: string;
   expectedKey?: string;
+  /** verify: whether the tickets captured before the version must resume (a rotation) or be refused (a revocation). */
+  captured?: CapturedTicketsMust;
 }
 
 export interface VerifierSettings {
@@ -155,12 +158,12 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       return response;
     }
     let expectedKey = event.expectedKey;
-    let ticketsBefore: CapturedTicket[] = [];
+    let captured: CapturedTicket[] = [];
     if (action === 'verify') {
       if (!expectedKey || !event.versionId) throw new Error('verify needs the versionId and the expected key name');
       const stored = await readStoredTickets(deps);
       if (stored?.versionId === event.versionId) {
-        ticketsBefore = stored.tickets.map((ticket) => ({ node: ticket.node, version: ticket.version, session: Buffer.from(ticket.session, 'base64') }));
+        captured = stored.tickets.map((ticket) => ({ node: ticket.node, version: ticket.version, session: Buffer.from(ticket.session, 'base64') }));
       }
     } else {
       const current = (await deps.secrets.send(new GetSecretValueCommand({ SecretId: settings.keySetSecretArn }))).SecretString ?? '';
@@ -172,7 +175,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
     }
     const report = await verifyFleet(nodes, {
       expectedKey,
-      ticketsBefore,
+      ...(event.captured === 'be refused' ? { revokedTickets: captured } : { ticketsBefore: captured }),
       versions: TLS_VERSIONS,
       ...(settings.peersPerNode !== undefined ? { peersPerNode: settings.peersPerNode } : {}),
     });
@@ -185,6 +188,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       nodesOnExpectedKey: report.nodes.filter((node) => node.onExpectedKey).length,
       pairs: report.pairs,
       continuity: report.continuity,
+      revocation: report.revocation,
       failures: report.failures.map((failure) => `${failure.kind}: ${failure.detail}`),
       durationMs: report.durationMs,
     });

@@ -42,12 +42,18 @@ export interface FleetCommander {
   status(): Promise<NodeStatus[]>;
 }
 
+/** What tickets captured before a version must do after it: resume (a rotation) or be refused (a revocation). */
+export type CapturedTicketsMust = 'resume' | 'be refused';
+
 /** Proves on the wire what the nodes report. */
 export interface FleetVerifier {
   /** Takes tickets from the nodes before they load `versionId`, to offer them again after. */
   captureBefore(versionId: string): Promise<void>;
-  /** Every node encrypts with `expectedKey`; tickets resume across nodes and, when captured, across the rotation. */
-  verify(versionId: string, expectedKey: string): Promise<VerificationReport>;
+  /**
+   * Every node encrypts with `expectedKey`, tickets resume across nodes, and the tickets
+   * captured before `versionId`, if any, resume everywhere or nowhere as `captured` says.
+   */
+  verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust): Promise<VerificationReport>;
 }
 
 export class RotationError extends Error {
@@ -71,8 +77,6 @@ export interface RotationContext {
   keys?: KeyFactoryOptions;
 }
 
-export type RotationKind = 'rotate' | 'revoke';
-
 async function currentKeySet(store: SecretStore): Promise<KeySet | undefined> {
   const current = await store.getVersion({ stage: AWSCURRENT });
   if (current === undefined || current.value === EMPTY_KEY_SET_PLACEHOLDER) return undefined;
@@ -94,26 +98,42 @@ async function pendingKeySet(store: SecretStore, token: string): Promise<KeySet>
   return parseKeySet(pending.value);
 }
 
+/** A revocation replaces every key: the set shares none with the current one. */
+export function isRevocation(pending: KeySet, current: KeySet | undefined): boolean {
+  if (current === undefined) return false;
+  const held = new Set(current.keys.map((key) => key.name));
+  return pending.keys.every((key) => !held.has(key.name));
+}
+
+/** The pending version `token` when it revokes every key, for audit lines; undefined otherwise. */
+export async function pendingRevocation(store: SecretStore, token: string): Promise<KeySet | undefined> {
+  const pending = await store.getVersion({ versionId: token });
+  if (pending === undefined || !pending.stages.includes(AWSPENDING)) return undefined;
+  const keySet = parseKeySet(pending.value);
+  return isRevocation(keySet, await currentKeySet(store)) ? keySet : undefined;
+}
+
 /**
-/**
- * createSecret: stores g+1 as AWSPENDING under `token`. Repeating it changes nothing; a
- * pending g+1 left by an earlier failed attempt is carried over rather than replaced,
- * since some nodes may already serve it.
+ * createSecret: stores g+1 as AWSPENDING under `token`, or, when an operator asked for a
+ * revocation (store.revocationRequest), a set of fresh keys retaining none. Repeating it
+ * changes nothing; a pending g+1 left by an earlier failed attempt is carried over rather than
+ * replaced, since some nodes may already serve it.
  */
-export async function createPending(context: RotationContext, token: string, kind: RotationKind = 'rotate'): Promise<KeySet> {
+export async function createPending(context: RotationContext, token: string): Promise<KeySet> {
   const { store, policy } = context;
   const existing = await store.getVersion({ versionId: token });
   if (existing?.stages.includes(AWSPENDING)) return parseKeySet(existing.value);
   const current = await currentKeySet(store);
   const earlier = await earlierPending(store, token);
   const expected = (current?.generation ?? 0) + 1;
-  if (kind === 'rotate' && earlier?.keySet.generation === expected) {
+  const revoke = (await store.revocationRequest()) !== undefined;
+  if (!revoke && earlier?.keySet.generation === expected) {
     await store.putVersion(token, earlier.value, [AWSPENDING]);
     return earlier.keySet;
   }
   const retained = previousKeysToKeep(policy);
   let next: KeySet;
-  if (kind === 'revoke' && current !== undefined) {
+  if (revoke && current !== undefined) {
     // Above any generation an earlier attempt may have put on some nodes, so none refuses it.
     const highest = Math.max(current.generation, earlier?.keySet.generation ?? 0);
     next = revokeKeySet({ ...current, generation: highest }, context.keys);
@@ -163,15 +183,18 @@ function describeFailures(results: NodeResult[], expected: KeySet): string[] {
   });
 }
 
-/** setSecret: every node loads the pending set; fails naming each node that did not. */
+/**
+ * setSecret: every node loads the pending set; fails naming each node that did not. A
+ * revocation passes the gate on purpose: a node left behind holds keys that must go anyway.
+ */
 export async function applyPending(context: RotationContext, token: string): Promise<NodeResult[]> {
   const pending = await pendingKeySet(context.store, token);
   const current = await currentKeySet(context.store);
-  checkGate(current, await context.commander.status());
-  // Tickets must survive a rotation, not the first set nor a revocation (which drops every key by design).
-  if (current !== undefined && pending.keys.some((key) => key.name === currentKey(current).name)) {
-    await context.verifier?.captureBefore(token);
-  }
+  const revocation = isRevocation(pending, current);
+  if (!revocation) checkGate(current, await context.commander.status());
+  // Tickets from before must resume after a rotation and be refused after a revocation; the
+  // first set has no tickets before it that anyone expects to keep.
+  if (current !== undefined) await context.verifier?.captureBefore(token);
   const results = await context.commander.apply(token);
   const failures = describeFailures(results, pending);
   if (failures.length > 0) {
@@ -201,7 +224,8 @@ export async function testPending(context: RotationContext, token: string): Prom
     throw new RotationError(`nodes do not serve generation ${pending.generation}: ${failures.join('; ')}`);
   }
   if (context.verifier === undefined) return { statuses };
-  const verification = await context.verifier.verify(token, currentKey(pending).name);
+  const revocation = isRevocation(pending, await currentKeySet(context.store));
+  const verification = await context.verifier.verify(token, currentKey(pending).name, revocation ? 'be refused' : 'resume');
   if (!verification.ok) {
     const problems = verification.failures.map((failure) => `${failure.kind}: ${failure.detail}`);
     throw new RotationError(`verification of generation ${pending.generation} failed: ${problems.join('; ')}`);
@@ -209,13 +233,18 @@ export async function testPending(context: RotationContext, token: string): Prom
   return { statuses, verification };
 }
 
-/** finishSecret: the pending version becomes AWSCURRENT (and the old one AWSPREVIOUS). */
+/**
+ * finishSecret: the pending version becomes AWSCURRENT (and the old one AWSPREVIOUS); a
+ * finished revocation withdraws the request that asked for it.
+ */
 export async function finishPending(context: RotationContext, token: string): Promise<void> {
   const version = await context.store.getVersion({ versionId: token });
   if (version?.stages.includes(AWSCURRENT)) return;
-  await pendingKeySet(context.store, token);
+  const pending = await pendingKeySet(context.store, token);
+  const revocation = isRevocation(pending, await currentKeySet(context.store));
   await context.store.moveStage(AWSCURRENT, token);
   await context.store.removeStage(AWSPENDING, token);
+  if (revocation) await context.store.clearRevocationRequest();
 }
 
 export interface RotationOutcome {
@@ -229,8 +258,8 @@ export interface RotationOutcome {
  * The four steps in order, as Secrets Manager runs them on AWS: the local mode's rotation.
  * A failed step leaves the pending version in place; the next attempt carries it over.
  */
-export async function rotateNow(context: RotationContext, versionId: string, kind: RotationKind = 'rotate'): Promise<RotationOutcome> {
-  const keySet = await createPending(context, versionId, kind);
+export async function rotateNow(context: RotationContext, versionId: string): Promise<RotationOutcome> {
+  const keySet = await createPending(context, versionId);
   const results = await applyPending(context, versionId);
   const { verification } = await testPending(context, versionId);
   await finishPending(context, versionId);

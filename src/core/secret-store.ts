@@ -5,6 +5,8 @@
 export const AWSCURRENT = 'AWSCURRENT';
 export const AWSPENDING = 'AWSPENDING';
 export const AWSPREVIOUS = 'AWSPREVIOUS';
+/** The secret's tag by which an operator asks the next rotation to revoke every key; its value says who and why. */
+export const REVOCATION_TAG = 'RevokeTicketKeys';
 
 export interface SecretVersion {
   versionId: string;
@@ -31,4 +33,11 @@ export interface SecretStore {
   moveStage(stage: string, versionId: string): Promise<void>;
   /** Takes `stage` off `versionId`. */
   removeStage(stage: string, versionId: string): Promise<void>;
+  /**
+   * What the operator wrote when asking the next rotation to revoke every key (the secret's
+   * RevokeTicketKeys tag; empty when they wrote nothing); undefined when nobody asked.
+   */
+  revocationRequest(): Promise<string | undefined>;
+  /** Withdraws that request: called once a revocation is AWSCURRENT. */
+  clearRevocationRequest(): Promise<void>;
 }

@@ -1,9 +1,11 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AWSCURRENT, AWSPREVIOUS, type SecretStore, type SecretVersion, type VersionReference } from '../core/secret-store.js';
+import { AWSCURRENT, AWSPREVIOUS, REVOCATION_TAG, type SecretStore, type SecretVersion, type VersionReference } from '../core/secret-store.js';
 
 interface StoreIndex {
   stages: Record<string, string[]>;
+  /** The secret's tags, as Secrets Manager keeps them beside the versions. */
+  tags?: Record<string, string>;
 }
 
 const VERSION_ID = /^[A-Za-z0-9-]{32,64}$/;
@@ -92,6 +94,24 @@ export class FileSecretStore implements SecretStore {
   async removeStage(stage: string, versionId: string): Promise<void> {
     const index = this.readIndex();
     index.stages[versionId] = (index.stages[versionId] ?? []).filter((name) => name !== stage);
+    this.writeIndex(index);
+  }
+
+  /** The local equivalent of tagging the secret RevokeTicketKeys=<who and why>: the next rotation revokes. */
+  requestRevocation(reason: string): void {
+    const index = this.readIndex();
+    index.tags = { ...index.tags, [REVOCATION_TAG]: reason };
+    this.writeIndex(index);
+  }
+
+  async revocationRequest(): Promise<string | undefined> {
+    return this.readIndex().tags?.[REVOCATION_TAG];
+  }
+
+  async clearRevocationRequest(): Promise<void> {
+    const index = this.readIndex();
+    if (index.tags?.[REVOCATION_TAG] === undefined) return;
+    index.tags = Object.fromEntries(Object.entries(index.tags).filter(([key]) => key !== REVOCATION_TAG));
     this.writeIndex(index);
   }
 }

@@ -1,4 +1,4 @@
-import type { FleetVerifier } from '../core/rotation.js';
+import type { CapturedTicketsMust, FleetVerifier } from '../core/rotation.js';
 import { captureTickets, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 
 /** The verifier run in-process against the local nodes it finds running; captured tickets stay in memory. */
@@ -11,7 +11,8 @@ export class LocalFleetVerifier implements FleetVerifier {
     if (!this.captured.has(versionId)) this.captured.set(versionId, await captureTickets(this.nodes()));
   }
 
-  verify(versionId: string, expectedKey: string): Promise<VerificationReport> {
-    return verifyFleet(this.nodes(), { expectedKey, ticketsBefore: this.captured.get(versionId) ?? [] });
+  verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust): Promise<VerificationReport> {
+    const tickets = this.captured.get(versionId) ?? [];
+    return verifyFleet(this.nodes(), { expectedKey, ...(captured === 'resume' ? { ticketsBefore: tickets } : { revokedTickets: tickets }) });
   }
 }

@@ -27,9 +27,11 @@ export interface VerifyOptions {
   seed?: number;
   /** Tickets captured before a rotation, which must resume on every node after it. */
   ticketsBefore?: CapturedTicket[];
+  /** Tickets captured before a revocation, which must resume on no node after it. */
+  revokedTickets?: CapturedTicket[];
 }
 
-export type FailureKind = 'unreachable' | 'handshake error' | 'no ticket' | 'wrong key' | 'not resumed' | 'different certificate' | 'different server flavor' | 'continuity';
+export type FailureKind = 'unreachable' | 'handshake error' | 'no ticket' | 'wrong key' | 'not resumed' | 'different certificate' | 'different server flavor' | 'continuity' | 'revoked key accepted';
 
 export interface Failure {
   kind: FailureKind;
@@ -57,6 +59,8 @@ export interface VerificationReport {
   nodes: NodeReport[];
   pairs: { tried: number; resumed: number };
   continuity: { tried: number; resumed: number };
+  /** Tickets from before a revocation offered to the nodes, and how many were refused (all must be). */
+  revocation: { tried: number; refused: number };
   peersPerNode: number;
   failures: Failure[];
   durationMs: number;
@@ -202,16 +206,27 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
     }
     return { kind: 'not resumed', detail: 'the resuming node does not hold the key the ticket was encrypted with' };
   };
-  const resumeTasks: (() => Promise<{ ok: boolean; continuity: boolean }>)[] = [];
-  const offer = (issuer: string, session: Buffer, resumer: VerifyNode, version: TlsVersion, continuity: boolean) =>
+  type Purpose = 'pair' | 'continuity' | 'revoked';
+  const resumeTasks: (() => Promise<{ ok: boolean; purpose: Purpose }>)[] = [];
+  const offer = (issuer: string, session: Buffer, resumer: VerifyNode, version: TlsVersion, purpose: Purpose) =>
     resumeTasks.push(async () => {
       const subject = `${issuer} -> ${resumer.name}`;
       try {
         const result = await handshake(resumer, { version, session, timeoutMs });
-        if (result.resumed) return { ok: true, continuity };
+        if (purpose === 'revoked') {
+          if (!result.resumed) return { ok: true, purpose };
+          failures.push({
+            kind: 'revoked key accepted',
+            subject,
+            version,
+            detail: `a ${version} ticket ${issuer} issued before the revocation resumed on ${resumer.name}: it still holds a revoked key; apply the current set to it`,
+          });
+          return { ok: false, purpose };
+        }
+        if (result.resumed) return { ok: true, purpose };
         const { kind, detail } = explainNotResumed(issuer, resumer.name);
         failures.push(
-          continuity
+          purpose === 'continuity'
             ? { kind: 'continuity', subject, version, detail: `a ${version} ticket ${issuer} issued before the rotation did not resume on ${resumer.name}: ${detail}` }
             : { kind, subject, version, detail: `${issuer}'s ${version} ticket did not resume on ${resumer.name}: ${detail}` },
         );
@@ -219,22 +234,25 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
         const { kind, detail } = describeError(error);
         failures.push({ kind, subject, version, detail: `${resumer.name} at ${address(resumer)} while resuming ${issuer}'s ${version} ticket: ${detail}` });
       }
-      return { ok: false, continuity };
+      return { ok: false, purpose };
     });
   for (const { node, version, result } of fresh) {
     if (result?.session === undefined) continue;
     const others = reachable.filter((other) => other !== node).map((other) => other.name);
     for (const peer of choosePeers(node.name, others, peersPerNode, options.seed ?? 1)) {
-      offer(node.name, result.session, byName.get(peer) as VerifyNode, version, false);
+      offer(node.name, result.session, byName.get(peer) as VerifyNode, version, 'pair');
     }
   }
   for (const ticket of options.ticketsBefore ?? []) {
-    for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, true);
+    for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, 'continuity');
+  }
+  for (const ticket of options.revokedTickets ?? []) {
+    for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, 'revoked');
   }
   const outcomes = await pool(resumeTasks, concurrency);
-  const count = (continuity: boolean) => {
-    const mine = outcomes.filter((outcome) => outcome.continuity === continuity);
-    return { tried: mine.length, resumed: mine.filter((outcome) => outcome.ok).length };
+  const count = (purpose: Purpose) => {
+    const mine = outcomes.filter((outcome) => outcome.purpose === purpose);
+    return { tried: mine.length, succeeded: mine.filter((outcome) => outcome.ok).length };
   };
   failures.sort((a, b) => a.subject.localeCompare(b.subject) || (a.version ?? '').localeCompare(b.version ?? '') || a.kind.localeCompare(b.kind));
   return {
@@ -242,8 +260,9 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
     expectedKey,
     expectedKeyInferred: options.expectedKey === undefined,
     nodes: nodeReports,
-    pairs: count(false),
-    continuity: count(true),
+    pairs: { tried: count('pair').tried, resumed: count('pair').succeeded },
+    continuity: { tried: count('continuity').tried, resumed: count('continuity').succeeded },
+    revocation: { tried: count('revoked').tried, refused: count('revoked').succeeded },
     peersPerNode: Math.min(peersPerNode, Math.max(reachable.length - 1, 0)),
     failures,
     durationMs: Date.now() - started,
@@ -267,6 +286,7 @@ export function formatReport(report: VerificationReport): string {
     `cross-node resumption: ${report.pairs.resumed}/${report.pairs.tried} (${report.peersPerNode} peer(s) per node)`,
   );
   if (report.continuity.tried > 0) lines.push(`tickets from before the rotation: ${report.continuity.resumed}/${report.continuity.tried} resumed`);
+  if (report.revocation.tried > 0) lines.push(`tickets from before the revocation: ${report.revocation.refused}/${report.revocation.tried} refused`);
   for (const failure of report.failures) lines.push(`FAIL ${failure.kind}: ${failure.detail}`);
   lines.push(report.ok ? `PASS (${report.durationMs} ms)` : `FAIL: ${report.failures.length} problem(s) (${report.durationMs} ms)`);
   return lines.join('\n');
