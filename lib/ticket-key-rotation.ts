@@ -473,7 +473,7 @@ export class TicketKeyRotation extends Construct {
       queryDefinitionName: `${prefix}/rotation-history`,
       logGroups: [this.rotationLogs],
       queryString: new logs.QueryString({
-        fields: ['@timestamp', 'versionId', 'step', 'outcome', 'generation', 'keyNames', 'nodesUpdated', 'nodesFailed', 'error'],
+        fields: ['@timestamp', 'versionId', 'kind', 'step', 'outcome', 'generation', 'keyNames', 'nodesUpdated', 'nodesFailed', 'error'],
         filterStatements: ['message = "rotation step"', 'step in ["createSecret", "setSecret", "finishSecret"] or outcome = "failed"'],
         sort: '@timestamp desc',
       }),
@@ -484,6 +484,15 @@ export class TicketKeyRotation extends Construct {
       queryString: new logs.QueryString({
         fields: ['@timestamp', 'versionId', 'step', 'generation', 'failedNodes'],
         filterStatements: ['message = "rotation step"', 'nodesFailed > 0'],
+        sort: '@timestamp desc',
+      }),
+    });
+    new logs.QueryDefinition(this, 'Revocations', {
+      queryDefinitionName: `${prefix}/revocations`,
+      logGroups: [this.rotationLogs],
+      queryString: new logs.QueryString({
+        fields: ['@timestamp', 'requestedBy', 'generation', 'versionId', 'step', 'outcome', 'nodesFailed', 'error'],
+        filterStatements: ['message = "revocation"'],
         sort: '@timestamp desc',
       }),
     });

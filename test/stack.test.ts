@@ -127,9 +127,14 @@ describe('the CDK stack', () => {
     expect(groups).toHaveLength(3);
     for (const group of groups) expect((group as { Properties: { RetentionInDays: number } }).Properties.RetentionInDays).toBe(365);
     const queries = Object.values(template.findResources('AWS::Logs::QueryDefinition')).map((query) => (query as { Properties: { Name: string; QueryString: string } }).Properties);
-    expect(queries.map((query) => query.Name)).toEqual(['TicketKeyRotation/TicketKeys/rotation-history', 'TicketKeyRotation/TicketKeys/failed-nodes']);
-    expect(queries[0]!.QueryString).toMatch(/generation.*keyNames.*nodesUpdated/);
+    expect(queries.map((query) => query.Name)).toEqual([
+      'TicketKeyRotation/TicketKeys/rotation-history',
+      'TicketKeyRotation/TicketKeys/failed-nodes',
+      'TicketKeyRotation/TicketKeys/revocations',
+    ]);
+    expect(queries[0]!.QueryString).toMatch(/kind.*generation.*keyNames.*nodesUpdated/);
     expect(queries[1]!.QueryString).toMatch(/failedNodes/);
+    expect(queries[2]!.QueryString).toMatch(/requestedBy.*generation[\s\S]*message = "revocation"/);
   });
 
   it('offers the nodes a managed policy: this secret only, its key only through Secrets Manager, and output logs', () => {
