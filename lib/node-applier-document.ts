@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { ServerFlavor } from '../src/core/policy.js';
-import { APPLIER_PATH } from '../src/local/applier.js';
+import { APPLIER_PATH, ONBOARDING_PATH } from '../src/local/applier.js';
 
 /** How the applier is run on each node: baked into the document at synth time. */
 export interface NodeApplierSettings {
@@ -18,6 +18,8 @@ export interface NodeApplierSettings {
 export const SECRET_ARN_PATTERN = '^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$';
 export const VERSION_ID_PATTERN = '^([A-Za-z0-9-]{32,64})?$';
 const HEREDOC_END = 'APPLY_TICKET_KEYS_SCRIPT';
+/** The document's own exit code when the node cannot fetch the key set: above the applier's codes. */
+export const FETCH_FAILED_EXIT = 10;
 
 function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
@@ -29,10 +31,10 @@ function checkSetting(name: string, value: string): void {
   if (value.includes('{{')) throw new Error(`${name} must not contain "{{" (got ${JSON.stringify(value)})`);
 }
 
-function readApplier(): string {
-  const script = readFileSync(APPLIER_PATH, 'utf8');
-  if (script.includes('{{')) throw new Error('applier/apply-ticket-keys.sh contains "{{", which SSM would take for a parameter');
-  if (script.includes(HEREDOC_END)) throw new Error(`applier/apply-ticket-keys.sh contains ${HEREDOC_END}, the document's heredoc delimiter`);
+function readScript(path: string): string {
+  const script = readFileSync(path, 'utf8');
+  if (script.includes('{{')) throw new Error(`${path} contains "{{", which SSM would take for a parameter`);
+  if (script.includes(HEREDOC_END)) throw new Error(`${path} contains ${HEREDOC_END}, the document's heredoc delimiter`);
   return script;
 }
 
@@ -67,7 +69,7 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
   const fetchFailed = JSON.stringify({
     action: 'failed',
     flavor: settings.flavor,
-    exitCode: 9,
+    exitCode: FETCH_FAILED_EXIT,
     keys: [],
     error: 'could not fetch the key set from Secrets Manager: attach the stack\'s node policy to the instance role and install the AWS CLI',
   });
@@ -82,7 +84,7 @@ action='{{ Action }}'
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
 cat > "$work/apply-ticket-keys.sh" <<'${HEREDOC_END}'
-${readApplier().trimEnd()}
+${readScript(APPLIER_PATH).trimEnd()}
 ${HEREDOC_END}
 applier=(bash "$work/apply-ticket-keys.sh" ${applierArgs})
 if [ "$action" = status ]; then
@@ -93,7 +95,7 @@ region=$(printf '%s' "$secret_id" | cut -d: -f4)
 if [ -n "$version_id" ]; then selector=(--version-id "$version_id"); else selector=(--version-stage AWSCURRENT); fi
 if ! keyset=$(aws secretsmanager get-secret-value --region "$region" --secret-id "$secret_id" "\${selector[@]}" --query SecretString --output text); then
   echo ${shellQuote(fetchFailed)}
-  exit 9
+  exit ${FETCH_FAILED_EXIT}
 fi
 printf '%s\\n' "$keyset" | "\${applier[@]}"
 `;
@@ -120,6 +122,60 @@ export function nodeApplierDocument(settings: NodeApplierSettings): Record<strin
         name: 'applyTicketKeys',
         precondition: { StringEquals: ['platformType', 'Linux'] },
         inputs: { timeoutSeconds: '300', runCommand: nodeApplierCommand(settings).split('\n') },
+      },
+    ],
+  };
+}
+
+/** Each flavor's usual main config, where onboarding adds the managed keys unless told another file. */
+export const DEFAULT_SERVER_CONFIG: Record<ServerFlavor, string> = { nginx: '/etc/nginx/nginx.conf', haproxy: '/etc/haproxy/haproxy.cfg' };
+export const CONFIG_PATH_PATTERN = '^/[A-Za-z0-9._/-]+$';
+
+/**
+ * The shell script of the onboarding document, run once per node: applier/onboard-node.sh
+ * with the stack's settings and the config file the operator names.
+ */
+export function nodeOnboardingCommand(settings: NodeApplierSettings): string {
+  const args = [
+    '--flavor', settings.flavor,
+    '--key-dir', settings.keyDirectory,
+    '--include', settings.includePath,
+    '--test-cmd', settings.testCommand,
+    ...(settings.allowPersistentKeyDirectory ? ['--allow-persistent-key-dir'] : []),
+  ].map(shellQuote).join(' ');
+  return `#!/bin/bash
+# Prepares this node once for managed TLS ticket keys. Generated from applier/onboard-node.sh.
+if [ -z "\${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -euo pipefail
+config='{{ ConfigFile }}'
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+cat > "$work/onboard-node.sh" <<'${HEREDOC_END}'
+${readScript(ONBOARDING_PATH).trimEnd()}
+${HEREDOC_END}
+bash "$work/onboard-node.sh" ${args} --config "$config"
+`;
+}
+
+/** The SSM Command document (schema 2.2) that onboards a node. */
+export function nodeOnboardingDocument(settings: NodeApplierSettings): Record<string, unknown> {
+  return {
+    schemaVersion: '2.2',
+    description: 'Prepares this node once for managed TLS session ticket keys: key directory in memory, the server config loading them, checked by its config test.',
+    parameters: {
+      ConfigFile: {
+        type: 'String',
+        description: 'nginx: the file with the TLS server blocks; haproxy: its config.',
+        default: DEFAULT_SERVER_CONFIG[settings.flavor],
+        allowedPattern: CONFIG_PATH_PATTERN,
+      },
+    },
+    mainSteps: [
+      {
+        action: 'aws:runShellScript',
+        name: 'onboardNode',
+        precondition: { StringEquals: ['platformType', 'Linux'] },
+        inputs: { timeoutSeconds: '120', runCommand: nodeOnboardingCommand(settings).split('\n') },
       },
     ],
   };

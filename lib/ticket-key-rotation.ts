@@ -20,7 +20,7 @@ import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '.
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, previousKeysToKeep, type ServerFlavor } from '../src/core/policy.js';
 import { REVOCATION_TAG } from '../src/core/secret-store.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
-import { nodeApplierDocument } from './node-applier-document.js';
+import { nodeApplierDocument, nodeOnboardingDocument, type NodeApplierSettings } from './node-applier-document.js';
 
 /** Powertools Metrics puts each function's service name in a `service` dimension. */
 const METRIC_SERVICES: Record<string, string> = {
@@ -110,6 +110,8 @@ export class TicketKeyRotation extends Construct {
   readonly secret: secretsmanager.Secret;
   readonly rotationFunction: nodejs.NodejsFunction;
   readonly document: ssm.CfnDocument;
+  /** Run once per node (Run Command) before its first rotation: see applier/onboard-node.sh. */
+  readonly onboardingDocument: ssm.CfnDocument;
   readonly nodePolicy: iam.ManagedPolicy;
   readonly commandOutput: logs.LogGroup;
   readonly rotationLogs: logs.LogGroup;
@@ -144,19 +146,18 @@ export class TicketKeyRotation extends Construct {
     this.rotationLogs = new logs.LogGroup(this, 'RotationLogs', { retention });
 
     const keyDirectory = props.keyDirectory ?? DEFAULT_KEY_DIRECTORY;
-    this.document = new ssm.CfnDocument(this, 'NodeApplier', {
-      documentType: 'Command',
-      content: nodeApplierDocument({
-        flavor,
-        keyDirectory,
-        includePath: props.includePath ?? `${keyDirectory}/${FLAVOR_DEFAULTS[flavor].includeFileName}`,
-        testCommand: props.testCommand ?? FLAVOR_DEFAULTS[flavor].testCommand,
-        configDumpCommand: props.configDumpCommand ?? FLAVOR_DEFAULTS[flavor].configDumpCommand,
-        reloadCommand: props.reloadCommand ?? FLAVOR_DEFAULTS[flavor].reloadCommand,
-        allowPersistentKeyDirectory: props.allowPersistentKeyDirectory ?? false,
-        ...(props.runtimeSocket !== undefined ? { runtimeSocket: props.runtimeSocket } : {}),
-      }),
-    });
+    const nodeSettings: NodeApplierSettings = {
+      flavor,
+      keyDirectory,
+      includePath: props.includePath ?? `${keyDirectory}/${FLAVOR_DEFAULTS[flavor].includeFileName}`,
+      testCommand: props.testCommand ?? FLAVOR_DEFAULTS[flavor].testCommand,
+      configDumpCommand: props.configDumpCommand ?? FLAVOR_DEFAULTS[flavor].configDumpCommand,
+      reloadCommand: props.reloadCommand ?? FLAVOR_DEFAULTS[flavor].reloadCommand,
+      allowPersistentKeyDirectory: props.allowPersistentKeyDirectory ?? false,
+      ...(props.runtimeSocket !== undefined ? { runtimeSocket: props.runtimeSocket } : {}),
+    };
+    this.document = new ssm.CfnDocument(this, 'NodeApplier', { documentType: 'Command', content: nodeApplierDocument(nodeSettings) });
+    this.onboardingDocument = new ssm.CfnDocument(this, 'NodeOnboarding', { documentType: 'Command', content: nodeOnboardingDocument(nodeSettings) });
     const documentArn = Stack.of(this).formatArn({ service: 'ssm', resource: 'document', resourceName: this.document.ref });
 
     const verifier = this.createVerifier(props, retention);
@@ -237,6 +238,7 @@ export class TicketKeyRotation extends Construct {
     new CfnOutput(this, 'SecretArn', { value: this.secret.secretArn, description: 'The key set secret' });
     new CfnOutput(this, 'NodePolicyArn', { value: this.nodePolicy.managedPolicyArn, description: 'Attach to the nodes\' instance role' });
     new CfnOutput(this, 'DocumentName', { value: this.document.ref, description: 'SSM document that applies a key set on a node' });
+    new CfnOutput(this, 'OnboardingDocumentName', { value: this.onboardingDocument.ref, description: 'SSM document to run once on each node before its first rotation' });
     new CfnOutput(this, 'VerifierFunctionName', { value: this.verifierFunction.functionName, description: 'Invoke with {"action":"canary"} to verify the fleet now' });
     if (this.verifierSecurityGroup) {
       new CfnOutput(this, 'VerifierSecurityGroupId', {

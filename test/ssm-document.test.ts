@@ -133,8 +133,8 @@ cat "$dir/versions/$version"
 
   it('fails with a summary line and a clear message when the key set cannot be fetched', () => {
     const result = run(fleet.nodes[1]!, { SecretId: SECRET_ARN, VersionId: randomUUID(), Action: 'apply' });
-    expect(result.status).toBe(9);
-    expect(summary(result.stdout)).toMatchObject({ action: 'failed', exitCode: 9, error: expect.stringMatching(/could not fetch the key set from Secrets Manager/) });
+    expect(result.status).toBe(10);
+    expect(summary(result.stdout)).toMatchObject({ action: 'failed', exitCode: 10, error: expect.stringMatching(/could not fetch the key set from Secrets Manager/) });
     expect(result.stderr).toMatch(/ResourceNotFoundException/);
   });
 });

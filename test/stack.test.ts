@@ -8,6 +8,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_KEY_SET_PLACEHOLDER } from '../src/core/keyset.js';
 import { propsFromContext } from '../lib/settings.js';
+import { ONBOARDING_PATH } from '../src/local/applier.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
 import { SECRET_ARN_PATTERN } from '../lib/node-applier-document.js';
@@ -177,6 +178,21 @@ describe('the CDK stack', () => {
     synth({ alarmEmail: 'oncall@example.com' }).template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
     const body = JSON.stringify(resource(template, 'AWS::CloudWatch::Dashboard', 'Dashboard').DashboardBody);
     for (const name of ['RotationsSucceeded', 'NodesFailed', 'CrossNodeResumptionRate', 'NodesOnExpectedKey', 'UnreachableNodes', 'VerificationDuration']) expect(body).toContain(name);
+  });
+
+  it('builds the onboarding document from onboard-node.sh with the stack\'s settings and a constrained config path', () => {
+    const content = resource(template, 'AWS::SSM::Document', 'NodeOnboarding').Content as {
+      parameters: Record<string, { default?: string; allowedPattern?: string }>;
+      mainSteps: { inputs: { runCommand: string[] } }[];
+    };
+    expect(content.parameters.ConfigFile).toEqual(expect.objectContaining({ default: '/etc/nginx/nginx.conf', allowedPattern: '^/[A-Za-z0-9._/-]+$' }));
+    const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
+    expect(command).toContain(readFileSync(ONBOARDING_PATH, 'utf8').trimEnd());
+    expect(command).toContain("bash \"$work/onboard-node.sh\" '--flavor' 'nginx' '--key-dir' '/run/tls-ticket-keys' '--include' '/run/tls-ticket-keys/ticket-keys.conf' '--test-cmd' 'nginx -t -q' --config \"$config\"");
+    expect(command).toContain("config='{{ ConfigFile }}'");
+    template.hasOutput('*', { Value: { Ref: Match.stringLikeRegexp('NodeOnboarding') } });
+    const haproxy = synth({ flavor: 'haproxy' }).template;
+    expect((resource(haproxy, 'AWS::SSM::Document', 'NodeOnboarding').Content as { parameters: Record<string, { default?: string }> }).parameters.ConfigFile!.default).toBe('/etc/haproxy/haproxy.cfg');
   });
 
   it('builds the document for an HAProxy fleet, and fails synth when HAProxy\'s three keys cannot cover the ticket lifetime', () => {

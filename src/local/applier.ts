@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../project-root.js';
 import type { ApplierSummary } from '../core/applier-summary.js';
@@ -12,6 +12,7 @@ export interface ApplierRun {
 }
 
 export const APPLIER_PATH = join(PROJECT_ROOT, 'applier', 'apply-ticket-keys.sh');
+export const ONBOARDING_PATH = join(PROJECT_ROOT, 'applier', 'onboard-node.sh');
 
 export function nodeApplierArgs(node: FleetNode): string[] {
   return ['--flavor', node.flavor, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--config-dump-cmd', node.configDumpCommand, '--reload-cmd', node.reloadCommand];
@@ -42,4 +43,28 @@ export function runApplier(args: string[], input?: string): Promise<ApplierRun> 
     child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
+}
+
+export interface OnboardingSummary {
+  action: 'onboarded' | 'unchanged' | 'prepared' | 'refused' | 'restored' | 'failed' | 'help';
+  exitCode: number;
+  config: string;
+  changed: number;
+  keyDir: string;
+  keyStorage?: string;
+  keysInMemory?: boolean;
+  error?: string;
+}
+
+/** The onboarding options for a local node; systemd's directories are not the local mode's to touch. */
+export function nodeOnboardingArgs(node: FleetNode): string[] {
+  return ['--flavor', node.flavor, '--config', node.configFile, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--tmpfiles-dir', 'none', '--systemd-dir', 'none'];
+}
+
+/** Runs the onboarding script (the one a node runs once on AWS) and returns its summary line. */
+export function runOnboarding(args: string[]): { exitCode: number; summary: OnboardingSummary; stderr: string } {
+  const run = spawnSync('bash', [ONBOARDING_PATH, ...args], { encoding: 'utf8', env: { ...process.env, PATH: NODE_PATH } });
+  const lines = run.stdout.split('\n').filter((line) => line !== '');
+  if (lines.length !== 1) throw new Error(`the onboarding script printed ${lines.length} lines on stdout instead of one summary (exit ${run.status}): ${run.stderr.trim()}`);
+  return { exitCode: run.status ?? -1, summary: JSON.parse(lines[0] as string) as OnboardingSummary, stderr: run.stderr };
 }

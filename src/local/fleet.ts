@@ -1,9 +1,9 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nodeOnboardingArgs, runOnboarding } from './applier.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const LOOPBACK = '127.0.0.1';
@@ -102,15 +102,13 @@ export function makeMemoryDirectory(prefix: string): string {
 }
 
 /**
- * What a node's start-up does before the server starts (a systemd ExecStartPre on a real node):
- * HAProxy refuses to start without its tls-ticket-keys file, so a node whose memory key
- * directory came back empty gets three random keys of its own until the applier runs.
+ * What a node's start-up does before the server starts (on AWS, HAProxy's systemd drop-in
+ * from onboarding): the key directory, and for HAProxy, which refuses to start without its
+ * tls-ticket-keys file, three random keys of its own until the applier runs.
  */
 export function prepareNodeStart(node: FleetNode): void {
-  mkdirSync(node.keyDir, { recursive: true, mode: 0o700 });
-  if (node.flavor === 'haproxy' && !existsSync(node.includeFile)) {
-    writeFileSync(node.includeFile, [0, 1, 2].map(() => `${randomBytes(80).toString('base64')}\n`).join(''), { mode: 0o600 });
-  }
+  const { exitCode, summary } = runOnboarding([...nodeOnboardingArgs(node), '--prestart']);
+  if (exitCode !== 0) throw new Error(`preparing ${node.name} to start failed: ${summary.error ?? `exit ${exitCode}`}`);
 }
 
 export async function freePort(): Promise<number> {
@@ -220,9 +218,6 @@ http {
     ssl_session_cache off;
     ssl_session_tickets on;
     ssl_session_timeout 1h;
-    # Matches nothing while the key directory is empty or missing (after a reboot): nginx then
-    # serves with keys of its own until the applier has run.
-    include ${node.keyDir}/*.conf;
     location / { return 200 "${node.name}\\n"; }
   }
 }
@@ -241,7 +236,7 @@ defaults
   timeout client 30s
   timeout server 30s
 frontend tls
-  bind ${LOOPBACK}:${node.port} ssl crt ${certificateWithKey} tls-ticket-keys ${node.includeFile} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
+  bind ${LOOPBACK}:${node.port} ssl crt ${certificateWithKey} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
   http-request return status 200 content-type text/plain string "${node.name}"
 `;
 }
@@ -335,6 +330,9 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       const node = createNode(index, flavor);
       node.port = await freePort();
       writeFileSync(node.configFile, flavor === 'nginx' ? nginxConfig(node, certificate, key) : haproxyNodeConfig(node, certificateWithKey));
+      // The config as an operator wrote it; onboarding makes it load the managed keys.
+      const onboarding = runOnboarding(nodeOnboardingArgs(node));
+      if (onboarding.exitCode !== 0) throw new Error(`onboarding ${node.name} failed: ${onboarding.summary.error ?? `exit ${onboarding.exitCode}`}`);
       await startNode(node);
       nodes.push(node);
       return node;
