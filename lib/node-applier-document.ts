@@ -39,6 +39,24 @@ function readScript(path: string): string {
 }
 
 /**
+ * The start both documents share: bash (the agent may start the file with sh), strict mode,
+ * the SSM parameters as shell variables, and the script written to a temporary directory.
+ */
+function documentScript(purpose: string, variables: Record<string, string>, fileName: string, scriptPath: string): string {
+  return `#!/bin/bash
+# ${purpose} Generated from applier/${fileName}.
+# The agent may start this file with sh: carry on in bash.
+if [ -z "\${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -euo pipefail
+${Object.entries(variables).map(([name, parameter]) => `${name}='{{ ${parameter} }}'`).join('\n')}
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+cat > "$work/${fileName}" <<'${HEREDOC_END}'
+${readScript(scriptPath).trimEnd()}
+${HEREDOC_END}`;
+}
+
+/**
  * The shell script the SSM document runs on a node, built from the applier script itself:
  * it fetches the key set by version id with the node's own role (key material never passes
  * through SSM parameters or output), pipes it to the applier, and prints only its summary.
@@ -73,19 +91,7 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
     keys: [],
     error: 'could not fetch the key set from Secrets Manager: attach the stack\'s node policy to the instance role and install the AWS CLI',
   });
-  return `#!/bin/bash
-# Applies a TLS ticket key set version on this node. Generated from applier/apply-ticket-keys.sh.
-# The agent may start this file with sh: carry on in bash.
-if [ -z "\${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
-set -euo pipefail
-secret_id='{{ SecretId }}'
-version_id='{{ VersionId }}'
-action='{{ Action }}'
-work=$(mktemp -d)
-trap 'rm -rf -- "$work"' EXIT
-cat > "$work/apply-ticket-keys.sh" <<'${HEREDOC_END}'
-${readScript(APPLIER_PATH).trimEnd()}
-${HEREDOC_END}
+  return `${documentScript('Applies a TLS ticket key set version on this node.', { secret_id: 'SecretId', version_id: 'VersionId', action: 'Action' }, 'apply-ticket-keys.sh', APPLIER_PATH)}
 applier=(bash "$work/apply-ticket-keys.sh" ${applierArgs})
 if [ "$action" = status ]; then
   "\${applier[@]}" --status
@@ -143,16 +149,7 @@ export function nodeOnboardingCommand(settings: NodeApplierSettings): string {
     '--test-cmd', settings.testCommand,
     ...(settings.allowPersistentKeyDirectory ? ['--allow-persistent-key-dir'] : []),
   ].map(shellQuote).join(' ');
-  return `#!/bin/bash
-# Prepares this node once for managed TLS ticket keys. Generated from applier/onboard-node.sh.
-if [ -z "\${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
-set -euo pipefail
-config='{{ ConfigFile }}'
-work=$(mktemp -d)
-trap 'rm -rf -- "$work"' EXIT
-cat > "$work/onboard-node.sh" <<'${HEREDOC_END}'
-${readScript(ONBOARDING_PATH).trimEnd()}
-${HEREDOC_END}
+  return `${documentScript('Prepares this node once for managed TLS ticket keys.', { config: 'ConfigFile' }, 'onboard-node.sh', ONBOARDING_PATH)}
 bash "$work/onboard-node.sh" ${args} --config "$config"
 `;
 }
