@@ -1,6 +1,6 @@
+import { makeMemoryDirectory } from '../src/local/fleet.js';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseKeySet } from '../src/core/keyset.js';
@@ -17,7 +17,7 @@ describe('ticket-keys CLI', () => {
   let dir: string;
   beforeAll(() => {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
-    dir = mkdtempSync(join(tmpdir(), 'cli-test-'));
+    dir = makeMemoryDirectory('cli-test-');
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -1,5 +1,5 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { makeMemoryDirectory } from '../src/local/fleet.js';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AWSCURRENT, AWSPENDING, AWSPREVIOUS } from '../src/core/secret-store.js';
@@ -11,7 +11,7 @@ describe('file-backed secret store with Secrets Manager stages', () => {
   let dir: string;
   let store: FileSecretStore;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'store-test-'));
+    dir = makeMemoryDirectory('store-test-');
     store = new FileSecretStore(dir);
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));

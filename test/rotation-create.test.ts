@@ -1,7 +1,6 @@
+import { makeMemoryDirectory } from '../src/local/fleet.js';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { serializeKeySet } from '../src/core/keyset.js';
 import { createPending, finishPending, type FleetCommander, type RotationContext } from '../src/core/rotation.js';
@@ -18,7 +17,7 @@ describe('createSecret carry-over', () => {
   let context: RotationContext;
   let store: FileSecretStore;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'create-test-'));
+    dir = makeMemoryDirectory('create-test-');
     store = new FileSecretStore(dir);
     context = {
       store,
