@@ -1,10 +1,12 @@
 // npm run bench [-- NAME [options]]: runs one benchmark by name, or every one in turn.
+import { bundlesBenchmark } from './bundles.js';
 import { continuityBenchmark } from './continuity.js';
 import { verifierScaleBenchmark } from './verifier-scale.js';
 
 const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = {
   continuity: continuityBenchmark,
   'verifier-scale': verifierScaleBenchmark,
+  bundles: bundlesBenchmark,
 };
 
 const [name, ...rest] = process.argv.slice(2);
