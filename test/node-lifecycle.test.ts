@@ -102,7 +102,8 @@ describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes
     const onDisk = join(fleet.baseDir, 'keys-on-disk');
     const before = readFileSync(node.includeFile, 'utf8');
     const workers = fleet.workerPids(node);
-    const args = [...nodeApplierArgs(node).filter((_, index, all) => all[index - 1] !== '--key-dir' && all[index] !== '--key-dir'), '--key-dir', onDisk];
+    const args = nodeApplierArgs(node);
+    args[args.indexOf('--key-dir') + 1] = onDisk;
     const refused = await runApplier(args, serializeKeySet(set));
     outputs.push(refused.stdout, refused.stderr);
     expect(refused.exitCode).toBe(2);

@@ -250,19 +250,21 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
     for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, 'revoked');
   }
   const outcomes = await pool(resumeTasks, concurrency);
-  const count = (purpose: Purpose) => {
+  type Counted = { tried: number; succeeded: number };
+  const count = (purpose: Purpose): Counted => {
     const mine = outcomes.filter((outcome) => outcome.purpose === purpose);
     return { tried: mine.length, succeeded: mine.filter((outcome) => outcome.ok).length };
   };
+  const [pairs, continuity, revoked] = (['pair', 'continuity', 'revoked'] as const).map(count) as [Counted, Counted, Counted];
   failures.sort((a, b) => a.subject.localeCompare(b.subject) || (a.version ?? '').localeCompare(b.version ?? '') || a.kind.localeCompare(b.kind));
   return {
     ok: failures.length === 0,
     expectedKey,
     expectedKeyInferred: options.expectedKey === undefined,
     nodes: nodeReports,
-    pairs: { tried: count('pair').tried, resumed: count('pair').succeeded },
-    continuity: { tried: count('continuity').tried, resumed: count('continuity').succeeded },
-    revocation: { tried: count('revoked').tried, refused: count('revoked').succeeded },
+    pairs: { tried: pairs.tried, resumed: pairs.succeeded },
+    continuity: { tried: continuity.tried, resumed: continuity.succeeded },
+    revocation: { tried: revoked.tried, refused: revoked.succeeded },
     peersPerNode: Math.min(peersPerNode, Math.max(reachable.length - 1, 0)),
     failures,
     durationMs: Date.now() - started,
