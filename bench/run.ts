@@ -1,10 +1,14 @@
 // npm run bench [-- NAME [options]]: runs one benchmark by name, or every one in turn.
 import { bundlesBenchmark } from './bundles.js';
 import { continuityBenchmark } from './continuity.js';
+import { handshakeCostBenchmark } from './handshake-cost.js';
+import { scaleBenchmark } from './scale.js';
 import { verifierScaleBenchmark } from './verifier-scale.js';
 
 const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = {
   continuity: continuityBenchmark,
+  scale: scaleBenchmark,
+  'handshake-cost': handshakeCostBenchmark,
   'verifier-scale': verifierScaleBenchmark,
   bundles: bundlesBenchmark,
 };

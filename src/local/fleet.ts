@@ -62,7 +62,16 @@ export interface FleetOptions {
    * resumes across flavors: the verifier's tests need one). @default nginx
    */
   flavor?: FleetFlavor | readonly FleetFlavor[];
+  /** The nodes' certificate key; a full handshake costs the server far more with RSA. @default ecdsa-p256 */
+  certificate?: CertificateKind;
 }
+
+export type CertificateKind = 'ecdsa-p256' | 'rsa-2048';
+
+const CERTIFICATE_KEY_OPTIONS: Record<CertificateKind, string[]> = {
+  'ecdsa-p256': ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'],
+  'rsa-2048': ['-newkey', 'rsa:2048'],
+};
 
 const running = new Set<ChildProcess>();
 let exitHookInstalled = false;
@@ -185,12 +194,12 @@ function childPids(parent: number): number[] {
   return pids.sort((a, b) => a - b);
 }
 
-function makeCertificate(dir: string): { certificate: string; key: string } {
+function makeCertificate(dir: string, kind: CertificateKind): { certificate: string; key: string } {
   const certificate = join(dir, 'fleet-cert.pem');
   const key = join(dir, 'fleet-key.pem');
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=fleet.local', '-days', '2', '-keyout', key, '-out', certificate],
+    ['req', '-x509', ...CERTIFICATE_KEY_OPTIONS[kind], '-nodes', '-subj', '/CN=fleet.local', '-days', '2', '-keyout', key, '-out', certificate],
     { stdio: 'pipe' },
   );
   return { certificate, key };
@@ -292,7 +301,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
     await waitForPort(node.port, `${node.flavor} ${node.name}`, started);
   };
   try {
-    const { certificate, key } = makeCertificate(baseDir);
+    const { certificate, key } = makeCertificate(baseDir, options.certificate ?? 'ecdsa-p256');
     const nodes: FleetNode[] = [];
     const certificateWithKey = join(baseDir, 'fleet-cert-and-key.pem');
     writeFileSync(certificateWithKey, readFileSync(certificate, 'utf8') + readFileSync(key, 'utf8'), { mode: 0o600 });
