@@ -367,6 +367,8 @@ def prepare(generation, names, materials):
             if intact and runtime_socket and running_keys_differ():
                 intact = False  # the file is right but HAProxy runs other keys: apply again to repair
             if intact:
+                # A run killed after it recorded this generation may have left the older one behind.
+                remove_leftovers({state[2]})
                 return "unchanged", "", "", ""
     keep = {d for d in (referenced_dir(), state[2] if state else None) if d}
     remove_leftovers(keep)
