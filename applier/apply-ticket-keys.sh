@@ -299,16 +299,23 @@ def read_state():
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
+def private(path):
+    return os.stat(path).st_mode & 0o777 == 0o600
+
 def active_set_intact(state):
-    """The state file names a generation whose include and key files are all still in place."""
+    """The state file names a generation whose include and key files are all still in place,
+    and every file holding key material is still readable by its owner only."""
     generation, names, directory = state
     try:
         with open(include_file) as handle:
             if handle.read() != render_include(generation, names, directory):
                 return False
+        if flavor == "haproxy" and not private(include_file):
+            return False
         for index, name in enumerate(names):
-            with open(os.path.join(directory, key_file_name(index, name)), "rb") as handle:
-                if handle.read(16).hex() != name:
+            path = os.path.join(directory, key_file_name(index, name))
+            with open(path, "rb") as handle:
+                if handle.read(16).hex() != name or not private(path):
                     return False
     except OSError:
         return False
