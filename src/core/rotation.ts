@@ -93,6 +93,12 @@ async function currentKeySet(store: SecretStore): Promise<KeySet | undefined> {
 async function pendingKeySet(store: SecretStore, token: string): Promise<KeySet> {
   const pending = await store.getVersion({ versionId: token });
   if (pending === undefined || !pending.stages.includes(AWSPENDING)) {
+    const other = await store.getVersion({ stage: AWSPENDING });
+    if (pending !== undefined && other !== undefined) {
+      throw new RotationError(
+        `version ${token} is no longer the pending key set: version ${other.versionId} took AWSPENDING (a rotation started at the same time); this attempt stops here and promotes nothing; that rotation carries on`,
+      );
+    }
     throw new RotationError(`version ${token} is not the pending key set: run the createSecret step for it first`);
   }
   return parseKeySet(pending.value);
@@ -142,7 +148,14 @@ export async function createPending(context: RotationContext, token: string): Pr
   } else {
     next = rotateKeySet(current, retained, context.keys);
   }
-  await store.putVersion(token, serializeKeySet(next), [AWSPENDING]);
+  try {
+    await store.putVersion(token, serializeKeySet(next), [AWSPENDING]);
+  } catch (error) {
+    // The same step running twice at once: the other invocation stored its set first. Use it.
+    const winner = await store.getVersion({ versionId: token });
+    if (winner?.stages.includes(AWSPENDING)) return parseKeySet(winner.value);
+    throw error;
+  }
   return next;
 }
 

@@ -49,8 +49,9 @@ export class LocalFleetCommander implements FleetCommander {
 
   private async applyToNode(node: FleetNode, keySet: string, delayMs: number): Promise<NodeResult> {
     await sleep(delayMs);
-    const before = this.fleet.workerPids(node);
     try {
+      // A node that died since it was listed has no workers to read: its result says so.
+      const before = this.fleet.workerPids(node);
       // HAProxy nodes rotate through their runtime API, without a reload.
       const runtime = node.runtimeSocket !== undefined ? ['--runtime-socket', node.runtimeSocket] : [];
       const { summary } = await runApplier([...nodeApplierArgs(node), ...runtime], keySet);
