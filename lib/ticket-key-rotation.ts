@@ -16,6 +16,7 @@ import * as snsSubscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
+import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, previousKeysToKeep, type ServerFlavor } from '../src/core/policy.js';
 import { REVOCATION_TAG } from '../src/core/secret-store.js';
@@ -291,7 +292,7 @@ export class TicketKeyRotation extends Construct {
       runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: 512,
-      timeout: Duration.minutes(5),
+      timeout: Duration.seconds(VERIFIER_TIMEOUT_SECONDS),
       logGroup,
       role,
       projectRoot: PROJECT_ROOT,

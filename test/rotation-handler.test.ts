@@ -1,10 +1,12 @@
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AWS_CLIENT_CONFIG } from '../src/aws/clients.js';
+import { AWS_CLIENT_CONFIG, VERIFIER_INVOKE_CLIENT_CONFIG, VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
 import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
 import { FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
@@ -245,20 +247,89 @@ describe('the rotation function handler (AWS mocked)', () => {
   });
 });
 
-describe('throttling', () => {
-  it('is retried by the clients the handler builds', async () => {
+/** Secrets Manager's JSON protocol over the fake secret: the answer to one request, or the error to send. */
+function secretsManagerAnswer(secret: FakeSecret, target: string, body: string): { statusCode: number; body: unknown } {
+  const operations: Record<string, (input: never) => unknown> = {
+    'secretsmanager.DescribeSecret': () => secret.describe(),
+    'secretsmanager.GetSecretValue': (input) => secret.get(input),
+    'secretsmanager.PutSecretValue': (input) => secret.put(input),
+  };
+  try {
+    return { statusCode: 200, body: operations[target]!(JSON.parse(body) as never) };
+  } catch (error) {
+    return { statusCode: 400, body: { __type: (error as Error).name, message: (error as Error).message } };
+  }
+}
+
+const TEST_CREDENTIALS = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-secret' };
+
+async function createSecretStep(secret: FakeSecret, token: string, client: SecretsManagerClient): Promise<void> {
+  const logger = new Logger({ serviceName: 'test', logLevel: 'SILENT' });
+  const metrics = new Metrics({ namespace: 'Test', serviceName: 'test' });
+  vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  try {
+    await runRotationStep({ Step: 'createSecret', SecretId: secret.arn, ClientRequestToken: token }, context, {
+      secrets: client,
+      ssm: new SSMClient({}),
+      lambda: new LambdaClient({}),
+      logger,
+      metrics,
+      settings: settingsFromEnvironment(ENVIRONMENT),
+    });
+  } finally {
+    vi.restoreAllMocks();
+  }
+}
+
+/**
+ * A real HTTP server on 127.0.0.1 playing Secrets Manager, which leaves the requests `hang`
+ * picks unanswered: the client's own timeouts and retries run as they would against AWS.
+ */
+async function hangingSecretsManager(secret: FakeSecret, hang: (request: number) => boolean) {
+  const unanswered: ServerResponse[] = [];
+  let requests = 0;
+  const server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      requests += 1;
+      if (hang(requests)) {
+        unanswered.push(response);
+        return;
+      }
+      const answer = secretsManagerAnswer(secret, String(request.headers['x-amz-target']), body);
+      response.writeHead(answer.statusCode, { 'content-type': 'application/x-amz-json-1.1' }).end(JSON.stringify(answer.body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    /** The handler's client settings, with a short answer timeout so that the test runs in seconds. */
+    client: new SecretsManagerClient({
+      ...AWS_CLIENT_CONFIG,
+      requestHandler: { ...AWS_CLIENT_CONFIG.requestHandler, requestTimeout: 250 },
+      endpoint: `http://127.0.0.1:${port}`,
+      region: 'eu-west-1',
+      credentials: TEST_CREDENTIALS,
+    }),
+    requests: () => requests,
+    close: async () => {
+      for (const response of unanswered) response.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('throttling and timeouts', () => {
+  it('throttling is retried by the clients the handler builds', async () => {
     const secret = new FakeSecret(EMPTY_KEY_SET_PLACEHOLDER);
     const token = secret.startRotation();
     let requests = 0;
-    const fake: Record<string, (input: never) => unknown> = {
-      'secretsmanager.DescribeSecret': () => secret.describe(),
-      'secretsmanager.GetSecretValue': (input) => secret.get(input),
-      'secretsmanager.PutSecretValue': (input) => secret.put(input),
-    };
     const client = new SecretsManagerClient({
       ...AWS_CLIENT_CONFIG,
       region: 'eu-west-1',
-      credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-secret' },
+      credentials: TEST_CREDENTIALS,
       requestHandler: {
         handle: async (request: { headers: Record<string, string>; body: string }) => {
           requests += 1;
@@ -266,33 +337,47 @@ describe('throttling', () => {
             response: { statusCode, headers: { 'content-type': 'application/x-amz-json-1.1' }, body: new TextEncoder().encode(JSON.stringify(body)) },
           });
           if (requests % 2 === 1) return respond(400, { __type: 'ThrottlingException', message: 'Rate exceeded' });
-          try {
-            return respond(200, fake[request.headers['x-amz-target'] as string]!(JSON.parse(request.body) as never));
-          } catch (error) {
-            return respond(400, { __type: (error as Error).name, message: (error as Error).message });
-          }
+          const answer = secretsManagerAnswer(secret, request.headers['x-amz-target'] as string, request.body);
+          return respond(answer.statusCode, answer.body);
         },
       },
     });
-    const settings = settingsFromEnvironment(ENVIRONMENT);
-    const logger = new Logger({ serviceName: 'test', logLevel: 'SILENT' });
-    const metrics = new Metrics({ namespace: 'Test', serviceName: 'test' });
-    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    try {
-      await runRotationStep({ Step: 'createSecret', SecretId: secret.arn, ClientRequestToken: token }, context, {
-        secrets: client,
-        ssm: new SSMClient({}),
-        lambda: new LambdaClient({}),
-        logger,
-        metrics,
-        settings,
-      });
-    } finally {
-      vi.restoreAllMocks();
-    }
+    await createSecretStep(secret, token, client);
     expect(parseKeySet(secret.get({ VersionId: token }).SecretString).generation).toBe(1);
     // Every call was throttled once before it went through.
     expect(requests % 2).toBe(0);
     expect(requests).toBeGreaterThanOrEqual(6);
   });
+
+  it('every client gives up on a call with no connection in 3 s or no answer in 10 s; the verifier invoke waits as long as the verifier may run', () => {
+    expect(AWS_CLIENT_CONFIG.requestHandler).toEqual({ connectionTimeout: 3_000, requestTimeout: 10_000, throwOnRequestTimeout: true });
+    expect(VERIFIER_INVOKE_CLIENT_CONFIG.requestHandler.requestTimeout).toBeGreaterThan(VERIFIER_TIMEOUT_SECONDS * 1000);
+  });
+
+  it('a call that hangs times out and is retried; the step finishes with one pending version', async () => {
+    const secret = new FakeSecret(EMPTY_KEY_SET_PLACEHOLDER);
+    const token = secret.startRotation();
+    const manager = await hangingSecretsManager(secret, (request) => request % 2 === 1);
+    try {
+      await createSecretStep(secret, token, manager.client);
+    } finally {
+      await manager.close();
+    }
+    expect(parseKeySet(secret.get({ VersionId: token }).SecretString).generation).toBe(1);
+    expect(secret.puts).toBe(1);
+    expect(manager.requests()).toBeGreaterThanOrEqual(6);
+  });
+
+  it('Secrets Manager never answering fails the step with a timeout after every attempt, having written nothing', async () => {
+    const secret = new FakeSecret(EMPTY_KEY_SET_PLACEHOLDER);
+    const token = secret.startRotation();
+    const manager = await hangingSecretsManager(secret, () => true);
+    try {
+      await expect(createSecretStep(secret, token, manager.client)).rejects.toMatchObject({ name: 'TimeoutError' });
+    } finally {
+      await manager.close();
+    }
+    expect(manager.requests()).toBe(AWS_CLIENT_CONFIG.maxAttempts);
+    expect(secret.puts).toBe(0);
+  }, 30_000);
 });
