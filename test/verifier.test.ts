@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, nextKey, type KeySet } from '../src/core/keyset.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { serverSoftware } from '../src/tls/probe.js';
-import { captureTickets, choosePeers, formatReport, verifyFleet, type VerifyNode } from '../src/verify/verifier.js';
+import { captureSources, captureTickets, choosePeers, DEFAULT_CAPTURED_NODES, formatReport, verifyFleet, type VerifyNode } from '../src/verify/verifier.js';
 import { applyTo, applyToAll, expectNoMaterial, lineage } from './helpers.js';
 
 describe('peer sampling', () => {
@@ -20,6 +20,16 @@ describe('peer sampling', () => {
     const others = names.slice(1);
     expect(choosePeers('node0', others, 6, 8)).not.toEqual(choosePeers('node0', others, 6, 7));
     expect(choosePeers('node0', ['a', 'b'], 6, 7)).toEqual(['a', 'b']);
+  });
+
+  it('captures tickets from every node of a small fleet, and from a sample per version of a large one, so that continuity stays linear', () => {
+    const fleet = (count: number): VerifyNode[] => Array.from({ length: count }, (_, index) => ({ name: `node${index}`, host: '127.0.0.1', port: 1000 + index }));
+    expect(captureSources(fleet(DEFAULT_CAPTURED_NODES), 'version-a')).toEqual(fleet(DEFAULT_CAPTURED_NODES));
+    const large = fleet(200);
+    const sources = captureSources(large, 'version-a');
+    expect(new Set(sources.map((node) => node.name)).size).toBe(DEFAULT_CAPTURED_NODES);
+    expect(captureSources(large, 'version-a')).toEqual(sources);
+    expect(captureSources(large, 'version-b')).not.toEqual(sources);
   });
 });
 

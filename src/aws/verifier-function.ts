@@ -5,7 +5,7 @@ import { GetSecretValueCommand, PutSecretValueCommand, type SecretsManagerClient
 import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet } from '../core/keyset.js';
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
-import { captureTickets, choosePeers, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+import { captureSources, captureTickets, DEFAULT_CAPTURED_NODES, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 import type { CapturedTicketsMust } from '../core/rotation.js';
 import { requiredSetting } from './environment.js';
 
@@ -73,7 +73,7 @@ export function verifierSettingsFromEnvironment(environment: Record<string, stri
     ...(environment.VERIFY_SNI ? { servername: environment.VERIFY_SNI } : {}),
     addresses: environment.VERIFY_ADDRESSES === 'public' ? 'public' : 'private',
     ...(peers ? { peersPerNode: Number(peers) } : {}),
-    capturedNodes: Number(environment.VERIFY_CAPTURED_NODES ?? '8'),
+    capturedNodes: Number(environment.VERIFY_CAPTURED_NODES ?? DEFAULT_CAPTURED_NODES),
   };
 }
 
@@ -109,8 +109,7 @@ async function readStoredTickets(deps: VerifierDependencies): Promise<StoredTick
 async function capture(versionId: string, nodes: VerifyNode[], deps: VerifierDependencies): Promise<VerifierResponse> {
   const stored = await readStoredTickets(deps);
   if (stored?.versionId === versionId) return { action: 'capture', versionId, captured: stored.tickets.length, reused: true };
-  const chosen = new Set(choosePeers(versionId, nodes.map((node) => node.name), deps.settings.capturedNodes, 1));
-  const tickets = (await captureTickets(nodes.filter((node) => chosen.has(node.name)))).map(({ node, version, session }) => ({
+  const tickets = (await captureTickets(captureSources(nodes, versionId, deps.settings.capturedNodes))).map(({ node, version, session }) => ({
     node,
     version,
     session: session.toString('base64'),

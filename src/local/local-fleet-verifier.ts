@@ -1,5 +1,5 @@
 import type { CapturedTicketsMust, FleetVerifier } from '../core/rotation.js';
-import { captureTickets, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+import { captureSources, captureTickets, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 
 /** The verifier run in-process against the local nodes it finds running; captured tickets stay in memory. */
 export class LocalFleetVerifier implements FleetVerifier {
@@ -8,7 +8,7 @@ export class LocalFleetVerifier implements FleetVerifier {
   constructor(private readonly nodes: () => VerifyNode[]) {}
 
   async captureBefore(versionId: string): Promise<void> {
-    if (!this.captured.has(versionId)) this.captured.set(versionId, await captureTickets(this.nodes()));
+    if (!this.captured.has(versionId)) this.captured.set(versionId, await captureTickets(captureSources(this.nodes(), versionId)));
   }
 
   verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust): Promise<VerificationReport> {

@@ -107,6 +107,15 @@ function describeError(error: unknown): { kind: 'unreachable' | 'handshake error
 
 const address = (node: Endpoint): string => `${node.host}:${node.port}`;
 
+/** How many nodes tickets are captured from before a rotation: enough to prove continuity, few enough that offering each to every node stays linear in the fleet's size. */
+export const DEFAULT_CAPTURED_NODES = 8;
+
+/** The nodes to capture tickets from before version `versionId`: all of them, or a sample seeded by the version. */
+export function captureSources(nodes: VerifyNode[], versionId: string, count = DEFAULT_CAPTURED_NODES): VerifyNode[] {
+  const chosen = new Set(choosePeers(versionId, nodes.map((node) => node.name), count, 1));
+  return nodes.filter((node) => chosen.has(node.name));
+}
+
 /** Full handshakes with every node: the tickets to offer after a rotation. */
 export async function captureTickets(nodes: VerifyNode[], options: Pick<VerifyOptions, 'versions' | 'timeoutMs' | 'concurrency'> = {}): Promise<CapturedTicket[]> {
   const versions = options.versions ?? TLS_VERSIONS;
