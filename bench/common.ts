@@ -1,7 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PROJECT_ROOT } from '../src/project-root.js';
 import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
 
@@ -49,4 +50,28 @@ export async function reloadNode(fleet: LocalFleet, node: FleetNode): Promise<vo
   const before = fleet.workerPids(node);
   execFileSync('bash', ['-c', node.reloadCommand], { stdio: 'ignore' });
   await fleet.waitForReload(node, before);
+}
+
+/** The machine's busy and total CPU time so far, in clock ticks, from /proc/stat. */
+function cpuTicks(): { busy: number; total: number } {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((sum, value) => sum + value, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * Waits, up to `maxWaitMs`, for a second in which the machine's CPUs are at least 90% idle:
+ * CPU time per operation rises on a busy machine (shared caches, sibling hyperthreads), so
+ * figures taken right after another benchmark are not comparable. Returns the idle share seen.
+ */
+export async function waitForIdleCpu(maxWaitMs = 120_000): Promise<number> {
+  const deadline = Date.now() + maxWaitMs;
+  for (;;) {
+    const before = cpuTicks();
+    await sleep(1000);
+    const after = cpuTicks();
+    const idle = 1 - (after.busy - before.busy) / Math.max(1, after.total - before.total);
+    if (idle >= 0.9 || Date.now() > deadline) return idle;
+  }
 }

@@ -11,7 +11,7 @@ import { createKeySet, serializeKeySet } from '../src/core/keyset.js';
 import { nodeApplierArgs, runApplier } from '../src/local/applier.js';
 import { startLocalFleet, type CertificateKind, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { handshake, TLS_VERSIONS, type TlsVersion } from '../src/tls/probe.js';
-import { machine, table, writeJson } from './common.js';
+import { machine, table, waitForIdleCpu, writeJson } from './common.js';
 
 const CERTIFICATES: CertificateKind[] = ['ecdsa-p256', 'rsa-2048'];
 const CONCURRENCY = 4;
@@ -78,6 +78,8 @@ export async function handshakeCostBenchmark(argv: string[]): Promise<void> {
   if (!Number.isInteger(count) || count < 100) throw new Error('--handshakes takes a whole number of at least 100 (the CPU clock counts in 10 ms ticks)');
   if (!Number.isInteger(repeats) || repeats < 1 || repeats % 2 === 0) throw new Error('--repeats takes an odd whole number (the median of the repeats is reported)');
   const cells: Cell[] = [];
+  const idleAtStart = await waitForIdleCpu();
+  if (idleAtStart < 0.9) console.error(`handshake-cost: the CPUs were only ${(idleAtStart * 100).toFixed(0)}% idle after 2 minutes of waiting; the figures will be high`);
   for (const certificate of CERTIFICATES) {
     const fleet = await startLocalFleet({ nodeCount: 1, certificate });
     try {
@@ -113,7 +115,7 @@ export async function handshakeCostBenchmark(argv: string[]): Promise<void> {
       ...rows.map((row) => [row.certificate, row.version, row.fullMicros, row.resumedMicros, `${row.ratio.toFixed(1)}x`, row.lostResumptionMicros]),
     ]),
   );
-  console.log(`wrote ${writeJson('handshake-cost.json', { machine: machine(), concurrency: CONCURRENCY, repeats, rows, cells })}`);
+  console.log(`wrote ${writeJson('handshake-cost.json', { machine: machine(), idleAtStart, concurrency: CONCURRENCY, repeats, rows, cells })}`);
   if (notAsAsked.length > 0) {
     console.error(`these cells do not measure what they say: ${notAsAsked.map((cell) => `${cell.certificate} ${cell.version} ${cell.mode}: ${cell.asAsked}/${cell.handshakes} came out ${cell.mode}`).join('; ')}`);
     process.exitCode = 1;
