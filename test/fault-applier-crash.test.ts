@@ -1,5 +1,5 @@
 // Fault matrix: the node applier killed with SIGKILL at each of its steps, then run again.
-// Every command the applier runs goes through a shim that counts it; at the chosen count the
+// Every command the applier runs goes through a shim (its PATH holds nothing else) that counts it; at the chosen count the
 // shim kills the applier's whole process group instead, as an instance losing power, SSM's
 // timeout or the OOM killer would. Then the applier runs again and must heal.
 import { spawn, spawnSync } from 'node:child_process';
@@ -15,8 +15,8 @@ import { applyTo, freshTicket, lineage, resumes } from './helpers.js';
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** Commands the applier may run; a shim is made for each one the system has. */
-const SHIMMED = ['python3', 'bash', 'mktemp', 'cat', 'rm', 'mkdir', 'chmod', 'cp', 'mv', 'dirname', 'basename', 'realpath', 'stat', 'tail', 'tr', 'head', 'readlink'];
+/** Every command the applier runs on the path of an apply. Its PATH holds the shims only, so a command missing here fails the test. */
+const SHIMMED = ['python3', 'bash', 'mktemp', 'cat', 'rm', 'mkdir', 'chmod', 'cp', 'mv', 'dirname', 'basename', 'realpath', 'stat', 'tail', 'tr'];
 
 const SHIM = `#!/bin/bash
 set -euo pipefail
@@ -41,9 +41,7 @@ function makeShims(): string {
   const shim = join(dir, 'crash-shim');
   writeFileSync(shim, SHIM);
   chmodSync(shim, 0o755);
-  for (const command of SHIMMED) {
-    if (spawnSync('bash', ['-c', `command -v ${command}`], { env: { PATH: SYSTEM_PATH } }).status === 0) symlinkSync(shim, join(dir, command));
-  }
+  for (const command of SHIMMED) symlinkSync(shim, join(dir, command));
   return dir;
 }
 
@@ -56,7 +54,7 @@ function runWithCrash(shims: string, args: string[], input: string, crashAt: num
     const child = spawn('/bin/bash', [APPLIER_PATH, ...args], {
       detached: true,
       stdio: ['pipe', 'ignore', 'ignore'],
-      env: { ...process.env, PATH: `${shims}:${SYSTEM_PATH}`, CRASH_AT: String(crashAt), CRASH_COUNTER: counter, CRASH_REAL_PATH: SYSTEM_PATH },
+      env: { ...process.env, PATH: shims, CRASH_AT: String(crashAt), CRASH_COUNTER: counter, CRASH_REAL_PATH: SYSTEM_PATH },
     });
     child.once('error', reject);
     child.once('close', (exitCode, signal) => {
@@ -113,7 +111,6 @@ describe('fault matrix: the applier killed at each step', () => {
 
     const outcomes: string[] = [];
     for (let step = 1; step <= steps; step++) {
-      const from = sets[step] as KeySet;
       const to = sets[step + 1] as KeySet;
       // The peer goes first, as in a rollout; the crashed node then has a generation to catch up.
       expect((await applyTo(fleet, peer, to)).exitCode).toBe(0);
@@ -136,7 +133,6 @@ describe('fault matrix: the applier killed at each step', () => {
       expect(entries.filter((entry) => !entry.startsWith('gen-')), `step ${step}`).toEqual(['.lock', 'active.json', 'ticket-keys.conf']);
       expect((await freshTicket(crashed, 'TLSv1.3')).keyName).toBe(currentKey(to).name);
       expect(await resumeEachOther(crashed, peer), `step ${step}: tickets do not resume after the rerun`).toBe(true);
-      expect(from.generation + 1).toBe(to.generation);
     }
     // Early crashes leave work to do; late ones (after the state file) leave the set applied.
     expect(outcomes).toContain('applied');
