@@ -1,7 +1,8 @@
 // Fault matrix: the node applier killed with SIGKILL at each of its steps, then run again.
-// Every command the applier runs goes through a shim (its PATH holds nothing else) that counts it; at the chosen count the
-// shim kills the applier's whole process group instead, as an instance losing power, SSM's
-// timeout or the OOM killer would. Then the applier runs again and must heal.
+// Every command the applier runs goes through a shim (its PATH holds nothing else) that counts
+// it; at the chosen count the shim kills the applier's whole process group instead, as an
+// instance losing power, SSM's timeout or the OOM killer would. Then the applier runs again
+// and must heal.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
