@@ -30,7 +30,7 @@ import {
 import { AWSCURRENT } from '../src/core/secret-store.js';
 import { FileSecretStore } from '../src/local/file-secret-store.js';
 import { makeMemoryDirectory } from '../src/local/fleet.js';
-import type { VerificationReport } from '../src/verify/verifier.js';
+import type { Failure, VerificationReport } from '../src/verify/verifier.js';
 
 interface ModelNode {
   name: string;
@@ -106,12 +106,30 @@ class ModelFleet implements FleetCommander, FleetVerifier {
   /** What the real verifier checks, on the models: the key every node encrypts with, every pair, the tickets from before. */
   async verify(versionId: string, expectedKey: string): Promise<VerificationReport> {
     const up = this.nodes.filter((node) => node.up);
-    const failures = [
-      ...up.filter((node) => currentKey(node.serving).name !== expectedKey).map((node) => ({ kind: 'wrong key' as const, node: node.name, detail: 'encrypts with another key' })),
-      ...up.flatMap((reader) => up.filter((writer) => !resumesTicketsOf(reader, writer)).map((writer) => ({ kind: 'not resumed' as const, node: reader.name, detail: `refuses ${writer.name}'s tickets` }))),
-      ...up.flatMap((node) => (this.captured.get(versionId) ?? []).filter((key) => !names(node.serving).has(key)).map(() => ({ kind: 'continuity' as const, node: node.name, detail: 'refuses a ticket from before' }))),
+    const captured = this.captured.get(versionId) ?? [];
+    const failures: Failure[] = [
+      ...up.filter((node) => currentKey(node.serving).name !== expectedKey).map((node) => ({ kind: 'wrong key' as const, subject: node.name, detail: `${node.name} encrypts with another key` })),
+      ...up.flatMap((reader) =>
+        up.filter((writer) => !resumesTicketsOf(reader, writer)).map((writer) => ({ kind: 'not resumed' as const, subject: `${writer.name} -> ${reader.name}`, detail: `${reader.name} refuses ${writer.name}'s tickets` })),
+      ),
+      ...up.flatMap((node) => captured.filter((key) => !names(node.serving).has(key)).map(() => ({ kind: 'continuity' as const, subject: node.name, detail: `${node.name} refuses a ticket from before` }))),
     ];
-    return { ok: failures.length === 0, failures } as unknown as VerificationReport;
+    const pairs = up.length * (up.length - 1);
+    const lost = failures.filter((failure) => failure.kind === 'not resumed').length;
+    const continuity = up.length * captured.length;
+    const notContinued = failures.filter((failure) => failure.kind === 'continuity').length;
+    return {
+      ok: failures.length === 0,
+      expectedKey,
+      expectedKeyInferred: false,
+      nodes: [],
+      pairs: { tried: pairs, resumed: pairs - lost },
+      continuity: { tried: continuity, resumed: continuity - notContinued },
+      revocation: { tried: 0, refused: 0 },
+      peersPerNode: up.length - 1,
+      failures,
+      durationMs: 0,
+    };
   }
 
   /** How many generations the most advanced running node is ahead of this one (0 for a node with no managed set). */
@@ -130,7 +148,6 @@ class ModelFleet implements FleetCommander, FleetVerifier {
     }
   }
 }
-
 
 const NODES = 3;
 const STEPS = [createPending, applyPending, testPending, finishPending] as const;
