@@ -87,7 +87,7 @@ const DAMAGES: Damage[] = [
 
 describe('fault matrix: a node with damaged files on disk', () => {
   let fleet: LocalFleet;
-  const sets = lineage(DAMAGES.length + 2);
+  const [set, newer] = lineage(2) as [KeySet, KeySet];
 
   beforeAll(async () => {
     fleet = await startLocalFleet({ nodeCount: 2 });
@@ -99,9 +99,9 @@ describe('fault matrix: a node with damaged files on disk', () => {
   it(`keeps serving through ${DAMAGES.length} kinds of damage, names them, and heals when the current set is applied again`, async () => {
     const [damaged, peer] = fleet.nodes as [FleetNode, FleetNode];
     const healed: string[] = [];
-    for (const [index, { what, damage, status }] of DAMAGES.entries()) {
-      const set = sets[index] as KeySet;
-      for (const node of fleet.nodes) expect((await applyTo(fleet, node, set)).exitCode, what).toBe(0);
+    for (const node of fleet.nodes) expect((await applyTo(fleet, node, set)).exitCode).toBe(0);
+    // One set throughout: each heal must bring the node back to it, ready for the next damage.
+    for (const { what, damage, status } of DAMAGES) {
       const generationDir = (JSON.parse(readFileSync(stateFile(damaged), 'utf8')) as { dir: string }).dir;
 
       damage(damaged, generationDir, fleet.memoryDir);
@@ -135,18 +135,17 @@ describe('fault matrix: a node with damaged files on disk', () => {
 
   it('refuses a state file that claims a newer generation, changing nothing, and says how to go back on purpose', async () => {
     const [damaged] = fleet.nodes as [FleetNode];
-    const set = sets[sets.length - 1] as KeySet;
-    expect((await applyTo(fleet, damaged, set)).exitCode).toBe(0);
+    expect((await applyTo(fleet, damaged, newer)).exitCode).toBe(0);
     const state = JSON.parse(readFileSync(stateFile(damaged), 'utf8')) as { generation: number };
     writeFileSync(stateFile(damaged), JSON.stringify({ ...state, generation: state.generation + 5 }));
     const before = readdirSync(damaged.keyDir).sort();
-    const refused = await applyTo(fleet, damaged, set);
+    const refused = await applyTo(fleet, damaged, newer);
     expect(refused.exitCode).toBe(4);
     expect(refused.summary.error).toMatch(/older than the active generation .*nothing changed; pass --allow-downgrade/);
     expect(readdirSync(damaged.keyDir).sort()).toEqual(before);
-    expect((await freshTicket(damaged, 'TLSv1.3')).keyName).toBe(currentKey(set).name);
-    const repaired = await applyTo(fleet, damaged, set, ['--allow-downgrade']);
+    expect((await freshTicket(damaged, 'TLSv1.3')).keyName).toBe(currentKey(newer).name);
+    const repaired = await applyTo(fleet, damaged, newer, ['--allow-downgrade']);
     expect(repaired.exitCode).toBe(0);
-    expect((await runApplier([...nodeApplierArgs(damaged), '--status'])).summary).toMatchObject({ action: 'active', generation: set.generation });
+    expect((await runApplier([...nodeApplierArgs(damaged), '--status'])).summary).toMatchObject({ action: 'active', generation: newer.generation });
   });
 });
