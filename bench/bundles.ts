@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
-import { machine, RESULTS_DIR, table, writeJson } from './common.js';
+import { machine, median, RESULTS_DIR, table, writeJson } from './common.js';
 
 interface LambdaResource {
   Type: string;
@@ -16,7 +16,6 @@ interface LambdaResource {
     Code?: { S3Key?: unknown }; Runtime?: string; Architectures?: string[]; Environment?: { Variables?: Record<string, unknown> } };
 }
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
 export async function bundlesBenchmark(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { imports: { type: 'string', default: '7' } } });

@@ -11,7 +11,7 @@ import { createKeySet, serializeKeySet } from '../src/core/keyset.js';
 import { nodeApplierArgs, runApplier } from '../src/local/applier.js';
 import { startLocalFleet, type CertificateKind, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { handshake, TLS_VERSIONS, type TlsVersion } from '../src/tls/probe.js';
-import { machine, table, waitForIdleCpu, writeJson } from './common.js';
+import { machine, median, table, waitForIdleCpu, writeJson } from './common.js';
 
 const CERTIFICATES: CertificateKind[] = ['ecdsa-p256', 'rsa-2048'];
 const CONCURRENCY = 4;
@@ -68,8 +68,6 @@ async function measure(fleet: LocalFleet, node: FleetNode, certificate: Certific
   const serverCpuMs = workers.reduce((sum, pid) => sum + cpuMs(pid), 0) - before;
   return { certificate, version, mode, handshakes: count, asAsked, serverCpuMs, serverCpuMicrosPerHandshake: Math.round((serverCpuMs * 1000) / count) };
 }
-
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
 
 export async function handshakeCostBenchmark(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { handshakes: { type: 'string', default: '2000' }, repeats: { type: 'string', default: '3' } } });

@@ -12,7 +12,7 @@ import { FileSecretStore } from '../src/local/file-secret-store.js';
 import { startLocalFleet } from '../src/local/fleet.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
-import { machine, table, writeJson } from './common.js';
+import { machine, median, table, writeJson } from './common.js';
 
 /** Run Command's default MaxConcurrency: the nodes one rotation drives at once. */
 const SSM_DEFAULT_MAX_CONCURRENCY = 50;
@@ -28,12 +28,6 @@ interface SizeResult {
   verifierHandshakes: number;
   ok: boolean;
 }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-};
 
 /** Least-squares line through (x, y): the cost of one more node, and how well a line fits. */
 function linearFit(points: { x: number; y: number }[]): { perUnit: number; intercept: number; r2: number } {

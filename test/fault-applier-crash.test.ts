@@ -4,7 +4,7 @@
 // instance losing power, SSM's timeout or the OOM killer would. Then the applier runs again
 // and must heal.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -59,7 +59,7 @@ function runWithCrash(shims: string, args: string[], input: string, crashAt: num
     });
     child.once('error', reject);
     child.once('close', (exitCode, signal) => {
-      const calls = Number(spawnSync('cat', [counter], { encoding: 'utf8' }).stdout.trim());
+      const calls = Number(readFileSync(counter, 'utf8').trim());
       resolve({ signal, exitCode, calls });
     });
     child.stdin.on('error', () => undefined);
