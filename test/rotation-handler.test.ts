@@ -4,13 +4,14 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { ListCommandsCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AWS_CLIENT_CONFIG, VERIFIER_INVOKE_CLIENT_CONFIG, VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
 import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
 import { FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
 import { captureStdout, expectNoMaterial } from './helpers.js';
+import { lambdaContext, type TestLambdaContext } from './lambda-context.js';
 
 const ENVIRONMENT = {
   KEY_LENGTH: '80',
@@ -26,9 +27,10 @@ const ENVIRONMENT = {
   AWS_REGION: 'eu-west-1',
 };
 const STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const;
-const context = { getRemainingTimeInMillis: () => 900_000 };
+/** The rotation function's timeout in the stack: each step is one invocation with the whole of it. */
+const ROTATION_TIMEOUT_SECONDS = 900;
 
-type Handler = (event: RotationEvent, context: { getRemainingTimeInMillis(): number }) => Promise<void>;
+type Handler = (event: RotationEvent, context: TestLambdaContext) => Promise<void>;
 
 describe('the rotation function handler (AWS mocked)', () => {
   let handler: Handler;
@@ -67,7 +69,7 @@ describe('the rotation function handler (AWS mocked)', () => {
     }
   });
 
-  const step = (Step: string, token: string) => handler({ Step, SecretId: secret.arn, ClientRequestToken: token }, context);
+  const step = (Step: string, token: string) => handler({ Step, SecretId: secret.arn, ClientRequestToken: token }, lambdaContext(ROTATION_TIMEOUT_SECONDS));
   const rotate = async (token = secret.startRotation()): Promise<string> => {
     for (const name of STEPS) await step(name, token);
     return token;
@@ -122,6 +124,29 @@ describe('the rotation function handler (AWS mocked)', () => {
       { versionId: second, expectedKey: current.keys[0]!.name, captured: 'resume' },
     ]);
     expect(logs[6]).toMatchObject({ step: 'testSecret', pairsTried: 12, pairsResumed: 12, continuityTried: 6, continuityResumed: 6 });
+  });
+
+  it('waits for the nodes until its own invocation is about to time out, not half-way', async () => {
+    await rotate();
+    const token = secret.startRotation();
+    await step('createSecret', token);
+    // Run Command never finishes: some node keeps the command running.
+    mocks.ssm.on(ListCommandsCommand).callsFake((input) => ({ Commands: [{ CommandId: input.CommandId, Status: 'InProgress', TargetCount: 3, CompletedCount: 2 }] }));
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    try {
+      const started = Date.now();
+      let settled = false;
+      const setSecret = step('setSecret', token).finally(() => (settled = true));
+      setSecret.catch(() => undefined);
+      while (!settled) await vi.advanceTimersByTimeAsync(1_000);
+      const waited = Date.now() - started;
+      expect(await failure(setSecret)).toMatch(/had not finished before the function's deadline \(2\/3 done\)/);
+      // The step keeps 30 s to log and return, and stops polling within one poll of that.
+      expect(waited).toBeGreaterThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 - 3) * 1000);
+      expect(waited).toBeLessThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 + 3) * 1000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('fails testSecret, and so the rotation, on any verifier finding; nothing is promoted', async () => {
@@ -268,7 +293,7 @@ async function createSecretStep(secret: FakeSecret, token: string, client: Secre
   const metrics = new Metrics({ namespace: 'Test', serviceName: 'test' });
   vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
   try {
-    await runRotationStep({ Step: 'createSecret', SecretId: secret.arn, ClientRequestToken: token }, context, {
+    await runRotationStep({ Step: 'createSecret', SecretId: secret.arn, ClientRequestToken: token }, lambdaContext(ROTATION_TIMEOUT_SECONDS), {
       secrets: client,
       ssm: new SSMClient({}),
       lambda: new LambdaClient({}),

@@ -12,7 +12,7 @@ const settings = (overrides: Partial<SsmFleetSettings> = {}): SsmFleetSettings =
   maxConcurrency: '50',
   maxErrors: '0',
   outputLogGroup: 'out',
-  deadline: () => Date.now() + 60_000,
+  deadline: Date.now() + 60_000,
   pollIntervalMs: 5,
   ...overrides,
 });
@@ -68,7 +68,7 @@ describe('SSM fleet commander', () => {
   it('gives up at the deadline, saying how far the command got', async () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-3' } });
     ssm.on(ListCommandsCommand).resolves({ Commands: [{ Status: 'InProgress', TargetCount: 4, CompletedCount: 3 }] });
-    await expect(new SsmFleetCommander(new SSMClient({}), settings({ deadline: () => Date.now() - 1 })).apply('v-3')).rejects.toThrow(
+    await expect(new SsmFleetCommander(new SSMClient({}), settings({ deadline: Date.now() - 1 })).apply('v-3')).rejects.toThrow(
       /SSM command c-3 to instances tagged TicketKeyFleet=edge had not finished before the function's deadline \(3\/4 done\)/,
     );
   });

@@ -121,6 +121,8 @@ function describeKeySet(keySet: KeySet | undefined): Record<string, unknown> {
  */
 export async function runRotationStep(event: RotationEvent, context: LambdaContext, deps: RotationDependencies): Promise<void> {
   const started = Date.now();
+  // The remaining time falls as the step runs: read it once, at the start.
+  const deadline = started + context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS;
   const { logger, metrics, settings } = deps;
   const { Step: step, SecretId: secretId, ClientRequestToken: token } = event;
   const store = new SecretsManagerStore(deps.secrets, secretId);
@@ -136,7 +138,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
       maxConcurrency: settings.maxConcurrency,
       maxErrors: settings.maxErrors,
       outputLogGroup: settings.outputLogGroup,
-      deadline: () => started + context.getRemainingTimeInMillis() - DEADLINE_MARGIN_MS,
+      deadline,
       ...(deps.pollIntervalMs !== undefined ? { pollIntervalMs: deps.pollIntervalMs } : {}),
     }),
   };

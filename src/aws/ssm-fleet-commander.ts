@@ -5,7 +5,6 @@ import {
   type CommandInvocation,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { resultFromSummary, statusFromSummary, type ApplierSummary } from '../core/applier-summary.js';
 import { RotationError, type FleetCommander, type NodeResult, type NodeStatus } from '../core/rotation.js';
 
@@ -19,7 +18,7 @@ export interface SsmFleetSettings {
   maxErrors: string;
   outputLogGroup: string;
   /** Stop waiting for nodes at this time (epoch milliseconds): the Lambda's own deadline, less a margin. */
-  deadline: () => number;
+  deadline: number;
   pollIntervalMs?: number;
 }
 
@@ -105,13 +104,13 @@ export class SsmFleetCommander implements FleetCommander {
         }
         return invocations;
       }
-      if (Date.now() > settings.deadline()) {
+      if (Date.now() > settings.deadline) {
         throw new RotationError(
           `SSM command ${commandId} to ${target} had not finished before the function's deadline ` +
             `(${command?.CompletedCount ?? 0}/${command?.TargetCount ?? '?'} done): raise maxConcurrency or look for stuck nodes`,
         );
       }
-      await sleep(settings.pollIntervalMs ?? 2000);
+      await new Promise((resolve) => setTimeout(resolve, settings.pollIntervalMs ?? 2000));
     }
   }
 }
