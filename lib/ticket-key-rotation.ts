@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Aws, CfnOutput, Duration, SecretValue, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Aws, CfnOutput, Duration, SecretValue, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -205,6 +205,7 @@ export class TicketKeyRotation extends Construct {
       rotateImmediatelyOnUpdate: true,
     });
     if (!nativeSchedule) this.scheduleFrequentRotation(rotationInterval);
+    this.limitRotationInvokeToThisAccount();
 
     new ssm.CfnAssociation(this, 'Convergence', {
       name: this.document.ref,
@@ -216,6 +217,7 @@ export class TicketKeyRotation extends Construct {
       maxErrors: '100%',
     });
 
+    const commandOutputGroupArn = Stack.of(this).formatArn({ service: 'logs', resource: 'log-group', resourceName: this.commandOutput.logGroupName, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
     this.nodePolicy = new iam.ManagedPolicy(this, 'NodePolicy', {
       description: 'Attach to the fleet nodes\' instance role: read the ticket key set and write command output',
       statements: [
@@ -225,12 +227,19 @@ export class TicketKeyRotation extends Construct {
           resources: [this.key.keyArn],
           conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` } },
         }),
+        // The SSM agent creates the output group itself before it streams, and streams nothing
+        // if that fails with anything but "already exists":
+        // https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-rc-setting-up-cwlogs.html
         new iam.PolicyStatement({
-          actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
-          resources: [this.commandOutput.logGroupArn],
+          actions: ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents'],
+          resources: [commandOutputGroupArn, this.commandOutput.logGroupArn],
         }),
+        new iam.PolicyStatement({ actions: ['logs:DescribeLogGroups'], resources: ['*'] }),
       ],
     });
+    NagSuppressions.addResourceSuppressions(this.nodePolicy, [
+      { id: 'AwsSolutions-IAM5', reason: 'logs:DescribeLogGroups has no resource-level permissions; the stream actions are limited to the command output group\'s own streams', appliesTo: ['Resource::*', `Resource::<${Stack.of(this).getLogicalId(this.commandOutput.node.defaultChild as logs.CfnLogGroup)}.Arn>`] },
+    ]);
 
     this.saveAuditQueries();
     this.scheduleCanary(props.canarySchedule ?? 'rate(5 minutes)');
@@ -353,6 +362,20 @@ export class TicketKeyRotation extends Construct {
     const topicKey = new kms.Key(this, 'AlarmTopicKey', { enableKeyRotation: true, description: 'Encrypts the ticket key alarm notifications' });
     topicKey.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
     const topic = new sns.Topic(this, 'AlarmTopic', { masterKey: topicKey, enforceSSL: true, displayName: 'TLS ticket key rotation alarms' });
+    // The topic's policy replaces SNS's default one, so with only enforceSSL's Deny in it nothing
+    // could publish: allow this account's alarms, and nothing else.
+    topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowThisAccountsAlarms',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [topic.topicArn],
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+          ArnLike: { 'aws:SourceArn': Stack.of(this).formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
+        },
+      }),
+    );
     if (email !== undefined) topic.addSubscription(new snsSubscriptions.EmailSubscription(email));
     const action = new cloudwatchActions.SnsAction(topic);
     const alarms = [
@@ -458,6 +481,11 @@ export class TicketKeyRotation extends Construct {
     if (interval.toSeconds() % 60 !== 0) {
       throw new Error(`rotation interval ${interval.toHumanString()} must be a whole number of minutes`);
     }
+    const role = new iam.Role(this, 'FrequentRotationRole', { assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'), description: 'Starts ticket key rotations' });
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:RotateSecret'], resources: [this.secret.secretArn] }));
+    // RotateSecret's caller "also need[s] lambda:InvokeFunction permissions on the rotation function":
+    // https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotateSecret.html
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.rotationFunction.functionArn] }));
     new scheduler.Schedule(this, 'FrequentRotation', {
       description: 'Starts a rotation more often than Secrets Manager\'s own 4-hour minimum allows',
       schedule: scheduler.ScheduleExpression.rate(interval),
@@ -465,9 +493,19 @@ export class TicketKeyRotation extends Construct {
         service: 'secretsmanager',
         action: 'rotateSecret',
         input: scheduler.ScheduleTargetInput.fromObject({ SecretId: this.secret.secretArn }),
-        policyStatements: [new iam.PolicyStatement({ actions: ['secretsmanager:RotateSecret'], resources: [this.secret.secretArn] })],
+        role,
       }),
     });
+  }
+
+  /** Secrets Manager may invoke the rotation function for this account's secrets only (confused deputy). */
+  private limitRotationInvokeToThisAccount(): void {
+    const permissions = this.rotationFunction.node.children.filter(
+      (child): child is lambda.CfnPermission => child instanceof lambda.CfnPermission && child.principal === 'secretsmanager.amazonaws.com',
+    );
+    const [permission] = permissions;
+    if (permission === undefined || permissions.length !== 1) throw new Error(`expected the rotation schedule to grant Secrets Manager one invoke permission, found ${permissions.length}`);
+    permission.sourceAccount = Aws.ACCOUNT_ID;
   }
 
   private saveAuditQueries(): void {
