@@ -16,7 +16,8 @@ export interface NodeApplierSettings {
 }
 
 export const SECRET_ARN_PATTERN = '^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$';
-export const VERSION_ID_PATTERN = '^([A-Za-z0-9-]{32,64})?$';
+/** Version ids: UUIDs from RotateSecret, or the Scheduler's tokens, which hold a time (colons). */
+export const VERSION_ID_PATTERN = '^([A-Za-z0-9:-]{32,64})?$';
 const HEREDOC_END = 'APPLY_TICKET_KEYS_SCRIPT';
 /** The document's own exit code when the node cannot fetch the key set: above the applier's codes. */
 export const FETCH_FAILED_EXIT = 10;

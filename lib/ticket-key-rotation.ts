@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ArnFormat, Aws, CfnOutput, Duration, SecretValue, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Aws, Duration, SecretValue, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -47,6 +47,16 @@ export const FLAVOR_DEFAULTS: Record<ServerFlavor, { includeFileName: string; te
 
 /** Secrets Manager's own schedule runs no more often than every 4 hours. */
 const NATIVE_MIN_INTERVAL = Duration.hours(4);
+/**
+ * Secrets Manager's own schedule while EventBridge Scheduler starts the rotations: its longest.
+ * Removing the schedule instead would not stop it (aws-cdk#27460), and with AutomaticallyAfterDays
+ * "Secrets Manager calculates the next rotation date based on the previous rotation"
+ * (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotationRulesType.html),
+ * so the Scheduler's far more frequent rotations keep pushing it back: it never starts one.
+ */
+const SCHEDULER_ROTATION_NATIVE_INTERVAL = Duration.days(1000);
+/** With a scheduled time (2026-11-25T18:00:00Z) it makes a token of 39 characters: Secrets Manager wants 32 to 64. */
+export const SCHEDULED_ROTATION_TOKEN_PREFIX = 'scheduled-rotation-';
 
 export interface TicketKeyRotationProps {
   /** The EC2 tag that selects the fleet's nodes. */
@@ -119,6 +129,8 @@ export class TicketKeyRotation extends Construct {
   readonly verifierFunction: nodejs.NodejsFunction;
   readonly verifierSecurityGroup?: ec2.ISecurityGroup;
   readonly alarmTopic: sns.Topic;
+  /** Applies AWSCURRENT on every tagged node on a schedule, and at once on a newly tagged one. */
+  readonly convergence: ssm.CfnAssociation;
 
   constructor(scope: Construct, id: string, props: TicketKeyRotationProps) {
     super(scope, id);
@@ -198,16 +210,25 @@ export class TicketKeyRotation extends Construct {
     this.grantRotation(rotationRole, documentArn, props.targetTagKey, props.targetTagValue);
 
     const nativeSchedule = rotationInterval.toMilliseconds() >= NATIVE_MIN_INTERVAL.toMilliseconds() && rotationInterval.toSeconds() % 3600 === 0;
-    this.secret.addRotationSchedule('Rotation', {
+    const rotationSchedule = this.secret.addRotationSchedule('Rotation', {
       rotationLambda: this.rotationFunction,
       // Duration 0 leaves rotation configured ("Rotate secret immediately" works) with no schedule of its own.
-      automaticallyAfter: nativeSchedule ? rotationInterval : Duration.days(0),
-      rotateImmediatelyOnUpdate: true,
+      automaticallyAfter: nativeSchedule ? rotationInterval : SCHEDULER_ROTATION_NATIVE_INTERVAL,
+      // At deploy no node can take keys yet (the node policy and the onboarding document come
+      // from this stack): Secrets Manager only tests the configuration, and the operator starts
+      // the first rotation once the nodes are onboarded.
+      rotateImmediatelyOnUpdate: false,
     });
-    if (!nativeSchedule) this.scheduleFrequentRotation(rotationInterval);
+    if (!nativeSchedule) {
+      // As days counted from the previous rotation, not the rate() that CDK writes.
+      const schedule = rotationSchedule.node.defaultChild as secretsmanager.CfnRotationSchedule;
+      schedule.addPropertyDeletionOverride('RotationRules.ScheduleExpression');
+      schedule.addPropertyOverride('RotationRules.AutomaticallyAfterDays', SCHEDULER_ROTATION_NATIVE_INTERVAL.toDays());
+      this.scheduleFrequentRotation(rotationInterval);
+    }
     this.limitRotationInvokeToThisAccount();
 
-    new ssm.CfnAssociation(this, 'Convergence', {
+    this.convergence = new ssm.CfnAssociation(this, 'Convergence', {
       name: this.document.ref,
       targets: [{ key: `tag:${props.targetTagKey}`, values: [props.targetTagValue] }],
       parameters: { SecretId: [this.secret.secretArn] },
@@ -245,18 +266,6 @@ export class TicketKeyRotation extends Construct {
     this.scheduleCanary(props.canarySchedule ?? 'rate(5 minutes)');
     this.alarmTopic = this.createAlarms(props.alarmEmail);
     this.createDashboard();
-    new CfnOutput(this, 'SecretArn', { value: this.secret.secretArn, description: 'The key set secret' });
-    new CfnOutput(this, 'NodePolicyArn', { value: this.nodePolicy.managedPolicyArn, description: 'Attach to the nodes\' instance role' });
-    new CfnOutput(this, 'DocumentName', { value: this.document.ref, description: 'SSM document that applies a key set on a node' });
-    new CfnOutput(this, 'OnboardingDocumentName', { value: this.onboardingDocument.ref, description: 'SSM document to run once on each node before its first rotation' });
-    new CfnOutput(this, 'VerifierFunctionName', { value: this.verifierFunction.functionName, description: 'Invoke with {"action":"canary"} to verify the fleet now' });
-    if (this.verifierSecurityGroup) {
-      new CfnOutput(this, 'VerifierSecurityGroupId', {
-        value: this.verifierSecurityGroup.securityGroupId,
-        description: 'Allow TLS from this security group in the nodes\' security group',
-      });
-    }
-    new CfnOutput(this, 'RotationLogGroup', { value: this.rotationLogs.logGroupName, description: 'One JSON line per rotation step' });
   }
 
   private createVerifier(props: TicketKeyRotationProps, retention: logs.RetentionDays): { fn: nodejs.NodejsFunction; securityGroup?: ec2.SecurityGroup } {
@@ -417,7 +426,8 @@ export class TicketKeyRotation extends Construct {
   }
 
   private createDashboard(): void {
-    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${Stack.of(this).stackName}-ticket-keys` });
+    // Dashboard names are global to the account: the region keeps two regions' stacks apart.
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${Stack.of(this).stackName}-ticket-keys-${Aws.REGION}` });
     const graph = (title: string, metrics: cloudwatch.IMetric[]) => new cloudwatch.GraphWidget({ title, left: metrics, width: 12 });
     dashboard.addWidgets(
       graph('Rotations', [this.metric('RotationsSucceeded', 'Sum'), this.metric('RotationsFailed', 'Sum')]),
@@ -492,8 +502,16 @@ export class TicketKeyRotation extends Construct {
       target: new schedulerTargets.Universal({
         service: 'secretsmanager',
         action: 'rotateSecret',
-        input: scheduler.ScheduleTargetInput.fromObject({ SecretId: this.secret.secretArn }),
+        // A raw RotateSecret request must carry its own ClientRequestToken (only the SDKs and
+        // the CLI make one up). The scheduled time makes it the same for every retry of one start.
+        input: scheduler.ScheduleTargetInput.fromObject({
+          SecretId: this.secret.secretArn,
+          ClientRequestToken: `${SCHEDULED_ROTATION_TOKEN_PREFIX}${scheduler.ContextAttribute.scheduledTime}`,
+        }),
         role,
+        // A start that keeps failing is left to the next one.
+        retryAttempts: 3,
+        maxEventAge: Duration.minutes(Math.min(60, interval.toMinutes())),
       }),
     });
   }

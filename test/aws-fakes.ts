@@ -211,3 +211,37 @@ export function mockAws(
   }));
   return { secrets, ssm, lambda };
 }
+
+/** What Secrets Manager puts in the version it labels AWSPENDING for a configuration test: AWS does not say. */
+export type ConfigurationTestValue = 'none' | 'a copy of AWSCURRENT';
+
+/**
+ * What Secrets Manager does when CloudFormation creates or updates an
+ * AWS::SecretsManager::RotationSchedule. With RotateImmediatelyOnUpdate (the default) it rotates
+ * at once, running every step. Without it, "Secrets Manager tests the rotation configuration by
+ * running the testSecret step of the Lambda rotation function. The test creates an AWSPENDING
+ * version of the secret and then removes it."
+ * https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-secretsmanager-rotationschedule.html
+ * https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotateSecret.html (RotateImmediately)
+ * Whether that version holds a value is not documented: `pendingValue` picks one, and tests run both.
+ * A step that throws fails the deployment of the schedule.
+ */
+export async function deployRotationSchedule(
+  schedule: { RotateImmediatelyOnUpdate?: boolean },
+  secret: FakeSecret,
+  invoke: (step: string, token: string) => Promise<void>,
+  pendingValue: ConfigurationTestValue = 'none',
+): Promise<void> {
+  const token = secret.startRotation();
+  if (schedule.RotateImmediatelyOnUpdate ?? true) {
+    for (const step of ['createSecret', 'setSecret', 'testSecret', 'finishSecret']) await invoke(step, token);
+    return;
+  }
+  if (pendingValue === 'a copy of AWSCURRENT') secret.values.set(token, secret.get({ VersionStage: 'AWSCURRENT' }).SecretString);
+  try {
+    await invoke('testSecret', token);
+  } finally {
+    secret.update({ VersionStage: 'AWSPENDING', RemoveFromVersionId: token });
+    secret.values.delete(token);
+  }
+}

@@ -5,11 +5,14 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { ListCommandsCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AWS_CLIENT_CONFIG, VERIFIER_INVOKE_CLIENT_CONFIG, VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
 import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
-import { FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
+import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
+import { deployRotationSchedule, FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
 import { captureStdout, expectNoMaterial } from './helpers.js';
 import { lambdaContext, type TestLambdaContext } from './lambda-context.js';
 
@@ -31,6 +34,15 @@ const STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as con
 const ROTATION_TIMEOUT_SECONDS = 900;
 
 type Handler = (event: RotationEvent, context: TestLambdaContext) => Promise<void>;
+
+let synthesized: Template | undefined;
+/** The properties of one resource of the stack as `cdk deploy` would create it with cdk.json's defaults. */
+function synthesizedResource(type: string, prefix: string): Record<string, unknown> {
+  synthesized ??= Template.fromStack(new TicketKeyRotationStack(new App(), 'TicketKeyRotation', { rotation: { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' } }));
+  const matches = Object.entries(synthesized.findResources(type)).filter(([id]) => id.startsWith(prefix));
+  expect(matches).toHaveLength(1);
+  return (matches[0]![1] as { Properties: Record<string, unknown> }).Properties;
+}
 
 describe('the rotation function handler (AWS mocked)', () => {
   let handler: Handler;
@@ -147,6 +159,35 @@ describe('the rotation function handler (AWS mocked)', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  for (const pendingValue of ['none', 'a copy of AWSCURRENT'] as const) {
+    it(`a first deploy ends with no failed step and no node touched, though no node can take keys yet (configuration test version: ${pendingValue})`, async () => {
+      // At deploy the nodes have neither the node policy nor the onboarding: every apply would fail.
+      for (const node of fleet.nodes) node.failWith = 'could not fetch the key set from Secrets Manager: attach the stack\'s node policy';
+      const schedule = synthesizedResource('AWS::SecretsManager::RotationSchedule', 'TicketKeysKeySetRotation');
+      await deployRotationSchedule(schedule, secret, step, pendingValue);
+      expect(fleet.commands).toEqual([]);
+      expect(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString).toBe(EMPTY_KEY_SET_PLACEHOLDER);
+      expect(secret.holder('AWSPENDING')).toBeUndefined();
+      expect(stepLogs().map((log) => [log.step, log.kind, log.outcome])).toEqual([['testSecret', 'configuration test', 'succeeded']]);
+      expect(metricNames()).not.toContain('RotationsFailed');
+      // Once the nodes are onboarded, the first rotation writes generation 1 everywhere.
+      for (const node of fleet.nodes) delete node.failWith;
+      await rotate();
+      expect(fleet.nodes.map((node) => node.generation)).toEqual([1, 1, 1]);
+    });
+  }
+
+  it('a configuration test still refuses a malformed AWSCURRENT', async () => {
+    secret = new FakeSecret('{"format":"tls-ticket-keyset"');
+    mocks.secrets.restore();
+    mocks.ssm.restore();
+    mocks.lambda.restore();
+    mocks = mockAws(secret, fleet, verifier);
+    const message = await failure(deployRotationSchedule({ RotateImmediatelyOnUpdate: false }, secret, step));
+    expect(message).toMatch(/^testSecret failed: the AWSCURRENT key set \(version .*\) is malformed/);
+    expect(fleet.commands).toEqual([]);
   });
 
   it('fails testSecret, and so the rotation, on any verifier finding; nothing is promoted', async () => {

@@ -11,7 +11,8 @@ import { propsFromContext } from '../lib/settings.js';
 import { ONBOARDING_PATH } from '../src/local/applier.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
-import { SECRET_ARN_PATTERN } from '../lib/node-applier-document.js';
+import { SECRET_ARN_PATTERN, VERSION_ID_PATTERN } from '../lib/node-applier-document.js';
+import { REGION, ResolvedTemplate } from './template-resolver.js';
 
 const FLEET = { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' };
 
@@ -28,6 +29,34 @@ function resource(template: Template, type: string, name: string): Record<string
   const matches = Object.entries(template.findResources(type)).filter(([id]) => id.startsWith(`TicketKeys${name}`));
   expect(matches.map(([id]) => id), `${type} ${name}`).toHaveLength(1);
   return (matches[0]![1] as { Properties: Record<string, unknown> }).Properties;
+}
+
+/**
+ * What starts rotations after CloudFormation deploys `templates` one after another. Secrets
+ * Manager's own schedule follows RotationSchedule's RotationRules, but removing them leaves the
+ * schedule running (https://github.com/aws/aws-cdk/issues/27460; CloudFormation: "the previously
+ * scheduled rotation might still occur",
+ * https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-secretsmanager-rotationschedule-rotationrules.html).
+ * With AutomaticallyAfterDays the next date counts from the previous rotation
+ * (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotationRulesType.html),
+ * so a Scheduler that rotates more often keeps it from ever firing. A Scheduler schedule starts
+ * rotations while its resource exists.
+ */
+function rotationStartsAfter(templates: Template[]): string[] {
+  let rules: { ScheduleExpression?: string; AutomaticallyAfterDays?: number } | undefined;
+  let scheduler: string | undefined;
+  for (const template of templates) {
+    const [schedule] = Object.values(template.findResources('AWS::SecretsManager::RotationSchedule')) as { Properties: { RotationRules?: typeof rules } }[];
+    rules = schedule!.Properties.RotationRules ?? rules;
+    const starters = Object.values(template.findResources('AWS::Scheduler::Schedule')) as { Properties: { ScheduleExpression: string; Target: { Arn: unknown } } }[];
+    scheduler = starters.find((starter) => JSON.stringify(starter.Properties.Target.Arn).includes(':aws-sdk:secretsmanager:rotateSecret'))?.Properties.ScheduleExpression;
+  }
+  const starts: string[] = [];
+  const schedulerSeconds = scheduler === undefined ? Infinity : Number(/rate\((\d+) minutes\)/.exec(scheduler)![1]) * 60;
+  if (rules?.ScheduleExpression !== undefined) starts.push(`Secrets Manager ${rules.ScheduleExpression}`);
+  else if (rules?.AutomaticallyAfterDays !== undefined && rules.AutomaticallyAfterDays * 86_400 <= schedulerSeconds) starts.push(`Secrets Manager every ${rules.AutomaticallyAfterDays} days`);
+  if (scheduler !== undefined) starts.push(`Scheduler ${scheduler}`);
+  return starts;
 }
 
 describe('the CDK stack', () => {
@@ -48,24 +77,53 @@ describe('the CDK stack', () => {
     expect(json).not.toMatch(/GenerateSecretString/);
   });
 
-  it('rotates with its function on Secrets Manager\'s schedule, immediately at deploy too', () => {
+  it('rotates with its function on Secrets Manager\'s schedule; at deploy Secrets Manager only tests the configuration', () => {
     template.hasResourceProperties('AWS::SecretsManager::RotationSchedule', {
       RotationLambdaARN: { 'Fn::GetAtt': [Match.stringLikeRegexp('RotationFunction'), 'Arn'] },
       RotationRules: { ScheduleExpression: 'rate(12 hours)' },
-      RotateImmediatelyOnUpdate: true,
+      RotateImmediatelyOnUpdate: false,
     });
     expect(JSON.stringify(template.findResources('AWS::Scheduler::Schedule'))).not.toContain('rotateSecret');
   });
 
-  it('schedules RotateSecret with EventBridge Scheduler when the interval is under 4 hours', () => {
+  it('schedules RotateSecret with EventBridge Scheduler when the interval is under 4 hours, with a token of its own for each start', () => {
     const frequent = synth({ rotationInterval: Duration.minutes(90), ticketLifetime: Duration.hours(3) }).template;
-    const schedule = resource(frequent, 'AWS::Scheduler::Schedule', 'FrequentRotation');
+    const schedule = resource(frequent, 'AWS::Scheduler::Schedule', 'FrequentRotation') as { ScheduleExpression: string; Target: { Arn: unknown; Input: unknown; RetryPolicy: unknown } };
     expect(schedule.ScheduleExpression).toBe('rate(90 minutes)');
-    expect(JSON.stringify((schedule.Target as { Arn: unknown }).Arn)).toContain(':aws-sdk:secretsmanager:rotateSecret');
-    expect(JSON.stringify((schedule.Target as { Input: unknown }).Input)).toContain('SecretId');
-    const rotation = resource(frequent, 'AWS::SecretsManager::RotationSchedule', 'KeySetRotation');
-    expect(rotation.RotationRules).toBeUndefined();
-    expect(JSON.stringify(frequent.findResources('AWS::IAM::Policy'))).toMatch(/secretsmanager:RotateSecret/);
+    expect(JSON.stringify(schedule.Target.Arn)).toContain(':aws-sdk:secretsmanager:rotateSecret');
+    const input = JSON.parse(new ResolvedTemplate(frequent.toJSON() as never).resolve(schedule.Target.Input) as string) as Record<string, string>;
+    expect(Object.keys(input).sort()).toEqual(['ClientRequestToken', 'SecretId']);
+    // The Scheduler puts the start's time in place of its context attribute:
+    // https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-schedule-context-attributes.html
+    const token = input.ClientRequestToken!.replace('<aws.scheduler.scheduled-time>', '2026-11-25T18:00:00Z');
+    expect(token).toBe('scheduled-rotation-2026-11-25T18:00:00Z');
+    // RotateSecret's ClientRequestToken: 32 to 64 characters; it becomes the version id the nodes are sent.
+    expect(token.length).toBeGreaterThanOrEqual(32);
+    expect(token.length).toBeLessThanOrEqual(64);
+    expect(new RegExp(VERSION_ID_PATTERN).test(token)).toBe(true);
+    expect(schedule.Target.RetryPolicy).toEqual({ MaximumRetryAttempts: 3, MaximumEventAgeInSeconds: 3600 });
+  });
+
+  it('moving between Secrets Manager\'s schedule and the Scheduler, either way, leaves exactly one schedule that starts rotations', () => {
+    const native = synth().template;
+    const frequent = synth({ rotationInterval: Duration.minutes(90), ticketLifetime: Duration.hours(3) }).template;
+    expect(rotationStartsAfter([native])).toEqual(['Secrets Manager rate(12 hours)']);
+    expect(rotationStartsAfter([frequent])).toEqual(['Scheduler rate(90 minutes)']);
+    expect(rotationStartsAfter([native, frequent])).toEqual(['Scheduler rate(90 minutes)']);
+    expect(rotationStartsAfter([frequent, native])).toEqual(['Secrets Manager rate(12 hours)']);
+    expect(rotationStartsAfter([native, frequent, native, frequent])).toEqual(['Scheduler rate(90 minutes)']);
+  });
+
+  it('names its outputs as the README\'s deploy steps do', () => {
+    const names = (stack: Template) => Object.keys((stack.toJSON() as { Outputs: Record<string, unknown> }).Outputs).sort();
+    const expected = ['AlarmTopicArn', 'ConvergenceAssociationId', 'DocumentName', 'NodePolicyArn', 'OnboardingDocumentName', 'RotationLogGroup', 'SecretArn', 'VerifierFunctionName'];
+    expect(names(template)).toEqual(expected);
+    const inVpc = synth({ verifierVpcId: 'vpc-0abc', verifierSubnetIds: ['subnet-1'] }).template;
+    expect(names(inVpc)).toEqual([...expected, 'VerifierSecurityGroupId'].sort());
+    const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    const documented = [...readme.matchAll(/^\| `(\w+)` \|/gm)].map((match) => match[1]!).filter((name) => /^[A-Z]/.test(name));
+    expect(documented.sort()).toEqual(names(inVpc));
+    for (const mention of readme.matchAll(/stack output `(\w+)`|<([A-Z]\w+)>/g)) expect(names(inVpc)).toContain(mention[1] ?? mention[2]);
   });
 
   it('runs the rotation function on Node 24, arm64, with the whole Lambda limit, and no secrets in its environment', () => {
@@ -170,7 +228,12 @@ describe('the CDK stack', () => {
     expect(resource(template, 'AWS::SNS::Topic', 'AlarmTopic').KmsMasterKeyId).toBeDefined();
     template.resourceCountIs('AWS::SNS::Subscription', 0);
     synth({ alarmEmail: 'oncall@example.com' }).template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
-    const body = JSON.stringify(resource(template, 'AWS::CloudWatch::Dashboard', 'Dashboard').DashboardBody);
+    const dashboard = resource(template, 'AWS::CloudWatch::Dashboard', 'Dashboard');
+    const body = JSON.stringify(dashboard.DashboardBody);
+    // "All dashboards in your account are global, not region-specific"
+    // (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-dashboard.html):
+    // the same stack in two regions needs two names.
+    expect(new ResolvedTemplate(template.toJSON() as never).resolve(dashboard.DashboardName)).toBe(`TicketKeyRotation-ticket-keys-${REGION}`);
     for (const name of ['RotationsSucceeded', 'NodesFailed', 'CrossNodeResumptionRate', 'NodesOnExpectedKey', 'UnreachableNodes', 'VerificationDuration']) expect(body).toContain(name);
   });
 

@@ -8,13 +8,17 @@ import { runVerifier, verifierSettingsFromEnvironment, type VerifierEvent, type 
 import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, serializeKeySet, type KeySet } from '../src/core/keyset.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, applyToAll, captureStdout, expectNoMaterial, lineage } from './helpers.js';
+import { lambdaContext, type TestLambdaContext } from './lambda-context.js';
+import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 
 const KEY_SET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
 const STORE_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-store-GhIjKl';
 
 describe('the verifier function (AWS mocked, real nginx nodes)', () => {
   let fleet: LocalFleet;
-  let handler: (event: VerifierEvent) => Promise<VerifierResponse>;
+  let lambdaHandler: (event: VerifierEvent, context: TestLambdaContext) => Promise<VerifierResponse>;
+  /** One invocation, with the stack's verifier timeout. */
+  const handler = (event: VerifierEvent) => lambdaHandler(event, lambdaContext(VERIFIER_TIMEOUT_SECONDS));
   const sets = lineage(3);
   const [gen1, gen2] = sets as [KeySet, KeySet, KeySet];
   const secrets = mockClient(SecretsManagerClient);
@@ -35,7 +39,7 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
       VERIFY_STATIC_NODES: fleet.nodes.map((node) => `${node.host}:${node.port}`).join(','),
       AWS_REGION: 'eu-west-1',
     });
-    ({ handler } = await import('../lambda/verifier.js'));
+    ({ handler: lambdaHandler } = await import('../lambda/verifier.js'));
   });
   afterAll(async () => {
     await fleet?.stop();
@@ -128,5 +132,23 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     ]);
     ec2.on(DescribeInstancesCommand).resolves({ Reservations: [] });
     await expect(runVerifier({ action: 'canary' }, deps)).rejects.toThrow(/no running instance carries the tag TicketKeyFleet=edge/);
+  });
+  it('says what to set when running tagged instances have no address it can reach, instead of "no instance carries the tag"', async () => {
+    ec2.reset();
+    // A private fleet: instances with no public address. DescribeInstances leaves the field out
+    // (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html: PublicIpAddress, "if applicable").
+    ec2.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [{ InstanceId: 'i-0aaa', PrivateIpAddress: '10.0.1.5' }, { InstanceId: 'i-0bbb', PrivateIpAddress: '10.0.1.6' }] }],
+    });
+    const settings = { ...verifierSettingsFromEnvironment(process.env), staticNodes: [], addresses: 'public' as const };
+    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
+    await expect(runVerifier({ action: 'canary' }, deps)).rejects.toThrow(
+      'instances i-0aaa, i-0bbb carry the tag TicketKeyFleet=edge but have no public IP address, and the verifier runs outside any VPC: set verifierVpcId and verifierSubnetIds to the nodes\' VPC so that it connects to private addresses (or list the nodes in verifierStaticNodes)',
+    );
+    // One node the verifier cannot reach is not left out silently either.
+    ec2.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [{ InstanceId: 'i-0aaa', PrivateIpAddress: '10.0.1.5', PublicIpAddress: '127.0.0.1' }, { InstanceId: 'i-0bbb', PrivateIpAddress: '10.0.1.6' }] }],
+    });
+    await expect(runVerifier({ action: 'canary' }, deps)).rejects.toThrow(/^instances i-0bbb carry the tag TicketKeyFleet=edge but have no public IP address/);
   });
 });

@@ -9,8 +9,10 @@ import {
   applyPending,
   createPending,
   finishPending,
+  isConfigurationTest,
   pendingRevocation,
   RotationError,
+  testConfiguration,
   testPending,
   type NodeResult,
   type RotationContext,
@@ -146,6 +148,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
   let outcome: 'succeeded' | 'failed' | 'skipped' = 'succeeded';
   // An emergency revocation is audited as its own action, with what the operator wrote in the tag.
   let revocation: { requestedBy: string; generation: number } | undefined;
+  let configurationTest = false;
   try {
     if (!isStep(step)) throw new RotationError(`unknown rotation step "${step}": expected one of ${ROTATION_STEPS.join(', ')}`);
     const secret = await deps.secrets.send(new DescribeSecretCommand({ SecretId: secretId }));
@@ -158,6 +161,11 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
       return;
     }
     if (!stages.includes(AWSPENDING)) throw new RotationError(`version ${token} of ${secretId} is not AWSPENDING: start rotations with RotateSecret`);
+    if (step === 'testSecret' && (await isConfigurationTest(store, token))) {
+      configurationTest = true;
+      details = { ...describeKeySet(await testConfiguration(rotation)), reason: 'Secrets Manager tested the rotation configuration: no node is touched' };
+      return;
+    }
     const requestTag = secret.Tags?.find((tag) => tag.Key === REVOCATION_TAG);
     const revocationOf = async (): Promise<{ requestedBy: string; generation: number } | undefined> => {
       const revoking = await pendingRevocation(store, token);
@@ -197,7 +205,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
     throw error;
   } finally {
     const durationMs = Date.now() - started;
-    const kind = revocation ? { kind: 'revocation', requestedBy: revocation.requestedBy } : { kind: 'rotation' };
+    const kind = revocation ? { kind: 'revocation', requestedBy: revocation.requestedBy } : { kind: configurationTest ? 'configuration test' : 'rotation' };
     logger.info('rotation step', { step, secret: secretId, versionId: token, outcome, durationMs, ...kind, ...details });
     if (revocation && (step === 'finishSecret' || outcome === 'failed')) {
       logger.info('revocation', { step, secret: secretId, versionId: token, outcome, ...revocation, ...details });

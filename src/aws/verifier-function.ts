@@ -81,6 +81,7 @@ export function verifierSettingsFromEnvironment(environment: Record<string, stri
 export async function discoverNodes(ec2: EC2Client, settings: VerifierSettings): Promise<VerifyNode[]> {
   if (settings.staticNodes.length > 0) return parseNodeList(settings.staticNodes);
   const nodes: VerifyNode[] = [];
+  const unreachable: string[] = [];
   const pages = paginateDescribeInstances(
     { client: ec2 },
     { Filters: [{ Name: `tag:${settings.tagKey}`, Values: [settings.tagValue] }, { Name: 'instance-state-name', Values: ['running'] }] },
@@ -88,9 +89,23 @@ export async function discoverNodes(ec2: EC2Client, settings: VerifierSettings):
   for await (const page of pages) {
     for (const instance of (page.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? [])) {
       const host = settings.addresses === 'public' ? instance.PublicIpAddress : instance.PrivateIpAddress;
-      if (instance.InstanceId === undefined || host === undefined) continue;
+      if (instance.InstanceId === undefined) continue;
+      if (host === undefined) {
+        unreachable.push(instance.InstanceId);
+        continue;
+      }
       nodes.push({ name: instance.InstanceId, host, port: settings.port, ...(settings.servername ? { servername: settings.servername } : {}) });
     }
+  }
+  // A node the verifier cannot reach must not drop out of the proof unseen.
+  if (unreachable.length > 0) {
+    const tag = `${settings.tagKey}=${settings.tagValue}`;
+    throw new Error(
+      settings.addresses === 'public'
+        ? `instances ${unreachable.sort().join(', ')} carry the tag ${tag} but have no public IP address, and the verifier runs outside any VPC: ` +
+            "set verifierVpcId and verifierSubnetIds to the nodes' VPC so that it connects to private addresses (or list the nodes in verifierStaticNodes)"
+        : `instances ${unreachable.sort().join(', ')} carry the tag ${tag} but have no private IP address: list the nodes in verifierStaticNodes`,
+    );
   }
   return nodes.sort((a, b) => a.name.localeCompare(b.name));
 }

@@ -171,6 +171,24 @@ async function earlierPending(store: SecretStore, token: string): Promise<{ valu
   }
 }
 
+/**
+ * Whether testSecret was called to test the rotation configuration rather than in a rotation.
+ * Without an immediate rotation, Secrets Manager "tests the rotation configuration by running
+ * the testSecret step ... The test creates an AWSPENDING version of the secret and then removes
+ * it" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotateSecret.html):
+ * a version no createSecret wrote, so it holds no value, or, as AWS does not say, AWSCURRENT's.
+ */
+export async function isConfigurationTest(store: SecretStore, token: string): Promise<boolean> {
+  const pending = await store.getVersion({ versionId: token });
+  if (pending === undefined) return true;
+  return pending.value === (await store.getVersion({ stage: AWSCURRENT }))?.value;
+}
+
+/** The configuration test: the current key set can be read and is sound. No node is touched. */
+export async function testConfiguration(context: RotationContext): Promise<KeySet | undefined> {
+  return currentKeySet(context.store);
+}
+
 /** The gate: never publish g+1 while a node is observed below g. */
 export function checkGate(current: KeySet | undefined, statuses: NodeStatus[]): void {
   if (current === undefined) return;
