@@ -1,10 +1,11 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, PutSecretValueCommand, ResourceNotFoundException, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runVerifier, verifierSettingsFromEnvironment, type VerifierEvent, type VerifierResponse } from '../src/aws/verifier-function.js';
+import type { VerificationReport } from '../src/verify/verifier.js';
 import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, serializeKeySet, type KeySet } from '../src/core/keyset.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, applyToAll, captureStdout, expectNoMaterial, lineage } from './helpers.js';
@@ -20,10 +21,12 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
   /** One invocation, with the stack's verifier timeout. */
   const handler = (event: VerifierEvent) => lambdaHandler(event, lambdaContext(VERIFIER_TIMEOUT_SECONDS));
   const sets = lineage(3);
-  const [gen1, gen2] = sets as [KeySet, KeySet, KeySet];
+  const [gen1, gen2, gen3] = sets as [KeySet, KeySet, KeySet];
   const secrets = mockClient(SecretsManagerClient);
   const ec2 = mockClient(EC2Client);
   let keySetValue: string;
+  /** The AWSPENDING version's value while a rotation is in flight. */
+  let pendingValue: string | undefined;
   let store: string;
   let puts: number;
   let output: string[];
@@ -52,7 +55,16 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     store = '{}';
     puts = 0;
     secrets.reset();
-    secrets.on(GetSecretValueCommand, { SecretId: KEY_SET_ARN }).callsFake(() => ({ SecretString: keySetValue }));
+    pendingValue = undefined;
+    secrets.on(GetSecretValueCommand, { SecretId: KEY_SET_ARN }).callsFake((input: { VersionStage?: string }) => {
+      if ((input.VersionStage ?? 'AWSCURRENT') === 'AWSCURRENT') return { ARN: KEY_SET_ARN, VersionId: 'a1a1a1a1-0000-4000-8000-000000000001', SecretString: keySetValue, VersionStages: ['AWSCURRENT'] };
+      // A stage no version carries: "Secrets Manager can't find the resource that you asked for."
+      // https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html#API_GetSecretValue_Errors
+      if (input.VersionStage !== 'AWSPENDING' || pendingValue === undefined) {
+        throw new ResourceNotFoundException({ message: "Secrets Manager can't find the specified secret value for staging label: " + input.VersionStage, $metadata: {} });
+      }
+      return { ARN: KEY_SET_ARN, VersionId: 'b2b2b2b2-0000-4000-8000-000000000002', SecretString: pendingValue, VersionStages: ['AWSPENDING'] };
+    });
     secrets.on(GetSecretValueCommand, { SecretId: STORE_ARN }).callsFake(() => ({ SecretString: store }));
     secrets.on(PutSecretValueCommand, { SecretId: STORE_ARN }).callsFake((input) => {
       puts += 1;
@@ -79,6 +91,33 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     expect(report).toMatchObject({ action: 'canary', ok: true, expectedKey: currentKey(gen1).name, pairs: { tried: 12, resumed: 12 } });
     expect(metrics()).toMatchObject({ CrossNodeResumptionRate: 100, NodesOnExpectedKey: 3, NodesNotOnExpectedKey: 0, UnreachableNodes: 0, VerificationFailures: 0 });
     expect(output.join('')).toMatch(/"message":"verification".*"ok":true/);
+  });
+
+  it('canary: passes at every point of a healthy rotation, while the nodes take the pending set one by one', async () => {
+    const canary = async (when: string) => {
+      const report = (await handler({ action: 'canary' })) as VerificationReport;
+      everything.push(JSON.stringify(report));
+      expect(report.failures.map((failure) => failure.detail), when).toEqual([]);
+      expect(metrics(), when).toMatchObject({ CrossNodeResumptionRate: 100, NodesNotOnExpectedKey: 0 });
+      output.length = 0;
+    };
+    await canary('before the rotation');
+    pendingValue = serializeKeySet(gen2);
+    await canary('with generation 2 pending, no node on it yet');
+    for (const node of fleet.nodes) {
+      await applyTo(fleet, node, gen2);
+      await canary(`after ${node.name} took generation 2`);
+    }
+    keySetValue = serializeKeySet(gen2);
+    pendingValue = undefined;
+    await canary('after finishSecret');
+    // A node that is on neither set still fails it.
+    await applyTo(fleet, fleet.nodes[0]!, gen1, ['--allow-downgrade']);
+    pendingValue = serializeKeySet(gen3);
+    const report = (await handler({ action: 'canary' })) as VerificationReport;
+    everything.push(JSON.stringify(report));
+    expect(report.ok).toBe(false);
+    expect(new Set(report.failures.filter((failure) => failure.kind === 'wrong key').map((failure) => failure.subject))).toEqual(new Set([`${fleet.nodes[0]!.host}:${fleet.nodes[0]!.port}`]));
   });
 
   it('canary: skips, saying why, before the first rotation', async () => {

@@ -1,38 +1,14 @@
 import {
   DescribeSecretCommand,
-  GetSecretValueCommand,
   PutSecretValueCommand,
-  ResourceNotFoundException,
   UntagResourceCommand,
   UpdateSecretVersionStageCommand,
-  type SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
-import { AWSCURRENT, REVOCATION_TAG, type SecretStore, type SecretVersion, type VersionReference } from '../core/secret-store.js';
+import { AWSCURRENT, REVOCATION_TAG, type SecretStore } from '../core/secret-store.js';
+import { SecretsManagerReader } from './secrets-manager-reader.js';
 
 /** The key set secret in Secrets Manager, behind the same interface as the local store. */
-export class SecretsManagerStore implements SecretStore {
-  constructor(
-    private readonly client: SecretsManagerClient,
-    private readonly secretId: string,
-  ) {}
-
-  async getVersion(reference: VersionReference): Promise<SecretVersion | undefined> {
-    try {
-      const response = await this.client.send(
-        new GetSecretValueCommand({
-          SecretId: this.secretId,
-          ...('versionId' in reference ? { VersionId: reference.versionId } : { VersionStage: reference.stage }),
-        }),
-      );
-      if (response.VersionId === undefined || response.SecretString === undefined) return undefined;
-      return { versionId: response.VersionId, value: response.SecretString, stages: response.VersionStages ?? [] };
-    } catch (error) {
-      // A version that rotation has labelled but not yet given a value is "not found" too.
-      if (error instanceof ResourceNotFoundException) return undefined;
-      throw error;
-    }
-  }
-
+export class SecretsManagerStore extends SecretsManagerReader implements SecretStore {
   async versionStages(): Promise<Record<string, string[]>> {
     const response = await this.client.send(new DescribeSecretCommand({ SecretId: this.secretId }));
     return Object.fromEntries(Object.entries(response.VersionIdsToStages ?? {}).filter(([, stages]) => stages.length > 0));

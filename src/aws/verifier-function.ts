@@ -6,7 +6,9 @@ import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet } from '../core/keys
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
 import { captureSources, captureTickets, DEFAULT_CAPTURED_NODES, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
-import type { CapturedTicketsMust } from '../core/rotation.js';
+import { keyInFlight, type CapturedTicketsMust } from '../core/rotation.js';
+import { AWSCURRENT } from '../core/secret-store.js';
+import { SecretsManagerReader } from './secrets-manager-reader.js';
 import { requiredSetting } from './environment.js';
 
 export type VerifierAction = 'capture' | 'verify' | 'canary';
@@ -172,6 +174,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       return response;
     }
     let expectedKey = event.expectedKey;
+    let pendingKey: string | undefined;
     let captured: CapturedTicket[] = [];
     if (action === 'verify') {
       if (!expectedKey || !event.versionId) throw new Error('verify needs the versionId and the expected key name');
@@ -180,15 +183,20 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
         captured = stored.tickets.map((ticket) => ({ node: ticket.node, version: ticket.version, session: Buffer.from(ticket.session, 'base64') }));
       }
     } else {
-      const current = (await deps.secrets.send(new GetSecretValueCommand({ SecretId: settings.keySetSecretArn }))).SecretString ?? '';
-      if (current === EMPTY_KEY_SET_PLACEHOLDER) {
+      const store = new SecretsManagerReader(deps.secrets, settings.keySetSecretArn);
+      const current = await store.getVersion({ stage: AWSCURRENT });
+      if (current === undefined || current.value === EMPTY_KEY_SET_PLACEHOLDER) {
         logger.info('verification skipped', { action, reason: 'the key set has no keys yet' });
         return { action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' };
       }
-      expectedKey = currentKey(parseKeySet(current)).name;
+      const currentSet = parseKeySet(current.value);
+      expectedKey = currentKey(currentSet).name;
+      // During a rotation the nodes move to the pending set one by one: both keys are healthy.
+      pendingKey = await keyInFlight(store, currentSet);
     }
     const report = await verifyFleet(nodes, {
       expectedKey,
+      ...(pendingKey !== undefined ? { pendingKey } : {}),
       ...(event.captured === 'be refused' ? { revokedTickets: captured } : { ticketsBefore: captured }),
       versions: TLS_VERSIONS,
       ...(settings.peersPerNode !== undefined ? { peersPerNode: settings.peersPerNode } : {}),
@@ -198,6 +206,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       action,
       ok: report.ok,
       expectedKey: report.expectedKey,
+      ...(pendingKey !== undefined ? { pendingKey } : {}),
       nodes: report.nodes.length,
       nodesOnExpectedKey: report.nodes.filter((node) => node.onExpectedKey).length,
       pairs: report.pairs,

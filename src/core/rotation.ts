@@ -12,7 +12,7 @@ import {
 } from './keyset.js';
 import type { VerificationReport } from '../verify/verifier.js';
 import { previousKeysToKeep, type RotationPolicy } from './policy.js';
-import { AWSCURRENT, AWSPENDING, type SecretStore } from './secret-store.js';
+import { AWSCURRENT, AWSPENDING, type SecretReader, type SecretStore } from './secret-store.js';
 
 /** What one node reported after the applier ran on it. */
 export interface NodeResult {
@@ -187,6 +187,23 @@ export async function isConfigurationTest(store: SecretStore, token: string): Pr
 /** The configuration test: the current key set can be read and is sound. No node is touched. */
 export async function testConfiguration(context: RotationContext): Promise<KeySet | undefined> {
   return currentKeySet(context.store);
+}
+
+/**
+ * The key nodes may already encrypt with while a rotation is in flight: the pending set's
+ * current key, when the pending set is the next generation. Between setSecret and finishSecret
+ * the nodes move to it one by one while AWSCURRENT still names the set before.
+ */
+export async function keyInFlight(store: SecretReader, current: KeySet): Promise<string | undefined> {
+  const pending = await store.getVersion({ stage: AWSPENDING });
+  if (pending === undefined) return undefined;
+  try {
+    const keySet = parseKeySet(pending.value);
+    return keySet.generation === current.generation + 1 ? currentKey(keySet).name : undefined;
+  } catch {
+    // A pending version no createSecret finished (a configuration test) is no key set.
+    return undefined;
+  }
 }
 
 /** The gate: never publish g+1 while a node is observed below g. */

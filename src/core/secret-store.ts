@@ -16,9 +16,12 @@ export interface SecretVersion {
 
 export type VersionReference = { versionId: string } | { stage: string };
 
-export interface SecretStore {
+export interface SecretReader {
   /** The version with that id or that stage; undefined when there is none. */
   getVersion(reference: VersionReference): Promise<SecretVersion | undefined>;
+}
+
+export interface SecretStore extends SecretReader {
   /** Every version id that carries at least one stage, with its stages. */
   versionStages(): Promise<Record<string, string[]>>;
   /**

@@ -16,6 +16,11 @@ export interface CapturedTicket {
 export interface VerifyOptions {
   /** The key every node must encrypt with; when unset, the key most nodes use is expected. */
   expectedKey?: string;
+  /**
+   * A key nodes may encrypt with instead: the pending set's current key while a rotation rolls
+   * out, since nodes one generation apart resume each other's tickets.
+   */
+  pendingKey?: string;
   versions?: readonly TlsVersion[];
   /** Per-connection timeout. */
   timeoutMs?: number;
@@ -168,6 +173,7 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
   }
   const inferred = [...keyCounts].sort((a, b) => b[1] - a[1])[0]?.[0];
   const expectedKey = options.expectedKey ?? inferred;
+  const acceptable = (key: string | undefined) => key !== undefined && (key === expectedKey || key === options.pendingKey);
   const certificates = new Map<string, string>();
   const software = new Map<string, string>();
   const nodeReports: NodeReport[] = nodes.map((node) => {
@@ -181,18 +187,18 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
         failures.push({ kind: 'no ticket', subject: node.name, version, detail: `${node.name} issued no session ticket over ${version}: are tickets on (ssl_session_tickets)?` });
       } else {
         keys[version] = result.ticketKeyName;
-        if (result.ticketKeyName !== expectedKey) {
+        if (!acceptable(result.ticketKeyName)) {
           failures.push({
             kind: 'wrong key',
             subject: node.name,
             version,
-            detail: `${node.name} encrypts ${version} tickets with key ${result.ticketKeyName}, expected ${expectedKey ?? 'a shared key'}`,
+            detail: `${node.name} encrypts ${version} tickets with key ${result.ticketKeyName}, expected ${expectedKey ?? 'a shared key'}${options.pendingKey ? ` or the pending ${options.pendingKey}` : ''}`,
           });
         }
       }
     }
     const reachable = mine.some((entry) => entry.result !== undefined);
-    return { node: node.name, address: address(node), reachable, keys, serverSoftware: software.get(node.name), onExpectedKey: reachable && versions.every((version) => keys[version] === expectedKey) };
+    return { node: node.name, address: address(node), reachable, keys, serverSoftware: software.get(node.name), onExpectedKey: reachable && versions.every((version) => acceptable(keys[version])) };
   });
 
   // 2. Each node's ticket offered to its peers.
