@@ -457,6 +457,8 @@ export class TicketKeyRotation extends Construct {
     // The rotation schedule grants the secret's own actions (Describe, Get, Put,
     // UpdateSecretVersionStage) and, in the key policy, the key's use through Secrets Manager.
     role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:SendCommand'], resources: [documentArn] }));
+    // createSecret looks for a pending version an operator took AWSPENDING off after cancelling.
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:ListSecretVersionIds'], resources: [this.secret.secretArn] }));
     // A finished revocation withdraws the RevokeTicketKeys tag that asked for it, and only that tag.
     role.addToPolicy(
       new iam.PolicyStatement({

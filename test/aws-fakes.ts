@@ -3,6 +3,8 @@ import {
   DescribeSecretCommand,
   GetSecretValueCommand,
   PutSecretValueCommand,
+  InvalidRequestException,
+  ListSecretVersionIdsCommand,
   ResourceExistsException,
   ResourceNotFoundException,
   SecretsManagerClient,
@@ -25,14 +27,62 @@ export class FakeSecret {
   constructor(initial: string) {
     const id = randomUUID();
     this.values.set(id, initial);
+    this.created.push(id);
     this.stages.set(id, ['AWSCURRENT']);
   }
 
-  /** What RotateSecret does before it calls the function: a new token labelled AWSPENDING, no value yet. */
+  rotationEnabled = true;
+  /** Creation order of every version, oldest first: ListSecretVersionIds reports each one's CreatedDate. */
+  private created: string[] = [];
+
+  /**
+   * What RotateSecret does before it calls the function: a new token labelled AWSPENDING, no
+   * value yet; rotation turned on again. "If the AWSPENDING staging label is present but not
+   * attached to the same version as AWSCURRENT, then any later invocation of RotateSecret
+   * assumes that a previous rotation request is still in progress and returns an error."
+   * https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotateSecret.html
+   */
   startRotation(): string {
+    const pending = this.holder('AWSPENDING');
+    if (pending !== undefined && pending !== this.holder('AWSCURRENT')) {
+      throw new InvalidRequestException({ message: "A previous rotation isn't complete. That rotation will be reattempted.", $metadata: {} });
+    }
     const token = randomUUID();
     this.label('AWSPENDING', token);
+    this.rotationEnabled = true;
     return token;
+  }
+
+  /**
+   * CancelRotateSecret "turns off automatic rotation, and if a rotation is currently in progress,
+   * cancels the rotation"; the labels stay as they are, which "can leave the VersionStage labels
+   * in an unexpected state. You might need to remove the staging label AWSPENDING from the
+   * partially created version."
+   * https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CancelRotateSecret.html
+   */
+  cancelRotation(): void {
+    this.rotationEnabled = false;
+  }
+
+  /**
+   * ListSecretVersionIds: with IncludeDeprecated, versions without any staging label too (they
+   * are "considered deprecated and are subject to deletion"); at most MaxResults a page, then a
+   * NextToken. https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_ListSecretVersionIds.html
+   */
+  listVersionIds(input: { IncludeDeprecated?: boolean; MaxResults?: number; NextToken?: string }): {
+    ARN: string;
+    Versions: { VersionId: string; VersionStages: string[]; CreatedDate: Date }[];
+    NextToken?: string;
+  } {
+    const all = this.created
+      .filter((id) => this.values.has(id))
+      .map((id, index) => ({ VersionId: id, VersionStages: this.stages.get(id) ?? [], CreatedDate: new Date(Date.UTC(2026, 0, 1) + index * 60_000) }))
+      .filter((version) => input.IncludeDeprecated === true || version.VersionStages.length > 0);
+    const start = Number(input.NextToken ?? 0);
+    // The default page size is not documented: a small one makes callers follow NextToken.
+    const size = input.MaxResults ?? 2;
+    const page = all.slice(start, start + size);
+    return { ARN: this.arn, Versions: page, ...(start + size < all.length ? { NextToken: String(start + size) } : {}) };
   }
 
   label(stage: string, versionId: string): void {
@@ -47,7 +97,7 @@ export class FakeSecret {
   describe(): { ARN: string; RotationEnabled: boolean; VersionIdsToStages: Record<string, string[]>; Tags: { Key: string; Value: string }[] } {
     return {
       ARN: this.arn,
-      RotationEnabled: true,
+      RotationEnabled: this.rotationEnabled,
       VersionIdsToStages: Object.fromEntries([...this.stages].filter(([, list]) => list.length > 0)),
       Tags: [...this.tags].map(([Key, Value]) => ({ Key, Value })),
     };
@@ -74,6 +124,7 @@ export class FakeSecret {
       throw new ResourceExistsException({ message: 'You can’t modify an existing version, you can only create new versions.', $metadata: {} });
     }
     this.puts += 1;
+    if (existing === undefined) this.created.push(id);
     this.values.set(id, input.SecretString as string);
     for (const stage of input.VersionStages ?? ['AWSCURRENT']) this.label(stage, id);
     return { ARN: this.arn, VersionId: id };
@@ -135,17 +186,29 @@ export class FakeFleet {
         } else {
           const set = parseKeySet(this.secret.get(versionId ? { VersionId: versionId } : { VersionStage: 'AWSCURRENT' }).SecretString);
           const keys = set.keys.map((key) => key.name);
-          const unchanged = node.generation === set.generation;
-          node.generation = set.generation;
-          node.keys = keys;
-          summary = { action: unchanged ? 'unchanged' : 'applied', exitCode: 0, generation: set.generation, keys };
+          // The applier's contract (README, exit 4): an older generation, or the same one with
+          // other keys, is refused and nothing changes.
+          const conflict =
+            node.generation === undefined ? undefined
+            : node.generation > set.generation ? `generation ${set.generation} is older than the active ${node.generation}`
+            : node.generation === set.generation && node.keys.join() !== keys.join() ? `generation ${set.generation} is already active with other keys (two writers?)`
+            : undefined;
+          if (conflict !== undefined) {
+            status = 'Failed';
+            summary = { action: 'refused', exitCode: 4, generation: node.generation, keys: node.keys, error: conflict };
+          } else {
+            const unchanged = node.generation === set.generation;
+            node.generation = set.generation;
+            node.keys = keys;
+            summary = { action: unchanged ? 'unchanged' : 'applied', exitCode: 0, generation: set.generation, keys };
+          }
         }
         return {
           CommandId: commandId,
           InstanceId: node.instanceId,
           Status: status,
           StatusDetails: status,
-          CommandPlugins: [{ Name: 'applyTicketKeys', Output: `${JSON.stringify(summary)}\n${status === 'Failed' ? `\n----------ERROR-------\napply-ticket-keys: ${node.failWith}\nfailed to run commands: exit status 5` : ''}` }],
+          CommandPlugins: [{ Name: 'applyTicketKeys', Output: `${JSON.stringify(summary)}\n${status === 'Failed' ? `\n----------ERROR-------\napply-ticket-keys: ${String(summary.error)}\nfailed to run commands: exit status ${String(summary.exitCode)}` : ''}` }],
         };
       }),
     );
@@ -198,6 +261,7 @@ export function mockAws(
   secrets.on(PutSecretValueCommand).callsFake((input) => secret.put(input));
   secrets.on(UpdateSecretVersionStageCommand).callsFake((input) => secret.update(input));
   secrets.on(UntagResourceCommand).callsFake((input) => secret.untag(input));
+  secrets.on(ListSecretVersionIdsCommand).callsFake((input) => secret.listVersionIds(input));
   const ssm = mockClient(SSMClient);
   ssm.on(SendCommandCommand).callsFake((input) => ({ Command: { CommandId: fleet.send(input.Parameters ?? {}) } }));
   ssm.on(ListCommandsCommand).callsFake((input) => ({

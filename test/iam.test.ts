@@ -152,6 +152,7 @@ describe('IAM, evaluated over the synthesized template', () => {
       { action: 'kms:GenerateDataKey', resource: key, context: VIA_SECRETS_MANAGER },
     ],
     'secretsmanager:UpdateSecretVersionStage': [{ action: 'secretsmanager:UpdateSecretVersionStage', resource: secret }],
+    'secretsmanager:ListSecretVersionIds': [{ action: 'secretsmanager:ListSecretVersionIds', resource: secret }],
     'secretsmanager:UntagResource': [{ action: 'secretsmanager:UntagResource', resource: secret, context: { 'aws:TagKeys': [REVOCATION_TAG] } }],
     'ssm:SendCommand': [
       { action: 'ssm:SendCommand', resource: document },

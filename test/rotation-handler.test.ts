@@ -257,6 +257,28 @@ describe('the rotation function handler (AWS mocked)', () => {
     expect(fleet.commands.filter((command) => command.versionId === token)).toHaveLength(0);
   });
 
+  it('recovers from a rotation cancelled and cleaned up as AWS documents: the next rotation reuses the generation some nodes took, and the fleet moves on', async () => {
+    await rotate();
+    const cancelled = secret.startRotation();
+    await step('createSecret', cancelled);
+    // The rollout reaches two nodes; the third fails, and the operator cancels the rotation.
+    fleet.nodes[2]!.failWith = 'the node was being patched';
+    await failure(step('setSecret', cancelled));
+    expect(fleet.nodes.map((node) => node.generation)).toEqual([2, 2, 1]);
+    secret.cancelRotation();
+    expect(() => secret.startRotation()).toThrow("A previous rotation isn't complete");
+    // "You might need to remove the staging label AWSPENDING from the partially created version."
+    secret.update({ VersionStage: 'AWSPENDING', RemoveFromVersionId: cancelled });
+    delete fleet.nodes[2]!.failWith;
+    const next = await rotate();
+    expect(secret.currentGeneration()).toBe(2);
+    expect(secret.get({ VersionId: next }).SecretString).toBe(secret.get({ VersionId: cancelled }).SecretString);
+    expect(fleet.nodes.map((node) => node.generation)).toEqual([2, 2, 2]);
+    await rotate();
+    expect(secret.currentGeneration()).toBe(3);
+    expect(fleet.nodes.map((node) => node.generation)).toEqual([3, 3, 3]);
+  });
+
   it('refuses steps that are not part of a rotation, with a clear message', async () => {
     await rotate();
     expect(await failure(step('rotateEverything', secret.startRotation()))).toMatch(/unknown rotation step "rotateEverything"/);
@@ -319,6 +341,11 @@ function secretsManagerAnswer(secret: FakeSecret, target: string, body: string):
     'secretsmanager.DescribeSecret': () => secret.describe(),
     'secretsmanager.GetSecretValue': (input) => secret.get(input),
     'secretsmanager.PutSecretValue': (input) => secret.put(input),
+    // The JSON protocol carries timestamps as epoch seconds.
+    'secretsmanager.ListSecretVersionIds': (input) => {
+      const page = secret.listVersionIds(input);
+      return { ...page, Versions: page.Versions.map((version) => ({ ...version, CreatedDate: version.CreatedDate.getTime() / 1000 })) };
+    },
   };
   try {
     return { statusCode: 200, body: operations[target]!(JSON.parse(body) as never) };

@@ -127,4 +127,20 @@ describe('rotation steps on a real local fleet', () => {
       writeFileSync(path, good);
     }
   });
+
+  it('recovers from a rotation cancelled part-way and cleaned up as AWS documents (AWSPENDING removed): the next rotation reuses the set some nodes took', async () => {
+    const before = await current();
+    const cancelled = randomUUID();
+    const partial = await createPending(context, cancelled);
+    // Two nodes took it before the rotation was cancelled.
+    for (const node of fleet.nodes.slice(0, 2)) expect((await applyTo(fleet, node, partial)).exitCode).toBe(0);
+    await store.removeStage(AWSPENDING, cancelled);
+    const next = await rotateNow({ ...context, verifier: new LocalFleetVerifier(() => fleet.nodes) }, randomUUID());
+    expect(next.keySet).toEqual(partial);
+    expect(next.keySet.generation).toBe(before.generation + 1);
+    expect(next.verification?.ok).toBe(true);
+    const after = await rotateNow(context, randomUUID());
+    expect(after.keySet.generation).toBe(before.generation + 2);
+    for (const node of fleet.nodes) expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(after.keySet).name);
+  });
 });

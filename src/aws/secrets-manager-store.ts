@@ -1,5 +1,6 @@
 import {
   DescribeSecretCommand,
+  paginateListSecretVersionIds,
   PutSecretValueCommand,
   UntagResourceCommand,
   UpdateSecretVersionStageCommand,
@@ -12,6 +13,18 @@ export class SecretsManagerStore extends SecretsManagerReader implements SecretS
   async versionStages(): Promise<Record<string, string[]>> {
     const response = await this.client.send(new DescribeSecretCommand({ SecretId: this.secretId }));
     return Object.fromEntries(Object.entries(response.VersionIdsToStages ?? {}).filter(([, stages]) => stages.length > 0));
+  }
+
+  async unlabelledVersionIds(): Promise<string[]> {
+    const versions: { id: string; created: number }[] = [];
+    for await (const page of paginateListSecretVersionIds({ client: this.client }, { SecretId: this.secretId, IncludeDeprecated: true })) {
+      for (const version of page.Versions ?? []) {
+        if (version.VersionId !== undefined && (version.VersionStages ?? []).length === 0) {
+          versions.push({ id: version.VersionId, created: version.CreatedDate?.getTime() ?? 0 });
+        }
+      }
+    }
+    return versions.sort((a, b) => b.created - a.created).map((version) => version.id);
   }
 
   async putVersion(versionId: string, value: string, stages: string[]): Promise<void> {

@@ -130,7 +130,7 @@ export async function createPending(context: RotationContext, token: string): Pr
   const existing = await store.getVersion({ versionId: token });
   if (existing?.stages.includes(AWSPENDING)) return parseKeySet(existing.value);
   const current = await currentKeySet(store);
-  const earlier = await earlierPending(store, token);
+  const earlier = await earlierPending(store, token, current);
   const expected = (current?.generation ?? 0) + 1;
   const revoke = (await store.revocationRequest()) !== undefined;
   if (!revoke && earlier?.keySet.generation === expected) {
@@ -159,16 +159,28 @@ export async function createPending(context: RotationContext, token: string): Pr
   return next;
 }
 
-/** A pending version left by an earlier attempt, if it holds a valid key set. */
-async function earlierPending(store: SecretStore, token: string): Promise<{ value: string; keySet: KeySet } | undefined> {
-  const earlier = await store.getVersion({ stage: AWSPENDING });
-  if (earlier === undefined || earlier.versionId === token) return undefined;
-  try {
-    return { value: earlier.value, keySet: parseKeySet(earlier.value) };
-  } catch {
-    // No node can have applied a malformed set: the applier validates first. Replace it.
-    return undefined;
+/**
+ * A pending version left by an earlier attempt, if it holds a valid key set: the one labelled
+ * AWSPENDING, or else the newest unlabelled version. After CancelRotateSecret, AWS tells
+ * operators to take AWSPENDING off the partly rotated version; nodes may already serve it, and
+ * they refuse another set of the same generation, so it must be found all the same.
+ */
+async function earlierPending(store: SecretStore, token: string, current: KeySet | undefined): Promise<{ value: string; keySet: KeySet } | undefined> {
+  const labelled = await store.getVersion({ stage: AWSPENDING });
+  const candidates = labelled !== undefined ? [labelled.versionId] : await store.unlabelledVersionIds();
+  for (const versionId of candidates) {
+    if (versionId === token) continue;
+    const earlier = await store.getVersion({ versionId });
+    if (earlier === undefined) continue;
+    try {
+      const keySet = parseKeySet(earlier.value);
+      if (labelled !== undefined || keySet.generation === (current?.generation ?? 0) + 1) return { value: earlier.value, keySet };
+    } catch {
+      // No node can have applied a malformed set: the applier validates first. Replace it.
+    }
+    if (labelled === undefined) return undefined;
   }
+  return undefined;
 }
 
 /**

@@ -25,6 +25,11 @@ export interface SecretStore extends SecretReader {
   /** Every version id that carries at least one stage, with its stages. */
   versionStages(): Promise<Record<string, string[]>>;
   /**
+   * The versions that carry no stage at all (Secrets Manager calls them deprecated), newest
+   * first: among them a pending version an operator took AWSPENDING off after cancelling.
+   */
+  unlabelledVersionIds(): Promise<string[]>;
+  /**
    * Stores a new version and gives it `stages`, taking each stage off the version that had it.
    * Repeating the call with the same id and value changes nothing; another value is refused.
    */

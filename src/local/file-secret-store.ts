@@ -58,6 +58,14 @@ export class FileSecretStore implements SecretStore {
     return Object.fromEntries(Object.entries(stages).filter(([, list]) => list.length > 0));
   }
 
+  async unlabelledVersionIds(): Promise<string[]> {
+    // The index keeps versions in the order they were first stored.
+    return Object.entries(this.readIndex().stages)
+      .filter(([, list]) => list.length === 0)
+      .map(([id]) => id)
+      .reverse();
+  }
+
   async putVersion(versionId: string, value: string, stages: string[]): Promise<void> {
     const path = this.versionPath(versionId);
     if (existsSync(path)) {
