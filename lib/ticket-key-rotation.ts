@@ -474,14 +474,14 @@ export class TicketKeyRotation extends Construct {
         conditions: { StringEquals: { [`ssm:resourceTag/${tagKey}`]: tagValue } },
       }),
     );
-    // ListCommands and ListCommandInvocations support no resource-level permissions.
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:ListCommands', 'ssm:ListCommandInvocations'], resources: ['*'] }));
+    // ListCommands, ListCommandInvocations and GetCommandInvocation support no resource-level permissions.
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:GetCommandInvocation'], resources: ['*'] }));
     NagSuppressions.addResourceSuppressions(
       role,
       [
         {
           id: 'AwsSolutions-IAM5',
-          reason: 'SendCommand on instances is limited by the ssm:resourceTag condition to the fleet\'s tag; ListCommands, ListCommandInvocations and GetRandomPassword (granted by the rotation schedule) have no resource-level permissions',
+          reason: 'SendCommand on instances is limited by the ssm:resourceTag condition to the fleet\'s tag; ListCommands, ListCommandInvocations, GetCommandInvocation and GetRandomPassword (granted by the rotation schedule) have no resource-level permissions',
           appliesTo: ['Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*', 'Resource::*'],
         },
       ],

@@ -12,9 +12,10 @@ import {
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { ListCommandInvocationsCommand, ListCommandsCommand, SendCommandCommand, SSMClient, type CommandInvocation } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parseKeySet } from '../src/core/keyset.js';
+import { nodeApplierDocument } from '../lib/node-applier-document.js';
+import { FAKE_NODE_SETTINGS, fakeDocument, mockRunCommand, RunCommandFake, type ManagedNode, type RunOutput } from './run-command-fake.js';
 
 /** Secrets Manager's versions and stages, as the rotation protocol sees them. */
 export class FakeSecret {
@@ -156,67 +157,70 @@ export interface FakeNode {
   keys: string[];
   /** When set, the applier on this node fails with this message. */
   failWith?: string;
+  /** A stopped instance, or one whose SSM agent lost its connection. */
+  offline?: boolean;
 }
 
-/** A tagged fleet answering SSM Run Command the way the document's applier would. */
+/** The document name the handler tests' environment gives the rotation function. */
+export const FAKE_DOCUMENT_NAME = 'TicketKeys-NodeApplier';
+const FLEET_TAG = { TicketKeyFleet: 'edge' };
+
+/**
+ * A tagged fleet behind Run Command (the fake in run-command-fake.ts), whose nodes answer the
+ * document the way its applier does: the summary line on stdout, the README's exit codes.
+ */
 export class FakeFleet {
-  commands: { action: string; versionId: string; parameters: Record<string, string[]> }[] = [];
-  private results = new Map<string, CommandInvocation[]>();
+  readonly runCommand: RunCommandFake;
 
   constructor(
     private readonly secret: FakeSecret,
     readonly nodes: FakeNode[],
-  ) {}
-
-  send(parameters: Record<string, string[]>): string {
-    const action = parameters.Action?.[0] ?? 'apply';
-    const versionId = parameters.VersionId?.[0] ?? '';
-    this.commands.push({ action, versionId, parameters });
-    const commandId = randomUUID();
-    this.results.set(
-      commandId,
-      this.nodes.map((node): CommandInvocation => {
-        let summary: Record<string, unknown>;
-        let status: 'Success' | 'Failed' = 'Success';
-        if (action === 'status') {
-          summary = { action: node.generation === undefined ? 'none' : 'active', exitCode: 0, keys: node.keys, ...(node.generation ? { generation: node.generation } : {}) };
-        } else if (node.failWith !== undefined) {
-          status = 'Failed';
-          summary = { action: 'restored', exitCode: 5, keys: [], error: node.failWith };
-        } else {
-          const set = parseKeySet(this.secret.get(versionId ? { VersionId: versionId } : { VersionStage: 'AWSCURRENT' }).SecretString);
-          const keys = set.keys.map((key) => key.name);
-          // The applier's contract (README, exit 4): an older generation, or the same one with
-          // other keys, is refused and nothing changes.
-          const conflict =
-            node.generation === undefined ? undefined
-            : node.generation > set.generation ? `generation ${set.generation} is older than the active ${node.generation}`
-            : node.generation === set.generation && node.keys.join() !== keys.join() ? `generation ${set.generation} is already active with other keys (two writers?)`
-            : undefined;
-          if (conflict !== undefined) {
-            status = 'Failed';
-            summary = { action: 'refused', exitCode: 4, generation: node.generation, keys: node.keys, error: conflict };
-          } else {
-            const unchanged = node.generation === set.generation;
-            node.generation = set.generation;
-            node.keys = keys;
-            summary = { action: unchanged ? 'unchanged' : 'applied', exitCode: 0, generation: set.generation, keys };
-          }
-        }
-        return {
-          CommandId: commandId,
-          InstanceId: node.instanceId,
-          Status: status,
-          StatusDetails: status,
-          CommandPlugins: [{ Name: 'applyTicketKeys', Output: `${JSON.stringify(summary)}\n${status === 'Failed' ? `\n----------ERROR-------\napply-ticket-keys: ${String(summary.error)}\nfailed to run commands: exit status ${String(summary.exitCode)}` : ''}` }],
-        };
-      }),
-    );
-    return commandId;
+  ) {
+    const document = fakeDocument(nodeApplierDocument(FAKE_NODE_SETTINGS) as Parameters<typeof fakeDocument>[0]);
+    this.runCommand = new RunCommandFake({ [FAKE_DOCUMENT_NAME]: document }, nodes.map((node) => this.managed(node)));
   }
 
-  invocations(commandId: string): CommandInvocation[] {
-    return this.results.get(commandId) ?? [];
+  /** Every command sent, oldest first. */
+  get commands(): { action: string; versionId: string; parameters: Record<string, string> }[] {
+    return this.runCommand.commands.map((command) => ({ action: command.parameters.Action ?? '', versionId: command.parameters.VersionId ?? '', parameters: command.parameters }));
+  }
+
+  private managed(node: FakeNode): ManagedNode {
+    const run = (_document: string, parameters: Record<string, string>) => this.run(node, parameters);
+    return {
+      instanceId: node.instanceId,
+      tags: FLEET_TAG,
+      get pingStatus() {
+        return node.offline === true ? 'ConnectionLost' : 'Online';
+      },
+      run,
+    };
+  }
+
+  private run(node: FakeNode, parameters: Record<string, string>): RunOutput {
+    const versionId = parameters.VersionId ?? '';
+    const answer = (summary: Record<string, unknown>): RunOutput => {
+      const exitCode = Number(summary.exitCode);
+      return { stdout: `${JSON.stringify(summary)}\n`, stderr: exitCode === 0 ? '' : `apply-ticket-keys: ${String(summary.error)}\n`, exitCode };
+    };
+    if (parameters.Action === 'status') {
+      return answer({ action: node.generation === undefined ? 'none' : 'active', exitCode: 0, keys: node.keys, ...(node.generation ? { generation: node.generation } : {}) });
+    }
+    if (node.failWith !== undefined) return answer({ action: 'restored', exitCode: 5, keys: [], error: node.failWith });
+    const set = parseKeySet(this.secret.get(versionId ? { VersionId: versionId } : { VersionStage: 'AWSCURRENT' }).SecretString);
+    const keys = set.keys.map((key) => key.name);
+    // The applier's contract (README, exit 4): an older generation, or the same one with other
+    // keys, is refused and nothing changes.
+    const conflict =
+      node.generation === undefined ? undefined
+      : node.generation > set.generation ? `generation ${set.generation} is older than the active ${node.generation}`
+      : node.generation === set.generation && node.keys.join() !== keys.join() ? `generation ${set.generation} is already active with other keys (two writers?)`
+      : undefined;
+    if (conflict !== undefined) return answer({ action: 'refused', exitCode: 4, generation: node.generation, keys: node.keys, error: conflict });
+    const unchanged = node.generation === set.generation;
+    node.generation = set.generation;
+    node.keys = keys;
+    return answer({ action: unchanged ? 'unchanged' : 'applied', exitCode: 0, generation: set.generation, keys });
   }
 }
 
@@ -262,12 +266,7 @@ export function mockAws(
   secrets.on(UpdateSecretVersionStageCommand).callsFake((input) => secret.update(input));
   secrets.on(UntagResourceCommand).callsFake((input) => secret.untag(input));
   secrets.on(ListSecretVersionIdsCommand).callsFake((input) => secret.listVersionIds(input));
-  const ssm = mockClient(SSMClient);
-  ssm.on(SendCommandCommand).callsFake((input) => ({ Command: { CommandId: fleet.send(input.Parameters ?? {}) } }));
-  ssm.on(ListCommandsCommand).callsFake((input) => ({
-    Commands: [{ CommandId: input.CommandId, Status: 'Success', TargetCount: fleet.nodes.length, CompletedCount: fleet.nodes.length }],
-  }));
-  ssm.on(ListCommandInvocationsCommand).callsFake((input) => ({ CommandInvocations: fleet.invocations(input.CommandId as string) }));
+  const ssm = mockRunCommand(fleet.runCommand);
   const lambda = mockClient(LambdaClient);
   lambda.on(InvokeCommand).callsFake((input) => ({
     StatusCode: 200,

@@ -160,6 +160,7 @@ describe('IAM, evaluated over the synthesized template', () => {
     ],
     'ssm:ListCommands': [{ action: 'ssm:ListCommands', resource: '*' }],
     'ssm:ListCommandInvocations': [{ action: 'ssm:ListCommandInvocations', resource: '*' }],
+    'ssm:GetCommandInvocation': [{ action: 'ssm:GetCommandInvocation', resource: '*' }],
     'lambda:InvokeFunction': [{ action: 'lambda:InvokeFunction', resource: verifierFunction }],
   };
   const verifierCalls: Record<string, Call[]> = {
@@ -197,7 +198,7 @@ describe('IAM, evaluated over the synthesized template', () => {
     expect(await decisions(account, session(role), account.identityPolicies(role), calls)).toEqual(allowed(calls));
   });
 
-  it('denies the rotation function SendCommand to an untagged instance, and removing any tag but the revocation one', async () => {
+  it('denies the rotation function SendCommand to an untagged instance or another document, removing any tag but the revocation one, other secrets, and its key outside Secrets Manager', async () => {
     const role = roleName('TicketKeysRotationRole');
     const policies = account.identityPolicies(role);
     const calls: Call[] = [
@@ -206,8 +207,16 @@ describe('IAM, evaluated over the synthesized template', () => {
       { action: 'secretsmanager:UntagResource', resource: secret, context: { 'aws:TagKeys': ['Owner'] } },
       { action: 'secretsmanager:UntagResource', resource: secret, context: { 'aws:TagKeys': [REVOCATION_TAG, 'Owner'] } },
       { action: 'secretsmanager:TagResource', resource: secret },
+      { action: 'secretsmanager:UpdateSecret', resource: secret },
+      { action: 'secretsmanager:DeleteSecret', resource: secret },
+      { action: 'secretsmanager:GetSecretValue', resource: ticketStore },
+      { action: 'secretsmanager:GetSecretValue', resource: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:database-password-XyZ123` },
+      { action: 'kms:Decrypt', resource: key },
+      { action: 'lambda:InvokeFunction', resource: rotationFunction },
     ];
-    expect(await decisions(account, session(role), policies, calls)).toEqual(calls.map((call) => `${call.action} ${call.resource}: ImplicitlyDenied`));
+    // The secret's own policy denies deleting it to everyone.
+    const explicitly = (call: Call) => call.action === 'secretsmanager:DeleteSecret';
+    expect(await decisions(account, session(role), policies, calls)).toEqual(calls.map((call) => `${call.action} ${call.resource}: ${explicitly(call) ? 'Explicitly' : 'Implicitly'}Denied`));
   });
 
   it('allows a node, with the managed policy on its instance role, the calls of the node document and of the SSM agent sending its output', async () => {

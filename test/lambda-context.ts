@@ -1,3 +1,5 @@
+import { vi } from 'vitest';
+
 /**
  * A Lambda context as the Node.js runtime gives one: getRemainingTimeInMillis() "returns the
  * number of milliseconds left before the execution times out", so it falls as the invocation
@@ -19,3 +21,20 @@ export function lambdaContext(timeoutSeconds: number, functionName = 'test-funct
     getRemainingTimeInMillis: () => Math.max(0, end - Date.now()),
   };
 }
+
+/**
+ * Runs an invocation to its end on vitest's fake timers (Date and setTimeout faked), moving the
+ * clock on `stepMs` at a time while it waits: minutes of polling pass in milliseconds.
+ */
+export async function onFakeClock<T>(invocation: Promise<T>, stepMs = 1_000): Promise<T> {
+  let settled = false;
+  const tracked = invocation.finally(() => {
+    settled = true;
+  });
+  tracked.catch(() => undefined);
+  while (!settled) await vi.advanceTimersByTimeAsync(stepMs);
+  return tracked;
+}
+
+/** The timers onFakeClock needs faked; everything else (I/O, child processes) runs for real. */
+export const FAKE_CLOCK: Parameters<typeof vi.useFakeTimers>[0] = { toFake: ['Date', 'setTimeout', 'clearTimeout'] };

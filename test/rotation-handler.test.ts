@@ -4,7 +4,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { ListCommandsCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -14,7 +14,7 @@ import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import { deployRotationSchedule, FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
 import { captureStdout, expectNoMaterial } from './helpers.js';
-import { lambdaContext, type TestLambdaContext } from './lambda-context.js';
+import { FAKE_CLOCK, lambdaContext, onFakeClock, type TestLambdaContext } from './lambda-context.js';
 
 const ENVIRONMENT = {
   KEY_LENGTH: '80',
@@ -59,6 +59,8 @@ describe('the rotation function handler (AWS mocked)', () => {
     ({ handler } = await import('../lambda/rotation.js'));
   });
   beforeEach(() => {
+    // Run Command takes seconds on its own clock; the steps poll it on the same fake clock.
+    vi.useFakeTimers(FAKE_CLOCK);
     secret = new FakeSecret(EMPTY_KEY_SET_PLACEHOLDER);
     fleet = new FakeFleet(secret, ['i-0aaa', 'i-0bbb', 'i-0ccc'].map((instanceId) => ({ instanceId, keys: [] })));
     verifier = new FakeVerifier();
@@ -67,6 +69,7 @@ describe('the rotation function handler (AWS mocked)', () => {
     captureStdout(output);
   });
   afterEach(() => {
+    vi.useRealTimers();
     vi.restoreAllMocks();
     mocks.secrets.restore();
     mocks.ssm.restore();
@@ -81,7 +84,7 @@ describe('the rotation function handler (AWS mocked)', () => {
     }
   });
 
-  const step = (Step: string, token: string) => handler({ Step, SecretId: secret.arn, ClientRequestToken: token }, lambdaContext(ROTATION_TIMEOUT_SECONDS));
+  const step = (Step: string, token: string) => onFakeClock(handler({ Step, SecretId: secret.arn, ClientRequestToken: token }, lambdaContext(ROTATION_TIMEOUT_SECONDS)));
   const rotate = async (token = secret.startRotation()): Promise<string> => {
     for (const name of STEPS) await step(name, token);
     return token;
@@ -142,23 +145,16 @@ describe('the rotation function handler (AWS mocked)', () => {
     await rotate();
     const token = secret.startRotation();
     await step('createSecret', token);
-    // Run Command never finishes: some node keeps the command running.
-    mocks.ssm.on(ListCommandsCommand).callsFake((input) => ({ Commands: [{ CommandId: input.CommandId, Status: 'InProgress', TargetCount: 3, CompletedCount: 2 }] }));
-    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
-    try {
-      const started = Date.now();
-      let settled = false;
-      const setSecret = step('setSecret', token).finally(() => (settled = true));
-      setSecret.catch(() => undefined);
-      while (!settled) await vi.advanceTimersByTimeAsync(1_000);
-      const waited = Date.now() - started;
-      expect(await failure(setSecret)).toMatch(/had not finished before the function's deadline \(2\/3 done\)/);
-      // The step keeps 30 s to log and return, and stops polling within one poll of that.
-      expect(waited).toBeGreaterThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 - 3) * 1000);
-      expect(waited).toBeLessThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 + 3) * 1000);
-    } finally {
-      vi.useRealTimers();
-    }
+    // A stopped node: Run Command holds its invocation until the delivery timeout plus the
+    // execution timeout (600 + 300 s), longer than the step may wait.
+    fleet.nodes[2]!.offline = true;
+    const started = Date.now();
+    const message = await failure(step('setSecret', token));
+    const waited = Date.now() - started;
+    expect(message).toMatch(/had not finished before the function's deadline \(2\/3 done; waiting for i-0ccc: Delayed\)/);
+    // The step keeps 30 s to log and return, and stops polling within one poll of that.
+    expect(waited).toBeGreaterThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 - 3) * 1000);
+    expect(waited).toBeLessThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 + 3) * 1000);
   });
 
   for (const pendingValue of ['none', 'a copy of AWSCURRENT'] as const) {

@@ -1,24 +1,46 @@
-import { ListCommandInvocationsCommand, ListCommandsCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, describe, expect, it } from 'vitest';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { nodeApplierDocument } from '../lib/node-applier-document.js';
 import { applierSummary, SsmFleetCommander, type SsmFleetSettings } from '../src/aws/ssm-fleet-commander.js';
+import { FAKE_CLOCK, onFakeClock } from './lambda-context.js';
+import { FAKE_NODE_SETTINGS, fakeDocument, mockRunCommand, PLUGIN_OUTPUT_LIMIT, RunCommandFake, type ManagedNode, type RunOutput } from './run-command-fake.js';
 
-const ssm = mockClient(SSMClient);
+/** The SSM fleet commander against Run Command as AWS documents it (run-command-fake.ts). */
+
+const DOCUMENT = 'TicketKeys-NodeApplier';
 const settings = (overrides: Partial<SsmFleetSettings> = {}): SsmFleetSettings => ({
-  documentName: 'doc',
+  documentName: DOCUMENT,
   secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:k-AbCdEf',
   tagKey: 'TicketKeyFleet',
   tagValue: 'edge',
   maxConcurrency: '50',
   maxErrors: '0',
   outputLogGroup: 'out',
-  deadline: Date.now() + 60_000,
-  pollIntervalMs: 5,
+  deadline: Date.now() + 870_000,
   ...overrides,
 });
 
-describe('SSM fleet commander', () => {
-  afterEach(() => ssm.reset());
+const summaryLine = (summary: Record<string, unknown>): RunOutput => ({ stdout: `${JSON.stringify(summary)}\n`, stderr: '', exitCode: Number(summary.exitCode) });
+const applied = (generation: number, keys = ['a', 'b']): RunOutput => summaryLine({ action: 'applied', exitCode: 0, generation, keys });
+
+function node(instanceId: string, run: ManagedNode['run'], overrides: Partial<ManagedNode> = {}): ManagedNode {
+  return { instanceId, tags: { TicketKeyFleet: 'edge' }, pingStatus: 'Online', run, ...overrides };
+}
+
+describe('SSM fleet commander, against Run Command\'s documented behaviour', () => {
+  let fake: RunCommandFake;
+  let mock: ReturnType<typeof mockRunCommand> | undefined;
+  const start = (nodes: ManagedNode[]) => {
+    mock?.restore();
+    fake = new RunCommandFake({ [DOCUMENT]: fakeDocument(nodeApplierDocument(FAKE_NODE_SETTINGS) as Parameters<typeof fakeDocument>[0]) }, nodes);
+    mock = mockRunCommand(fake);
+  };
+  beforeEach(() => vi.useFakeTimers(FAKE_CLOCK));
+  afterEach(() => {
+    vi.useRealTimers();
+    mock?.restore();
+    mock = undefined;
+  });
 
   it('reads the summary from standard output, ignoring the error section', () => {
     const summary = applierSummary({
@@ -28,48 +50,61 @@ describe('SSM fleet commander', () => {
     expect(applierSummary({ CommandPlugins: [{ Output: 'no json here' }] })).toBeUndefined();
   });
 
-  it('waits while the command runs, then reports each node', async () => {
-    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-1' } });
-    ssm.on(ListCommandsCommand)
-      .resolvesOnce({ Commands: [{ Status: 'InProgress', TargetCount: 2, CompletedCount: 1 }] })
-      .resolves({ Commands: [{ Status: 'Failed', TargetCount: 2, CompletedCount: 2 }] });
-    ssm.on(ListCommandInvocationsCommand).resolves({
-      CommandInvocations: [
-        { InstanceId: 'i-1', Status: 'Success', CommandPlugins: [{ Output: '{"action":"applied","exitCode":0,"generation":3,"keys":["a","b"]}' }] },
-        { InstanceId: 'i-2', Status: 'TimedOut', StatusDetails: 'Delivery Timed Out', CommandPlugins: [] },
-      ],
-    });
-    const results = await new SsmFleetCommander(new SSMClient({}), settings()).apply('v-1');
-    expect(results).toEqual([
-      { node: 'i-1', ok: true, generation: 3, action: 'applied', keys: ['a', 'b'] },
-      { node: 'i-2', ok: false, keys: [], error: 'SSM status TimedOut: Delivery Timed Out' },
-    ]);
-    expect(ssm.commandCalls(ListCommandsCommand)).toHaveLength(2);
+  it('waits out invocations that are not listed yet and follows every page: five nodes, each reported', async () => {
+    start(['i-01', 'i-02', 'i-03', 'i-04', 'i-05'].map((id, index) => node(id, () => applied(3), { runMs: 1_000 * (index + 1) })));
+    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply('0b7c2b1e-6b1a-4d52-9a43-1c2d3e4f5a6b'));
+    expect(results.map((result) => [result.node, result.ok, result.generation])).toEqual(['i-01', 'i-02', 'i-03', 'i-04', 'i-05'].map((id) => [id, true, 3]));
+    expect(fake.commands[0]!.parameters).toEqual({ SecretId: settings().secretArn, VersionId: '0b7c2b1e-6b1a-4d52-9a43-1c2d3e4f5a6b', Action: 'apply' });
   });
 
-  it('names nodes SSM never reached after max errors, and refuses an empty fleet', async () => {
-    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-2' } });
-    ssm.on(ListCommandsCommand).resolves({ Commands: [{ Status: 'Failed', TargetCount: 3, CompletedCount: 1 }] });
-    ssm.on(ListCommandInvocationsCommand).resolves({
-      CommandInvocations: [{ InstanceId: 'i-1', Status: 'Failed', CommandPlugins: [{ Output: '{"action":"restored","exitCode":5,"keys":[],"error":"boom"}' }] }],
-    });
-    const results = await new SsmFleetCommander(new SSMClient({}), settings()).apply('v-2');
+  it('names the node that failed, and the nodes Run Command then never ran (max errors 0, one at a time)', async () => {
+    start([
+      node('i-01', () => applied(3)),
+      node('i-02', () => summaryLine({ action: 'restored', exitCode: 5, keys: [], error: "config test 'nginx -t -q' failed" })),
+      node('i-03', () => applied(3)),
+    ]);
+    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ maxConcurrency: '1' })).apply(''));
     expect(results.map((result) => [result.node, result.ok, result.error])).toEqual([
-      ['i-1', false, 'boom'],
-      ['2 more node(s)', false, 'SSM status Cancelled: never ran: SSM stopped at max errors 0'],
+      ['i-01', true, undefined],
+      ['i-02', false, "config test 'nginx -t -q' failed"],
+      ['i-03', false, 'SSM status Cancelled: Terminated'],
     ]);
-    ssm.on(ListCommandsCommand).resolves({ Commands: [{ Status: 'Success', TargetCount: 0 }] });
-    ssm.on(ListCommandInvocationsCommand).resolves({ CommandInvocations: [] });
-    await expect(new SsmFleetCommander(new SSMClient({}), settings()).status()).rejects.toThrow(
-      /no instances tagged TicketKeyFleet=edge answered SSM command c-2: check the tag/,
+  });
+
+  it('refuses a fleet with no tagged instance, saying what to check', async () => {
+    start([node('i-01', () => applied(3), { tags: { TicketKeyFleet: 'staging' } })]);
+    await expect(onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).status())).rejects.toThrow(
+      /no instances tagged TicketKeyFleet=edge answered SSM command .*: check the tag/,
     );
   });
 
-  it('gives up at the deadline, saying how far the command got', async () => {
-    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'c-3' } });
-    ssm.on(ListCommandsCommand).resolves({ Commands: [{ Status: 'InProgress', TargetCount: 4, CompletedCount: 3 }] });
-    await expect(new SsmFleetCommander(new SSMClient({}), settings({ deadline: Date.now() - 1 })).apply('v-3')).rejects.toThrow(
-      /SSM command c-3 to instances tagged TicketKeyFleet=edge had not finished before the function's deadline \(3\/4 done\)/,
+  it('a stopped node: named at the deadline while Run Command still holds it, or as Delivery Timed Out when the deadline allows', async () => {
+    const nodes = [node('i-01', () => applied(3)), node('i-02', () => applied(3), { pingStatus: 'ConnectionLost' })];
+    start(nodes);
+    await expect(onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply(''))).rejects.toThrow(
+      /had not finished before the function's deadline \(1\/2 done; waiting for i-02: Delayed\): a node Pending or Delayed is stopped or has lost its SSM connection/,
     );
+    // Delivery Timed Out comes after the delivery timeout (600 s) plus the document's execution timeout (300 s).
+    start(nodes);
+    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ deadline: Date.now() + 1_000_000 })).apply(''));
+    expect(results.map((result) => [result.node, result.ok, result.error])).toEqual([
+      ['i-01', true, undefined],
+      ['i-02', false, 'SSM status TimedOut: Delivery Timed Out'],
+    ]);
+  });
+
+  it('reads a summary longer than the 2,500 characters ListCommandInvocations keeps from GetCommandInvocation', async () => {
+    // 200 keys: the summary of a set keeping a week of hourly keys.
+    const keys = Array.from({ length: 200 }, (_, index) => index.toString(16).padStart(32, '0'));
+    start([node('i-01', () => ({ stdout: `{"action":"active","exitCode":0,"generation":9,"keys":${JSON.stringify(keys)}}\n`, stderr: '', exitCode: 0 }))]);
+    expect(JSON.stringify(keys).length).toBeGreaterThan(PLUGIN_OUTPUT_LIMIT);
+    const [status] = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).status());
+    expect(status).toEqual({ node: 'i-01', generation: 9, keys });
+  });
+
+  it('sends only what the document accepts: a version id that fails its pattern is refused by SSM', async () => {
+    start([node('i-01', () => applied(3))]);
+    await expect(onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply('not a version; rm -rf /'))).rejects.toThrow(/parameter VersionId .* fails to match the pattern/);
+    await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply('scheduled-rotation-2026-11-25T18:00:00Z'));
   });
 });

@@ -1,4 +1,5 @@
 import {
+  GetCommandInvocationCommand,
   ListCommandsCommand,
   paginateListCommandInvocations,
   SendCommandCommand,
@@ -23,6 +24,7 @@ export interface SsmFleetSettings {
 }
 
 const DELIVERY_TIMEOUT_SECONDS = 600;
+const PLUGIN_OUTPUT_LIMIT = 2_500;
 const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'Delivery Timed Out', 'Execution Timed Out', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied']);
 
 /** The applier's summary: the last line of the invocation's standard output that is a JSON object. */
@@ -54,20 +56,37 @@ export class SsmFleetCommander implements FleetCommander {
   ) {}
 
   async apply(versionId: string): Promise<NodeResult[]> {
-    return (await this.run('apply', versionId)).map((invocation) => {
-      const summary = applierSummary(invocation);
+    const results: NodeResult[] = [];
+    for (const invocation of await this.run('apply', versionId)) {
+      const summary = await this.summaryOf(invocation);
       const node = invocation.InstanceId ?? 'unknown instance';
-      return summary === undefined ? { node, ok: false, keys: [], error: ssmFailure(invocation) } : resultFromSummary(node, summary);
-    });
+      results.push(summary === undefined ? { node, ok: false, keys: [], error: ssmFailure(invocation) } : resultFromSummary(node, summary));
+    }
+    return results;
   }
 
   async status(): Promise<NodeStatus[]> {
-    return (await this.run('status', '')).map((invocation) => {
-      const summary = applierSummary(invocation);
+    const statuses: NodeStatus[] = [];
+    for (const invocation of await this.run('status', '')) {
+      const summary = await this.summaryOf(invocation);
       const node = invocation.InstanceId ?? 'unknown instance';
-      if (invocation.Status !== 'Success' || summary === undefined) return { node, keys: [], error: summary?.error ?? ssmFailure(invocation) };
-      return statusFromSummary(node, summary);
-    });
+      statuses.push(invocation.Status !== 'Success' || summary === undefined ? { node, keys: [], error: summary?.error ?? ssmFailure(invocation) } : statusFromSummary(node, summary));
+    }
+    return statuses;
+  }
+
+  /**
+   * The applier's summary. ListCommandInvocations keeps 2,500 characters of a plugin's output
+   * (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandPlugin.html): a
+   * set with many previous keys makes a longer summary, which GetCommandInvocation has whole
+   * (its first 24,000 characters of stdout).
+   */
+  private async summaryOf(invocation: CommandInvocation): Promise<ApplierSummary | undefined> {
+    const summary = applierSummary(invocation);
+    const output = invocation.CommandPlugins?.map((plugin) => plugin.Output ?? '').join('') ?? '';
+    if (summary !== undefined || output.length < PLUGIN_OUTPUT_LIMIT || invocation.CommandId === undefined || invocation.InstanceId === undefined) return summary;
+    const whole = await this.client.send(new GetCommandInvocationCommand({ CommandId: invocation.CommandId, InstanceId: invocation.InstanceId }));
+    return applierSummary({ CommandPlugins: [{ Output: whole.StandardOutputContent ?? '' }] });
   }
 
   private async run(action: 'apply' | 'status', versionId: string): Promise<CommandInvocation[]> {
@@ -88,13 +107,17 @@ export class SsmFleetCommander implements FleetCommander {
     const commandId = sent.Command?.CommandId;
     if (commandId === undefined) throw new RotationError('SSM SendCommand returned no command id');
     const target = `instances tagged ${settings.tagKey}=${settings.tagValue}`;
+    const invocationsOf = async (): Promise<CommandInvocation[]> => {
+      const invocations: CommandInvocation[] = [];
+      for await (const page of paginateListCommandInvocations({ client: this.client }, { CommandId: commandId, Details: true })) {
+        invocations.push(...(page.CommandInvocations ?? []));
+      }
+      return invocations;
+    };
     for (;;) {
       const command = (await this.client.send(new ListCommandsCommand({ CommandId: commandId }))).Commands?.[0];
       if (command?.Status !== undefined && TERMINAL.has(command.Status)) {
-        const invocations: CommandInvocation[] = [];
-        for await (const page of paginateListCommandInvocations({ client: this.client }, { CommandId: commandId, Details: true })) {
-          invocations.push(...(page.CommandInvocations ?? []));
-        }
+        const invocations = await invocationsOf();
         if ((command.TargetCount ?? 0) === 0) {
           throw new RotationError(`no ${target} answered SSM command ${commandId}: check the tag and that the nodes run the SSM agent`);
         }
@@ -105,9 +128,13 @@ export class SsmFleetCommander implements FleetCommander {
         return invocations;
       }
       if (Date.now() > settings.deadline) {
+        const waiting = (await invocationsOf())
+          .filter((invocation) => !TERMINAL.has(invocation.StatusDetails ?? invocation.Status ?? ''))
+          .map((invocation) => `${invocation.InstanceId ?? 'unknown instance'}: ${invocation.StatusDetails ?? invocation.Status ?? 'unknown'}`);
         throw new RotationError(
           `SSM command ${commandId} to ${target} had not finished before the function's deadline ` +
-            `(${command?.CompletedCount ?? 0}/${command?.TargetCount ?? '?'} done): raise maxConcurrency or look for stuck nodes`,
+            `(${command?.CompletedCount ?? 0}/${command?.TargetCount ?? '?'} done${waiting.length > 0 ? `; waiting for ${waiting.join(', ')}` : ''}): ` +
+            'a node Pending or Delayed is stopped or has lost its SSM connection; otherwise raise maxConcurrency',
         );
       }
       await new Promise((resolve) => setTimeout(resolve, settings.pollIntervalMs ?? 2000));
