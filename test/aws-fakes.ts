@@ -19,13 +19,15 @@ import { FAKE_NODE_SETTINGS, fakeDocument, mockRunCommand, RunCommandFake, type 
 
 /** Secrets Manager's versions and stages, as the rotation protocol sees them. */
 export class FakeSecret {
-  readonly arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
   values = new Map<string, string>();
   stages = new Map<string, string[]>();
   tags = new Map<string, string>();
   puts = 0;
 
-  constructor(initial: string) {
+  constructor(
+    initial: string,
+    readonly arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf',
+  ) {
     const id = randomUUID();
     this.values.set(id, initial);
     this.created.push(id);
@@ -119,7 +121,10 @@ export class FakeSecret {
   }
 
   put(input: { ClientRequestToken?: string; SecretString?: string; VersionStages?: string[] }): { ARN: string; VersionId: string } {
-    const id = input.ClientRequestToken as string;
+    // "If you use the Amazon Web Services CLI or one of the Amazon Web Services SDKs to call this
+    // operation, then you can leave this parameter empty. The CLI or SDK generates a random UUID"
+    // (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_PutSecretValue.html).
+    const id = input.ClientRequestToken ?? randomUUID();
     const existing = this.values.get(id);
     if (existing !== undefined && existing !== input.SecretString) {
       throw new ResourceExistsException({ message: 'You can’t modify an existing version, you can only create new versions.', $metadata: {} });
