@@ -494,7 +494,6 @@ export class TicketKeyRotation extends Construct {
       throw new Error(`rotation interval ${interval.toHumanString()} must be a whole number of minutes`);
     }
     const role = new iam.Role(this, 'FrequentRotationRole', { assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'), description: 'Starts ticket key rotations' });
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:RotateSecret'], resources: [this.secret.secretArn] }));
     // RotateSecret's caller "also need[s] lambda:InvokeFunction permissions on the rotation function":
     // https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotateSecret.html
     role.addToPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.rotationFunction.functionArn] }));
@@ -511,6 +510,8 @@ export class TicketKeyRotation extends Construct {
           ClientRequestToken: `${SCHEDULED_ROTATION_TOKEN_PREFIX}${scheduler.ContextAttribute.scheduledTime}`,
         }),
         role,
+        // Without it the target would grant RotateSecret on every secret.
+        policyStatements: [new iam.PolicyStatement({ actions: ['secretsmanager:RotateSecret'], resources: [this.secret.secretArn] })],
         // A start that keeps failing is left to the next one.
         retryAttempts: 3,
         maxEventAge: Duration.minutes(Math.min(60, interval.toMinutes())),

@@ -224,6 +224,8 @@ describe('IAM, evaluated over the synthesized template', () => {
     const policies = account.identityPolicies('FleetNodeRole', [account.arn('AWS::IAM::ManagedPolicy', 'TicketKeysNodePolicy')]);
     const script = ((account.template.one('AWS::SSM::Document', 'TicketKeysNodeApplier').properties.Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand).join('\n');
     expect(cliCallsOf(script)).toEqual(['secretsmanager:GetSecretValue']);
+    const onboarding = ((account.template.one('AWS::SSM::Document', 'TicketKeysNodeOnboarding').properties.Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand).join('\n');
+    expect(cliCallsOf(onboarding)).toEqual([]);
     const outputGroup = `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${commandOutputGroup}`;
     const outputStream = `${outputGroup}:log-stream:a1b2c3d4-command-id/i-0123456789abcdef0/applyTicketKeys/stdout`;
     const calls: Call[] = [
@@ -301,5 +303,19 @@ describe('IAM, evaluated over the synthesized template', () => {
       { action: 'lambda:InvokeFunction', resource: frequent.arn('AWS::Lambda::Function', 'TicketKeysRotationFunction', 'Arn') },
     ];
     expect(await decisions(frequent, session(role), frequent.identityPolicies(role), calls)).toEqual(allowed(calls));
+    const otherSecret = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:database-password-XyZ123`;
+    expect(await decisions(frequent, session(role), frequent.identityPolicies(role), [{ action: 'secretsmanager:RotateSecret', resource: otherSecret }])).toEqual([
+      `secretsmanager:RotateSecret ${otherSecret}: ImplicitlyDenied`,
+    ]);
+  });
+
+  it('lets the verifier in the nodes\' VPC manage its network interfaces, as Lambda does with its role', async () => {
+    const inVpc = new Account(synthesize({ verifierVpcId: 'vpc-0123456789abcdef0', verifierSubnetIds: ['subnet-0123456789abcdef0'] }));
+    const role = inVpc.arn('AWS::IAM::Role', 'TicketKeysVerifierRole');
+    // https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html#configuration-vpc-permissions
+    const calls: Call[] = ['ec2:CreateNetworkInterface', 'ec2:DescribeNetworkInterfaces', 'ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses'].map(
+      (action) => ({ action, resource: '*' }),
+    );
+    expect(await decisions(inVpc, session(role), inVpc.identityPolicies(role), calls)).toEqual(allowed(calls));
   });
 });
