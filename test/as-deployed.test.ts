@@ -13,7 +13,7 @@ import { DEFAULT_KEY_DIRECTORY, FLAVOR_DEFAULTS } from '../lib/ticket-key-rotati
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import { deployRotationSchedule, FakeSecret } from './aws-fakes.js';
 import { PROJECT } from './aws-calls.js';
-import { captureStdout, expectNoMaterial, freshTicket } from './helpers.js';
+import { captureStdout, expectNoMaterial, logLines, freshTicket } from './helpers.js';
 import { lambdaContext } from './lambda-context.js';
 import { fakeDocument, RunCommandFake, type ManagedNode, type RunOutput } from './run-command-fake.js';
 import { REGION, ResolvedTemplate } from './template-resolver.js';
@@ -223,11 +223,7 @@ cat "${dir}/version-$selector"
     expect(report.failures?.map((failure) => failure.detail) ?? [], `canary ${when}`).toEqual([]);
     return report;
   };
-  const stepLines = () =>
-    output
-      .flatMap((chunk) => chunk.split('\n'))
-      .filter((line) => line.includes('"rotation step"'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const stepLines = () => logLines(output, 'rotation step');
 
   it('deploys with a configuration test, then rotates twice on real nginx; the canary passes before, between and after every step', async () => {
     const schedule = resolved.one('AWS::SecretsManager::RotationSchedule', 'TicketKeysKeySetRotation').properties;

@@ -76,3 +76,11 @@ export function haproxyRuntime(socketPath: string, command: string): Promise<str
     socket.once('connect', () => socket.write(`${command}\n`));
   });
 }
+
+/** The JSON log lines with this message among what was written to stdout (Powertools Logger writes one per line). */
+export function logLines(output: string[], message: string): Record<string, unknown>[] {
+  return output
+    .flatMap((chunk) => chunk.split('\n'))
+    .filter((line) => line.includes(`"message":"${message}"`))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}

@@ -13,7 +13,7 @@ import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '..
 import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import { deployRotationSchedule, FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
-import { captureStdout, expectNoMaterial } from './helpers.js';
+import { captureStdout, expectNoMaterial, logLines } from './helpers.js';
 import { FAKE_CLOCK, lambdaContext, onFakeClock, type TestLambdaContext } from './lambda-context.js';
 
 const ENVIRONMENT = {
@@ -84,16 +84,20 @@ describe('the rotation function handler (AWS mocked)', () => {
     }
   });
 
+  /** Starts over with another secret behind the mocks. */
+  const useSecret = (replacement: FakeSecret) => {
+    secret = replacement;
+    mocks.secrets.restore();
+    mocks.ssm.restore();
+    mocks.lambda.restore();
+    mocks = mockAws(secret, fleet, verifier);
+  };
   const step = (Step: string, token: string) => onFakeClock(handler({ Step, SecretId: secret.arn, ClientRequestToken: token }, lambdaContext(ROTATION_TIMEOUT_SECONDS)));
   const rotate = async (token = secret.startRotation()): Promise<string> => {
     for (const name of STEPS) await step(name, token);
     return token;
   };
-  const stepLogs = () =>
-    output
-      .flatMap((chunk) => chunk.split('\n'))
-      .filter((line) => line.includes('"rotation step"'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const stepLogs = () => logLines(output, 'rotation step');
   const metricNames = () => output.filter((chunk) => chunk.includes('"_aws"')).flatMap((chunk) => Object.keys(JSON.parse(chunk)));
   const failure = async (promise: Promise<unknown>): Promise<string> => {
     const error = await promise.then(
@@ -176,11 +180,7 @@ describe('the rotation function handler (AWS mocked)', () => {
   }
 
   it('a configuration test still refuses a malformed AWSCURRENT', async () => {
-    secret = new FakeSecret('{"format":"tls-ticket-keyset"');
-    mocks.secrets.restore();
-    mocks.ssm.restore();
-    mocks.lambda.restore();
-    mocks = mockAws(secret, fleet, verifier);
+    useSecret(new FakeSecret('{"format":"tls-ticket-keyset"'));
     const message = await failure(deployRotationSchedule({ RotateImmediatelyOnUpdate: false }, secret, step));
     expect(message).toMatch(/^testSecret failed: the AWSCURRENT key set \(version .*\) is malformed/);
     expect(fleet.commands).toEqual([]);
@@ -231,11 +231,7 @@ describe('the rotation function handler (AWS mocked)', () => {
   });
 
   it('refuses to rotate from a malformed AWSCURRENT, writing nothing', async () => {
-    secret = new FakeSecret('{"format":"tls-ticket-keyset","version":1,"generation":"seven"}');
-    mocks.secrets.restore();
-    mocks.ssm.restore();
-    mocks.lambda.restore();
-    mocks = mockAws(secret, fleet, verifier);
+    useSecret(new FakeSecret('{"format":"tls-ticket-keyset","version":1,"generation":"seven"}'));
     const message = await failure(step('createSecret', secret.startRotation()));
     expect(message).toMatch(/createSecret failed: the AWSCURRENT key set \(version .*\) is malformed, so no rotation was started and nothing was written: key set generation "seven" is not a positive integer/);
     expect(secret.puts).toBe(0);
