@@ -35,6 +35,8 @@ export interface ManagedNode {
    * A stopped instance, or one whose agent lost its connection, gets nothing delivered.
    */
   pingStatus: 'Online' | 'ConnectionLost';
+  /** The node no longer exists (terminated) or is not a managed node at all: "Undeliverable". */
+  gone?: boolean;
   /** Runs the document's script on the node. */
   run(documentName: string, parameters: Record<string, string>): Promise<RunOutput> | RunOutput;
   /** How long the run takes on the clock (the promise settling ends it too). @default 1 s */
@@ -181,7 +183,7 @@ export class RunCommandFake {
         invocation.details = failed ? 'Failed' : 'Success';
       }
     }
-    const errors = command.invocations.filter((invocation) => invocation.status === 'Failed' || invocation.details === 'Execution Timed Out').length;
+    const errors = command.invocations.filter((invocation) => (invocation.status === 'Failed' && invocation.details !== 'Undeliverable') || invocation.details === 'Execution Timed Out').length;
     const stopped = errors > limit(command.maxErrors, command.invocations.length);
     let running = command.invocations.filter((invocation) => invocation.status === 'InProgress').length;
     for (const invocation of command.invocations) {
@@ -192,6 +194,15 @@ export class RunCommandFake {
         continue;
       }
       const waited = now - command.sentAt;
+      if (invocation.node.gone === true) {
+        // "The command couldn't be delivered to the node. The node might not exist or it might not
+        // be responding." Terminal, and it does not count against MaxErrors.
+        if (waited >= DELIVERY_MS) {
+          invocation.status = 'Failed';
+          invocation.details = 'Undeliverable';
+        }
+        continue;
+      }
       if (invocation.node.pingStatus !== 'Online') {
         if (waited >= (command.timeoutSeconds + document.executionTimeoutSeconds) * 1000) {
           invocation.status = 'TimedOut';
@@ -236,7 +247,7 @@ export class RunCommandFake {
     const command = this.find(input.CommandId);
     const { invocations } = command;
     const done = invocations.filter((invocation) => ['Success', 'Failed', 'Cancelled', 'TimedOut'].includes(invocation.status));
-    const errors = invocations.filter((invocation) => invocation.status === 'Failed' || invocation.details === 'Execution Timed Out').length;
+    const errors = invocations.filter((invocation) => (invocation.status === 'Failed' && invocation.details !== 'Undeliverable') || invocation.details === 'Execution Timed Out').length;
     const deliveryTimedOut = invocations.filter((invocation) => invocation.details === 'Delivery Timed Out').length;
     let status: string;
     if (invocations.length === 0) status = 'Failed';

@@ -93,6 +93,15 @@ describe('SSM fleet commander, against Run Command\'s documented behaviour', () 
     ]);
   });
 
+  it('a node Run Command cannot deliver to (terminated, or never managed) is named, and the others still run (it is no error to MaxErrors)', async () => {
+    start([node('i-01', () => applied(3), { gone: true }), node('i-02', () => applied(3))]);
+    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ maxConcurrency: '1' })).apply(''));
+    expect(results.map((result) => [result.node, result.ok, result.error])).toEqual([
+      ['i-01', false, 'SSM status Failed: Undeliverable'],
+      ['i-02', true, undefined],
+    ]);
+  });
+
   it('reads a summary longer than the 2,500 characters ListCommandInvocations keeps from GetCommandInvocation', async () => {
     // 200 keys: the summary of a set keeping a week of hourly keys.
     const keys = Array.from({ length: 200 }, (_, index) => index.toString(16).padStart(32, '0'));
