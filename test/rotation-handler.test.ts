@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Logger } from '@aws-lambda-powertools/logger';
@@ -261,6 +262,8 @@ describe('the rotation function handler (AWS mocked)', () => {
     expect(() => secret.startRotation()).toThrow("A previous rotation isn't complete");
     // "You might need to remove the staging label AWSPENDING from the partially created version."
     secret.update({ VersionStage: 'AWSPENDING', RemoveFromVersionId: cancelled });
+    // A newer unlabelled version that is not the cancelled set: what a configuration test may leave.
+    secret.put({ ClientRequestToken: randomUUID(), SecretString: secret.get({ VersionStage: 'AWSCURRENT' }).SecretString, VersionStages: [] });
     delete fleet.nodes[2]!.failWith;
     const next = await rotate();
     expect(secret.currentGeneration()).toBe(2);

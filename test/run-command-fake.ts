@@ -189,14 +189,16 @@ export class RunCommandFake {
     for (const invocation of command.invocations) {
       if (invocation.status !== 'Pending' && invocation.status !== 'Delayed') continue;
       if (stopped) {
+        // StatusDetails carries the status the documentation names; Status is the API's enum
+        // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandInvocation.html).
         invocation.status = 'Cancelled';
         invocation.details = 'Terminated';
         continue;
       }
       const waited = now - command.sentAt;
       if (invocation.node.gone === true) {
-        // "The command couldn't be delivered to the node. The node might not exist or it might not
-        // be responding." Terminal, and it does not count against MaxErrors.
+        // Undeliverable: "The node might not exist or it might not be responding" (monitor-commands
+        // page above). Terminal, and it does not count against MaxErrors.
         if (waited >= DELIVERY_MS) {
           invocation.status = 'Failed';
           invocation.details = 'Undeliverable';
@@ -271,9 +273,26 @@ export class RunCommandFake {
     };
   }
 
+  /**
+   * A plugin's output as ListCommandInvocations returns it: at most 2,500 characters (API doc),
+   * made up the way the SSM agent makes it (TruncateOutput in
+   * https://github.com/aws/amazon-ssm-agent/blob/mainline/agent/framework/processor/executer/iohandler/iohandler.go):
+   * stdout, then stderr under an ERROR title; what does not fit is cut from the longer stream, or
+   * from both, each marked as truncated.
+   */
   private pluginOutput(invocation: Invocation): string {
     const { stdout = '', stderr = '' } = invocation.output ?? {};
-    return `${stdout}${stderr === '' ? '' : `\n----------ERROR-------\n${stderr}`}`.slice(0, PLUGIN_OUTPUT_LIMIT);
+    const title = stderr === '' ? '' : '\n----------ERROR-------\n';
+    const cutOut = '\n---Output truncated---';
+    const cutError = '\n---Error truncated----';
+    const room = PLUGIN_OUTPUT_LIMIT - title.length;
+    if (stdout.length + stderr.length < room) return `${stdout}${title}${stderr}`;
+    if (stdout.length > room / 2 && stderr.length > room / 2) {
+      const half = Math.floor((room - cutOut.length - cutError.length) / 2);
+      return `${stdout.slice(0, half)}${cutOut}${title}${stderr.slice(0, half)}${cutError}`;
+    }
+    if (stdout.length <= room / 2) return `${stdout}${title}${stderr.slice(0, room - cutError.length - stdout.length)}${cutError}`;
+    return `${stdout.slice(0, room - cutOut.length - stderr.length)}${cutOut}${title}${stderr}`;
   }
 
   /**

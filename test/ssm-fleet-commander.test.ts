@@ -102,13 +102,36 @@ describe('SSM fleet commander, against Run Command\'s documented behaviour', () 
     ]);
   });
 
+  it('a command that ends before Run Command lists its invocations: waits for them rather than guessing', async () => {
+    start([node('i-01', () => applied(3), { gone: true }), node('i-02', () => applied(3), { gone: true })]);
+    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ pollIntervalMs: 100 })).apply(''), 100);
+    expect(results.map((result) => [result.node, result.error])).toEqual([
+      ['i-01', 'SSM status Failed: Undeliverable'],
+      ['i-02', 'SSM status Failed: Undeliverable'],
+    ]);
+  });
+
+  it('a run that outlasts the document\'s execution timeout (300 s) is Execution Timed Out', async () => {
+    start([node('i-01', () => new Promise<RunOutput>(() => undefined))]);
+    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply(''));
+    expect(results.map((result) => [result.node, result.error])).toEqual([['i-01', 'SSM status TimedOut: Execution Timed Out']]);
+  });
+
   it('reads a summary longer than the 2,500 characters ListCommandInvocations keeps from GetCommandInvocation', async () => {
     // 200 keys: the summary of a set keeping a week of hourly keys.
     const keys = Array.from({ length: 200 }, (_, index) => index.toString(16).padStart(32, '0'));
-    start([node('i-01', () => ({ stdout: `{"action":"active","exitCode":0,"generation":9,"keys":${JSON.stringify(keys)}}\n`, stderr: '', exitCode: 0 }))]);
-    expect(JSON.stringify(keys).length).toBeGreaterThan(PLUGIN_OUTPUT_LIMIT);
-    const [status] = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).status());
-    expect(status).toEqual({ node: 'i-01', generation: 9, keys });
+    const summary = `{"action":"active","exitCode":0,"generation":9,"keys":${JSON.stringify(keys)}}\n`;
+    start([
+      node('i-01', () => ({ stdout: summary, stderr: '', exitCode: 0 })),
+      // With something on stderr too, the agent keeps even less of stdout.
+      node('i-02', () => ({ stdout: summary, stderr: 'warning: a slow reload\n', exitCode: 0 })),
+    ]);
+    expect(summary.length).toBeGreaterThan(PLUGIN_OUTPUT_LIMIT);
+    const statuses = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).status());
+    expect(statuses).toEqual([
+      { node: 'i-01', generation: 9, keys },
+      { node: 'i-02', generation: 9, keys },
+    ]);
   });
 
   it('sends only what the document accepts: a version id that fails its pattern is refused by SSM', async () => {

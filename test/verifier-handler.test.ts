@@ -120,9 +120,14 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     expect(new Set(report.failures.filter((failure) => failure.kind === 'wrong key').map((failure) => failure.subject))).toEqual(new Set([`${fleet.nodes[0]!.host}:${fleet.nodes[0]!.port}`]));
   });
 
-  it('canary: skips, saying why, before the first rotation', async () => {
+  it('canary: skips, saying why, before the first rotation, even before any node is tagged (a fresh deploy raises no alarm)', async () => {
     keySetValue = EMPTY_KEY_SET_PLACEHOLDER;
     expect(await handler({ action: 'canary' })).toEqual({ action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' });
+    ec2.reset();
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    const settings = { ...verifierSettingsFromEnvironment(process.env), staticNodes: [] };
+    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
+    expect(await runVerifier({ action: 'canary' }, deps)).toEqual({ action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' });
   });
 
   it('capture keeps tickets once per rotation in the ticket store; verify resumes them after the rotation', async () => {

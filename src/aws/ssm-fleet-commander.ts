@@ -24,7 +24,6 @@ export interface SsmFleetSettings {
 }
 
 const DELIVERY_TIMEOUT_SECONDS = 600;
-const PLUGIN_OUTPUT_LIMIT = 2_500;
 const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'Delivery Timed Out', 'Execution Timed Out', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied']);
 
 /** The applier's summary: the last line of the invocation's standard output that is a JSON object. */
@@ -83,8 +82,8 @@ export class SsmFleetCommander implements FleetCommander {
    */
   private async summaryOf(invocation: CommandInvocation): Promise<ApplierSummary | undefined> {
     const summary = applierSummary(invocation);
-    const output = invocation.CommandPlugins?.map((plugin) => plugin.Output ?? '').join('') ?? '';
-    if (summary !== undefined || output.length < PLUGIN_OUTPUT_LIMIT || invocation.CommandId === undefined || invocation.InstanceId === undefined) return summary;
+    const ran = invocation.CommandPlugins?.some((plugin) => (plugin.Output ?? '') !== '') ?? false;
+    if (summary !== undefined || !ran || invocation.CommandId === undefined || invocation.InstanceId === undefined) return summary;
     const whole = await this.client.send(new GetCommandInvocationCommand({ CommandId: invocation.CommandId, InstanceId: invocation.InstanceId }));
     return applierSummary({ CommandPlugins: [{ Output: whole.StandardOutputContent ?? '' }] });
   }
@@ -96,7 +95,8 @@ export class SsmFleetCommander implements FleetCommander {
         DocumentName: settings.documentName,
         Targets: [{ Key: `tag:${settings.tagKey}`, Values: [settings.tagValue] }],
         Parameters: { SecretId: [settings.secretArn], VersionId: [versionId], Action: [action] },
-        // Offline nodes time out as "Delivery Timed Out" well within the function's 15 minutes.
+        // A node that is not connected gets "Delivery Timed Out" only after this plus the
+        // document's execution timeout: the step's deadline usually comes first.
         TimeoutSeconds: DELIVERY_TIMEOUT_SECONDS,
         MaxConcurrency: settings.maxConcurrency,
         MaxErrors: settings.maxErrors,
@@ -117,17 +117,17 @@ export class SsmFleetCommander implements FleetCommander {
     for (;;) {
       const command = (await this.client.send(new ListCommandsCommand({ CommandId: commandId }))).Commands?.[0];
       if (command?.Status !== undefined && TERMINAL.has(command.Status)) {
-        const invocations = await invocationsOf();
         if ((command.TargetCount ?? 0) === 0) {
           throw new RotationError(`no ${target} answered SSM command ${commandId}: check the tag and that the nodes run the SSM agent`);
         }
-        const unsent = (command.TargetCount ?? 0) - invocations.length;
-        if (unsent > 0) {
-          invocations.push({ InstanceId: `${unsent} more node(s)`, Status: 'Cancelled', StatusDetails: `never ran: SSM stopped at max errors ${settings.maxErrors}` });
+        // Run Command is eventually consistent: a finished command's invocations may not all be listed yet.
+        const invocations = await invocationsOf();
+        const unlisted = (command.TargetCount ?? 0) - invocations.length;
+        if (unlisted <= 0) return invocations;
+        if (Date.now() > settings.deadline) {
+          return [...invocations, { InstanceId: `${unlisted} more node(s)`, Status: 'Pending', StatusDetails: 'not listed by SSM before the function\'s deadline' }];
         }
-        return invocations;
-      }
-      if (Date.now() > settings.deadline) {
+      } else if (Date.now() > settings.deadline) {
         const waiting = (await invocationsOf())
           .filter((invocation) => !TERMINAL.has(invocation.StatusDetails ?? invocation.Status ?? ''))
           .map((invocation) => `${invocation.InstanceId ?? 'unknown instance'}: ${invocation.StatusDetails ?? invocation.Status ?? 'unknown'}`);

@@ -2,7 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { paginateDescribeInstances, type EC2Client } from '@aws-sdk/client-ec2';
 import { GetSecretValueCommand, PutSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet } from '../core/keyset.js';
+import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../core/keyset.js';
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
 import { captureSources, captureTickets, DEFAULT_CAPTURED_NODES, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
@@ -140,6 +140,12 @@ async function capture(versionId: string, nodes: VerifyNode[], deps: VerifierDep
   return { action: 'capture', versionId, captured: value.tickets.length, reused: false };
 }
 
+/** AWSCURRENT's key set; undefined before the first rotation (the placeholder). */
+async function currentKeySetOf(deps: VerifierDependencies): Promise<KeySet | undefined> {
+  const current = await new SecretsManagerReader(deps.secrets, deps.settings.keySetSecretArn).getVersion({ stage: AWSCURRENT });
+  return current === undefined || current.value === EMPTY_KEY_SET_PLACEHOLDER ? undefined : parseKeySet(current.value);
+}
+
 function publish(report: VerificationReport, deps: VerifierDependencies): void {
   const { metrics } = deps;
   const onKey = report.nodes.filter((node) => node.onExpectedKey).length;
@@ -163,6 +169,11 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
   const action = event.action ?? 'canary';
   const { logger, metrics, settings } = deps;
   try {
+    // Before the first rotation there is nothing to check, and no node may be tagged yet.
+    if (action === 'canary' && (await currentKeySetOf(deps)) === undefined) {
+      logger.info('verification skipped', { action, reason: 'the key set has no keys yet' });
+      return { action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' };
+    }
     const nodes = await discoverNodes(deps.ec2, settings);
     if (nodes.length === 0) {
       throw new Error(`no running instance carries the tag ${settings.tagKey}=${settings.tagValue}: check the tag, or set static nodes`);
@@ -183,16 +194,11 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
         captured = stored.tickets.map((ticket) => ({ node: ticket.node, version: ticket.version, session: Buffer.from(ticket.session, 'base64') }));
       }
     } else {
-      const store = new SecretsManagerReader(deps.secrets, settings.keySetSecretArn);
-      const current = await store.getVersion({ stage: AWSCURRENT });
-      if (current === undefined || current.value === EMPTY_KEY_SET_PLACEHOLDER) {
-        logger.info('verification skipped', { action, reason: 'the key set has no keys yet' });
-        return { action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' };
-      }
-      const currentSet = parseKeySet(current.value);
+      const currentSet = await currentKeySetOf(deps);
+      if (currentSet === undefined) throw new Error('the key set lost its keys during the canary');
       expectedKey = currentKey(currentSet).name;
       // During a rotation the nodes move to the pending set one by one: both keys are healthy.
-      pendingKey = await keyInFlight(store, currentSet);
+      pendingKey = await keyInFlight(new SecretsManagerReader(deps.secrets, settings.keySetSecretArn), currentSet);
     }
     const report = await verifyFleet(nodes, {
       expectedKey,

@@ -167,20 +167,23 @@ export async function createPending(context: RotationContext, token: string): Pr
  */
 async function earlierPending(store: SecretStore, token: string, current: KeySet | undefined): Promise<{ value: string; keySet: KeySet } | undefined> {
   const labelled = await store.getVersion({ stage: AWSPENDING });
-  const candidates = labelled !== undefined ? [labelled.versionId] : await store.unlabelledVersionIds();
-  for (const versionId of candidates) {
-    if (versionId === token) continue;
-    const earlier = await store.getVersion({ versionId });
-    if (earlier === undefined) continue;
-    try {
-      const keySet = parseKeySet(earlier.value);
-      if (labelled !== undefined || keySet.generation === (current?.generation ?? 0) + 1) return { value: earlier.value, keySet };
-    } catch {
-      // No node can have applied a malformed set: the applier validates first. Replace it.
-    }
-    if (labelled === undefined) return undefined;
+  if (labelled !== undefined) return labelled.versionId === token ? undefined : validKeySet(labelled.value);
+  // Newest first; other unlabelled versions (older sets, a configuration test's copy) are passed over.
+  for (const versionId of await store.unlabelledVersionIds()) {
+    const earlier = versionId === token ? undefined : await store.getVersion({ versionId });
+    const found = earlier && validKeySet(earlier.value);
+    if (found?.keySet.generation === (current?.generation ?? 0) + 1) return found;
   }
   return undefined;
+}
+
+/** The value with its key set, or undefined when it is none: no node can have applied it (the applier validates first). */
+function validKeySet(value: string): { value: string; keySet: KeySet } | undefined {
+  try {
+    return { value, keySet: parseKeySet(value) };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
