@@ -32,6 +32,7 @@ export const SETTING_KEYS = [
   'verifierPeersPerNode',
   'canarySchedule',
   'alarmEmail',
+  'skippedNodesAlarmThreshold',
 ] as const;
 
 export type SettingKey = (typeof SETTING_KEYS)[number];
@@ -121,5 +122,6 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
     ...optional('verifierPeersPerNode', whole('verifierPeersPerNode', 1, 1000)),
     ...optional('canarySchedule', text('canarySchedule')),
     ...optional('alarmEmail', email),
+    ...optional('skippedNodesAlarmThreshold', whole('skippedNodesAlarmThreshold', 0, 100_000)),
   };
 }

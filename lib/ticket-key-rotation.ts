@@ -29,6 +29,7 @@ const METRIC_SERVICES: Record<string, string> = {
   RotationsFailed: 'tls-ticket-key-rotation',
   NodesUpdated: 'tls-ticket-key-rotation',
   NodesFailed: 'tls-ticket-key-rotation',
+  NodesSkipped: 'tls-ticket-key-rotation',
 };
 
 /** On tmpfs (/run is one on systemd hosts): keys never reach a disk, a backup or a snapshot. */
@@ -108,6 +109,8 @@ export interface TicketKeyRotationProps {
   readonly canarySchedule?: string;
   /** Email address subscribed to the alarms topic. @default none */
   readonly alarmEmail?: string;
+  /** Tagged nodes a rotation may skip (stopped, or not connected to SSM) before the NodesSkipped alarm fires. @default 0 */
+  readonly skippedNodesAlarmThreshold?: number;
 }
 
 /**
@@ -264,7 +267,7 @@ export class TicketKeyRotation extends Construct {
 
     this.saveAuditQueries();
     this.scheduleCanary(props.canarySchedule ?? 'rate(5 minutes)');
-    this.alarmTopic = this.createAlarms(props.alarmEmail);
+    this.alarmTopic = this.createAlarms(props.alarmEmail, props.skippedNodesAlarmThreshold ?? 0);
     this.createDashboard();
   }
 
@@ -367,7 +370,7 @@ export class TicketKeyRotation extends Construct {
     return new cloudwatch.Metric({ namespace: 'TlsTicketKeyRotation', metricName: name, statistic, period: Duration.minutes(5), dimensionsMap: { service: METRIC_SERVICES[name] ?? 'tls-ticket-key-verifier' } });
   }
 
-  private createAlarms(email: string | undefined): sns.Topic {
+  private createAlarms(email: string | undefined, skippedNodesThreshold: number): sns.Topic {
     const topicKey = new kms.Key(this, 'AlarmTopicKey', { enableKeyRotation: true, description: 'Encrypts the ticket key alarm notifications' });
     topicKey.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
     const topic = new sns.Topic(this, 'AlarmTopic', { masterKey: topicKey, enforceSSL: true, displayName: 'TLS ticket key rotation alarms' });
@@ -412,6 +415,14 @@ export class TicketKeyRotation extends Construct {
         evaluationPeriods: 1,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
+      new cloudwatch.Alarm(this, 'NodesSkippedAlarm', {
+        alarmDescription: 'A rotation skipped tagged nodes that are stopped or not connected to SSM (see skippedNodes in the rotation log)',
+        metric: this.metric('NodesSkipped', 'Maximum'),
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        threshold: skippedNodesThreshold,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
       new cloudwatch.Alarm(this, 'RotationFailedAlarm', {
         alarmDescription: 'A rotation step failed: see the rotation-history query',
         metric: this.metric('RotationsFailed', 'Sum'),
@@ -431,7 +442,7 @@ export class TicketKeyRotation extends Construct {
     const graph = (title: string, metrics: cloudwatch.IMetric[]) => new cloudwatch.GraphWidget({ title, left: metrics, width: 12 });
     dashboard.addWidgets(
       graph('Rotations', [this.metric('RotationsSucceeded', 'Sum'), this.metric('RotationsFailed', 'Sum')]),
-      graph('Nodes per rotation', [this.metric('NodesUpdated', 'Sum'), this.metric('NodesFailed', 'Sum')]),
+      graph('Nodes per rotation', [this.metric('NodesUpdated', 'Sum'), this.metric('NodesFailed', 'Sum'), this.metric('NodesSkipped', 'Maximum')]),
     );
     dashboard.addWidgets(
       graph('Cross-node resumption (%)', [this.metric('CrossNodeResumptionRate', 'Minimum'), this.metric('ContinuityResumptionRate', 'Minimum')]),
@@ -474,14 +485,20 @@ export class TicketKeyRotation extends Construct {
         conditions: { StringEquals: { [`ssm:resourceTag/${tagKey}`]: tagValue } },
       }),
     );
-    // ListCommands, ListCommandInvocations and GetCommandInvocation support no resource-level permissions.
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:GetCommandInvocation'], resources: ['*'] }));
+    // These support no resource-level permissions. CancelCommand only stops what SendCommand
+    // started, and DescribeInstanceInformation tells the connected nodes from the others.
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:ListCommands', 'ssm:ListCommandInvocations', 'ssm:GetCommandInvocation', 'ssm:CancelCommand', 'ssm:DescribeInstanceInformation'],
+        resources: ['*'],
+      }),
+    );
     NagSuppressions.addResourceSuppressions(
       role,
       [
         {
           id: 'AwsSolutions-IAM5',
-          reason: 'SendCommand on instances is limited by the ssm:resourceTag condition to the fleet\'s tag; ListCommands, ListCommandInvocations, GetCommandInvocation and GetRandomPassword (granted by the rotation schedule) have no resource-level permissions',
+          reason: 'SendCommand on instances is limited by the ssm:resourceTag condition to the fleet\'s tag; ListCommands, ListCommandInvocations, GetCommandInvocation, CancelCommand, DescribeInstanceInformation and GetRandomPassword (granted by the rotation schedule) have no resource-level permissions',
           appliesTo: ['Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*', 'Resource::*'],
         },
       ],

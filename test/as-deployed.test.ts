@@ -15,7 +15,7 @@ import { deployRotationSchedule, FakeSecret } from './aws-fakes.js';
 import { PROJECT } from './aws-calls.js';
 import { captureStdout, expectNoMaterial, logLines, freshTicket } from './helpers.js';
 import { lambdaContext } from './lambda-context.js';
-import { fakeDocument, RunCommandFake, type ManagedNode, type RunOutput } from './run-command-fake.js';
+import { fakeDocument, mockRunCommand, RunCommandFake, type ManagedNode, type RunOutput } from './run-command-fake.js';
 import { REGION, ResolvedTemplate } from './template-resolver.js';
 
 /**
@@ -183,12 +183,7 @@ cat "${dir}/version-$selector"
     secrets.on(sm.PutSecretValueCommand as never).callsFake((input: SecretInput) => byId(input).put(input as never));
     secrets.on(sm.UpdateSecretVersionStageCommand as never).callsFake((input: SecretInput) => byId(input).update(input as never));
     secrets.on(sm.ListSecretVersionIdsCommand as never).callsFake((input: SecretInput) => byId(input).listVersionIds(input as never));
-    const ssmSdk = sdk('@aws-sdk/client-ssm');
-    const ssm = mockClient(ssmSdk.SSMClient as never);
-    ssm.on(ssmSdk.SendCommandCommand as never).callsFake((input) => runCommand.sendCommand(input as never));
-    ssm.on(ssmSdk.ListCommandsCommand as never).callsFake((input) => runCommand.listCommands(input as never));
-    ssm.on(ssmSdk.ListCommandInvocationsCommand as never).callsFake((input) => runCommand.listCommandInvocations(input as never));
-    ssm.on(ssmSdk.GetCommandInvocationCommand as never).callsFake((input) => runCommand.getCommandInvocation(input as never));
+    const ssm = mockRunCommand(runCommand, sdk('@aws-sdk/client-ssm') as never);
     const lambdaSdk = sdk('@aws-sdk/client-lambda');
     const lambda = mockClient(lambdaSdk.LambdaClient as never);
     // Invoke (RequestResponse): the function's result as the payload; a thrown error as FunctionError

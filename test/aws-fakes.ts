@@ -162,8 +162,10 @@ export interface FakeNode {
   keys: string[];
   /** When set, the applier on this node fails with this message. */
   failWith?: string;
-  /** A stopped instance, or one whose SSM agent lost its connection. */
+  /** Running, but its SSM agent lost its connection (PingStatus ConnectionLost). */
   offline?: boolean;
+  /** A stopped instance. */
+  stopped?: boolean;
 }
 
 /** The document name the handler tests' environment gives the rotation function. */
@@ -197,6 +199,9 @@ export class FakeFleet {
       tags: FLEET_TAG,
       get pingStatus() {
         return node.offline === true ? 'ConnectionLost' : 'Online';
+      },
+      get stopped() {
+        return node.stopped === true;
       },
       run,
     };

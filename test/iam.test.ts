@@ -161,6 +161,9 @@ describe('IAM, evaluated over the synthesized template', () => {
     'ssm:ListCommands': [{ action: 'ssm:ListCommands', resource: '*' }],
     'ssm:ListCommandInvocations': [{ action: 'ssm:ListCommandInvocations', resource: '*' }],
     'ssm:GetCommandInvocation': [{ action: 'ssm:GetCommandInvocation', resource: '*' }],
+    'ssm:DescribeInstanceInformation': [{ action: 'ssm:DescribeInstanceInformation', resource: '*' }],
+    // CancelCommand is authorized on the command's document and instances, like SendCommand.
+    'ssm:CancelCommand': [{ action: 'ssm:CancelCommand', resource: '*' }],
     'lambda:InvokeFunction': [{ action: 'lambda:InvokeFunction', resource: verifierFunction }],
   };
   const verifierCalls: Record<string, Call[]> = {
@@ -271,7 +274,7 @@ describe('IAM, evaluated over the synthesized template', () => {
     const topic = account.arn('AWS::SNS::Topic', 'TicketKeysAlarmTopic');
     const topicKey = account.arn('AWS::KMS::Key', 'TicketKeysAlarmTopicKey', 'Arn');
     const alarms = account.template.ofType('AWS::CloudWatch::Alarm').map(([id]) => account.template.getAtt(id, 'Arn'));
-    expect(alarms).toHaveLength(4);
+    expect(alarms).toHaveLength(5);
     for (const alarm of alarms) {
       const fromAlarm = { 'aws:SourceAccount': ACCOUNT, 'aws:SourceArn': alarm };
       // An encrypted topic needs CloudWatch to use its key too:

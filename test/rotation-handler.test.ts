@@ -99,6 +99,7 @@ describe('the rotation function handler (AWS mocked)', () => {
     return token;
   };
   const stepLogs = () => logLines(output, 'rotation step');
+  const metricValues = (name: string) => output.filter((chunk) => chunk.includes('"_aws"')).map((chunk) => (JSON.parse(chunk) as Record<string, unknown>)[name]).filter((value) => value !== undefined);
   const metricNames = () => output.filter((chunk) => chunk.includes('"_aws"')).flatMap((chunk) => Object.keys(JSON.parse(chunk)));
   const failure = async (promise: Promise<unknown>): Promise<string> => {
     const error = await promise.then(
@@ -150,9 +151,13 @@ describe('the rotation function handler (AWS mocked)', () => {
     await rotate();
     const token = secret.startRotation();
     await step('createSecret', token);
-    // A stopped node: Run Command holds its invocation until the delivery timeout plus the
-    // execution timeout (600 + 300 s), longer than the step may wait.
-    fleet.nodes[2]!.offline = true;
+    // A node stopped after the command was sent: Run Command holds its invocation until the
+    // delivery timeout plus the execution timeout (600 + 300 s), longer than the step may wait.
+    const send = fleet.runCommand.sendCommand.bind(fleet.runCommand);
+    fleet.runCommand.sendCommand = (input) => {
+      fleet.nodes[2]!.offline = true;
+      return send(input);
+    };
     const started = Date.now();
     const message = await failure(step('setSecret', token));
     const waited = Date.now() - started;
@@ -160,6 +165,25 @@ describe('the rotation function handler (AWS mocked)', () => {
     // The step keeps 30 s to log and return, and stops polling within one poll of that.
     expect(waited).toBeGreaterThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 - 3) * 1000);
     expect(waited).toBeLessThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 + 3) * 1000);
+  });
+
+  it('a stopped tagged instance and a disconnected one never fail a rotation: the others rotate, both are named as skipped and counted', async () => {
+    await rotate();
+    fleet.nodes[1]!.stopped = true;
+    fleet.nodes[2]!.offline = true;
+    const started = Date.now();
+    await rotate();
+    expect(Date.now() - started).toBeLessThan(5 * 60_000);
+    expect(secret.currentGeneration()).toBe(2);
+    expect(fleet.nodes.map((node) => node.generation)).toEqual([2, 1, 1]);
+    const setSecret = stepLogs().filter((line) => line.step === 'setSecret').at(-1);
+    expect(setSecret).toMatchObject({
+      outcome: 'succeeded',
+      nodesUpdated: 1,
+      nodesSkipped: 2,
+      skippedNodes: 'i-0bbb: not a running managed node (stopped, or its SSM agent never registered); i-0ccc: not connected to SSM (PingStatus ConnectionLost)',
+    });
+    expect(metricValues('NodesSkipped')).toContain(2);
   });
 
   for (const pendingValue of ['none', 'a copy of AWSCURRENT'] as const) {

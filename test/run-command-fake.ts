@@ -1,15 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import {
-  DescribeInstanceInformationCommand,
-  GetCommandInvocationCommand,
-  InvalidParameters,
-  InvocationDoesNotExist,
-  ListCommandInvocationsCommand,
-  ListCommandsCommand,
-  SendCommandCommand,
-  SSMClient,
-  type CommandInvocation,
-} from '@aws-sdk/client-ssm';
+import * as ssmModule from '@aws-sdk/client-ssm';
+import { InvalidParameters, InvocationDoesNotExist, type CommandInvocation } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { NodeApplierSettings } from '../lib/node-applier-document.js';
 
@@ -37,6 +28,12 @@ export interface ManagedNode {
   pingStatus: 'Online' | 'ConnectionLost';
   /** The node no longer exists (terminated) or is not a managed node at all: "Undeliverable". */
   gone?: boolean;
+  /**
+   * A stopped instance: Run Command cannot deliver to it (like ConnectionLost), and
+   * DescribeInstanceInformation "does not return information for nodes that are either Stopped or
+   * Terminated" (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_DescribeInstanceInformation.html).
+   */
+  stopped?: boolean;
   /** Runs the document's script on the node. */
   run(documentName: string, parameters: Record<string, string>): Promise<RunOutput> | RunOutput;
   /** How long the run takes on the clock (the promise settling ends it too). @default 1 s */
@@ -205,7 +202,7 @@ export class RunCommandFake {
         }
         continue;
       }
-      if (invocation.node.pingStatus !== 'Online') {
+      if (invocation.node.pingStatus !== 'Online' || invocation.node.stopped === true) {
         if (waited >= (command.timeoutSeconds + document.executionTimeoutSeconds) * 1000) {
           invocation.status = 'TimedOut';
           invocation.details = 'Delivery Timed Out';
@@ -340,9 +337,44 @@ export class RunCommandFake {
     };
   }
 
-  /** DescribeInstanceInformation: each managed node's PingStatus. */
-  describeInstanceInformation(): { InstanceInformationList: { InstanceId: string; PingStatus: string }[] } {
-    return { InstanceInformationList: this.nodes.map((node) => ({ InstanceId: node.instanceId, PingStatus: node.pingStatus })) };
+  /**
+   * DescribeInstanceInformation: the managed nodes that are not stopped or terminated, with their
+   * PingStatus; Filters by `tag:KEY` (which "can't be combined with other filter types"); at most
+   * 50 a page (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_DescribeInstanceInformation.html,
+   * API_InstanceInformationStringFilter.html).
+   */
+  describeInstanceInformation(input: { Filters?: { Key?: string; Values?: string[] }[]; MaxResults?: number; NextToken?: string } = {}): {
+    InstanceInformationList: { InstanceId: string; PingStatus: string; ResourceType: string }[];
+    NextToken?: string;
+  } {
+    if (input.MaxResults !== undefined && (input.MaxResults < 5 || input.MaxResults > 50)) throw new Error('ValidationException: MaxResults must be from 5 to 50');
+    const tagFilters = (input.Filters ?? []).filter((filter) => filter.Key?.startsWith('tag:'));
+    if (tagFilters.length > 0 && tagFilters.length !== (input.Filters ?? []).length) throw new Error('InvalidFilterKey: tag filters can\'t be combined with other filter types');
+    const listed = this.nodes
+      .filter((node) => node.stopped !== true && node.gone !== true)
+      .filter((node) => tagFilters.every((filter) => filter.Values?.includes(node.tags[filter.Key!.slice(4)] ?? '\u0000')));
+    const start = Number(input.NextToken ?? 0);
+    const size = input.MaxResults ?? 10;
+    return {
+      InstanceInformationList: listed.slice(start, start + size).map((node) => ({ InstanceId: node.instanceId, PingStatus: node.pingStatus, ResourceType: 'EC2Instance' })),
+      ...(start + size < listed.length ? { NextToken: String(start + size) } : {}),
+    };
+  }
+
+  /**
+   * CancelCommand: "Attempts to cancel the command"; invocations that have not started are
+   * Cancelled, running ones may finish (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CancelCommand.html).
+   */
+  cancelCommand(input: { CommandId?: string; InstanceIds?: string[] }): Record<string, never> {
+    const command = this.find(input.CommandId);
+    for (const invocation of command.invocations) {
+      if (input.InstanceIds !== undefined && !input.InstanceIds.includes(invocation.node.instanceId)) continue;
+      if (invocation.status === 'Pending' || invocation.status === 'Delayed') {
+        invocation.status = 'Cancelled';
+        invocation.details = 'Cancelled';
+      }
+    }
+    return {};
   }
 }
 
@@ -357,13 +389,17 @@ export const FAKE_NODE_SETTINGS: NodeApplierSettings = {
   allowPersistentKeyDirectory: false,
 };
 
-/** Every SSMClient answers from `fake` (aws-sdk-client-mock). */
-export function mockRunCommand(fake: RunCommandFake): ReturnType<typeof mockClient> {
-  const ssm = mockClient(SSMClient);
-  ssm.on(SendCommandCommand).callsFake((input) => fake.sendCommand(input));
-  ssm.on(ListCommandsCommand).callsFake((input) => fake.listCommands(input));
-  ssm.on(ListCommandInvocationsCommand).callsFake((input) => fake.listCommandInvocations(input));
-  ssm.on(GetCommandInvocationCommand).callsFake((input) => fake.getCommandInvocation(input));
-  ssm.on(DescribeInstanceInformationCommand).callsFake(() => fake.describeInstanceInformation());
+/**
+ * Every SSMClient answers from `fake` (aws-sdk-client-mock). `sdk` is the SDK module whose
+ * classes to mock: the ES module by default, or the CommonJS build a Lambda bundle requires.
+ */
+export function mockRunCommand(fake: RunCommandFake, sdk: typeof ssmModule = ssmModule): ReturnType<typeof mockClient> {
+  const ssm = mockClient(sdk.SSMClient);
+  ssm.on(sdk.SendCommandCommand).callsFake((input) => fake.sendCommand(input));
+  ssm.on(sdk.ListCommandsCommand).callsFake((input) => fake.listCommands(input));
+  ssm.on(sdk.ListCommandInvocationsCommand).callsFake((input) => fake.listCommandInvocations(input));
+  ssm.on(sdk.GetCommandInvocationCommand).callsFake((input) => fake.getCommandInvocation(input));
+  ssm.on(sdk.DescribeInstanceInformationCommand).callsFake((input) => fake.describeInstanceInformation(input));
+  ssm.on(sdk.CancelCommandCommand).callsFake((input) => fake.cancelCommand(input));
   return ssm;
 }

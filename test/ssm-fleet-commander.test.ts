@@ -78,36 +78,55 @@ describe('SSM fleet commander, against Run Command\'s documented behaviour', () 
     );
   });
 
-  it('a stopped node: named at the deadline while Run Command still holds it, or as Delivery Timed Out when the deadline allows', async () => {
-    const nodes = [node('i-01', () => applied(3)), node('i-02', () => applied(3), { pingStatus: 'ConnectionLost' })];
-    start(nodes);
-    await expect(onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply(''))).rejects.toThrow(
-      /had not finished before the function's deadline \(1\/2 done; waiting for i-02: Delayed\): a node Pending or Delayed is stopped or has lost its SSM connection/,
-    );
-    // Delivery Timed Out comes after the delivery timeout (600 s) plus the document's execution timeout (300 s).
-    start(nodes);
-    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ deadline: Date.now() + 1_000_000 })).apply(''));
-    expect(results.map((result) => [result.node, result.ok, result.error])).toEqual([
+  it('a stopped tagged instance and a disconnected one are skipped, named, and their invocations cancelled: the others finish without waiting for them', async () => {
+    start([
+      node('i-01', () => applied(3)),
+      node('i-02', () => applied(3), { stopped: true }),
+      node('i-03', () => applied(3), { pingStatus: 'ConnectionLost' }),
+    ]);
+    const started = Date.now();
+    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply(''));
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(results.map((result) => [result.node, result.ok, result.skipped ?? result.error])).toEqual([
       ['i-01', true, undefined],
-      ['i-02', false, 'SSM status TimedOut: Delivery Timed Out'],
+      ['i-02', false, 'not a running managed node (stopped, or its SSM agent never registered)'],
+      ['i-03', false, 'not connected to SSM (PingStatus ConnectionLost)'],
+    ]);
+    // Nothing is left queued for them: a node that comes back runs no stale command.
+    expect(fake.listCommandInvocations({ CommandId: fake.commands[0]!.id, MaxResults: 50 }).CommandInvocations.map((invocation) => [invocation.InstanceId, invocation.Status])).toEqual([
+      ['i-01', 'Success'],
+      ['i-02', 'Cancelled'],
+      ['i-03', 'Cancelled'],
     ]);
   });
 
-  it('a node Run Command cannot deliver to (terminated, or never managed) is named, and the others still run (it is no error to MaxErrors)', async () => {
+  it('a node that stops after the command was sent is named at the deadline, with what Run Command says of it', async () => {
+    start([node('i-01', () => applied(3)), node('i-02', () => applied(3))]);
+    const send = fake.sendCommand.bind(fake);
+    fake.sendCommand = (input) => {
+      fake.nodes[1]!.pingStatus = 'ConnectionLost';
+      return send(input);
+    };
+    await expect(onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply(''))).rejects.toThrow(
+      /had not finished before the function's deadline \(1\/2 done; waiting for i-02: Delayed\): a node Pending or Delayed is stopped or has lost its SSM connection/,
+    );
+  });
+
+  it('a node Run Command cannot deliver to (terminated, or never managed) is skipped and named; the others still run', async () => {
     start([node('i-01', () => applied(3), { gone: true }), node('i-02', () => applied(3))]);
     const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ maxConcurrency: '1' })).apply(''));
-    expect(results.map((result) => [result.node, result.ok, result.error])).toEqual([
-      ['i-01', false, 'SSM status Failed: Undeliverable'],
+    expect(results.map((result) => [result.node, result.ok, result.skipped ?? result.error])).toEqual([
       ['i-02', true, undefined],
+      ['i-01', false, 'not a running managed node (stopped, or its SSM agent never registered)'],
     ]);
   });
 
   it('a command that ends before Run Command lists its invocations: waits for them rather than guessing', async () => {
-    start([node('i-01', () => applied(3), { gone: true }), node('i-02', () => applied(3), { gone: true })]);
+    start([node('i-01', () => applied(3), { runMs: 0 }), node('i-02', () => applied(3), { runMs: 0 })]);
     const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ pollIntervalMs: 100 })).apply(''), 100);
-    expect(results.map((result) => [result.node, result.error])).toEqual([
-      ['i-01', 'SSM status Failed: Undeliverable'],
-      ['i-02', 'SSM status Failed: Undeliverable'],
+    expect(results.map((result) => [result.node, result.ok, result.generation])).toEqual([
+      ['i-01', true, 3],
+      ['i-02', true, 3],
     ]);
   });
 

@@ -198,7 +198,11 @@ describe('the CDK stack', () => {
     expect(canary.ScheduleExpression).toBe('rate(5 minutes)');
     expect((canary.Target as { Input: string }).Input).toBe('{"action":"canary"}');
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((alarm) => (alarm as { Properties: Record<string, unknown> }).Properties);
-    expect(alarms.map((alarm) => alarm.MetricName).sort()).toEqual(['CrossNodeResumptionRate', 'Errors', 'NodesNotOnExpectedKey', 'RotationsFailed']);
+    expect(alarms.map((alarm) => alarm.MetricName).sort()).toEqual(['CrossNodeResumptionRate', 'Errors', 'NodesNotOnExpectedKey', 'NodesSkipped', 'RotationsFailed']);
+    // Tagged nodes a rotation skipped (stopped, disconnected): an alarm above a threshold of the operator's.
+    expect(alarms.find((alarm) => alarm.MetricName === 'NodesSkipped')).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0, Statistic: 'Maximum', Dimensions: [{ Name: 'service', Value: 'tls-ticket-key-rotation' }] });
+    const tolerant = Object.values(synth({ skippedNodesAlarmThreshold: 3 }).template.findResources('AWS::CloudWatch::Alarm')).map((alarm) => (alarm as { Properties: Record<string, unknown> }).Properties);
+    expect(tolerant.find((alarm) => alarm.MetricName === 'NodesSkipped')?.Threshold).toBe(3);
     const rate = alarms.find((alarm) => alarm.MetricName === 'CrossNodeResumptionRate')!;
     expect(rate).toMatchObject({ ComparisonOperator: 'LessThanThreshold', Threshold: 100, Namespace: 'TlsTicketKeyRotation', Dimensions: [{ Name: 'service', Value: 'tls-ticket-key-verifier' }] });
     for (const alarm of alarms) expect(alarm.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^TicketKeysAlarmTopic/) }]);
@@ -211,7 +215,7 @@ describe('the CDK stack', () => {
     // (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudwatch-dashboard.html):
     // the same stack in two regions needs two names.
     expect(new ResolvedTemplate(template.toJSON() as never).resolve(dashboard.DashboardName)).toBe(`TicketKeyRotation-ticket-keys-${REGION}`);
-    for (const name of ['RotationsSucceeded', 'NodesFailed', 'CrossNodeResumptionRate', 'NodesOnExpectedKey', 'UnreachableNodes', 'VerificationDuration']) expect(body).toContain(name);
+    for (const name of ['RotationsSucceeded', 'NodesFailed', 'NodesSkipped', 'CrossNodeResumptionRate', 'NodesOnExpectedKey', 'UnreachableNodes', 'VerificationDuration']) expect(body).toContain(name);
   });
 
   it('builds the onboarding document from onboard-node.sh with the stack\'s settings and a constrained config path', () => {

@@ -92,12 +92,15 @@ function isStep(step: string): step is RotationStep {
 }
 
 function describeNodes(results: NodeResult[]): Record<string, unknown> {
-  const failed = results.filter((result) => !result.ok);
+  const skipped = results.filter((result) => result.skipped !== undefined);
+  const failed = results.filter((result) => !result.ok && result.skipped === undefined);
   return {
-    nodesUpdated: results.length - failed.length,
+    nodesUpdated: results.length - failed.length - skipped.length,
     nodesFailed: failed.length,
-    nodes: results.map(({ node, ok, generation, action, error }) => ({ node, ok, generation, action, error })),
+    nodesSkipped: skipped.length,
+    nodes: results.map(({ node, ok, generation, action, error, skipped: why }) => ({ node, ok, generation, action, error, skipped: why })),
     ...(failed.length > 0 ? { failedNodes: failed.map((result) => `${result.node}: ${result.error ?? 'failed'}`).join('; ') } : {}),
+    ...(skipped.length > 0 ? { skippedNodes: skipped.map((result) => `${result.node}: ${result.skipped}`).join('; ') } : {}),
   };
 }
 
@@ -180,6 +183,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
       case 'setSecret':
         details = describeNodes(await applyPending(rotation, token));
         metrics.addMetric('NodesUpdated', MetricUnit.Count, Number(details.nodesUpdated));
+        metrics.addMetric('NodesSkipped', MetricUnit.Count, Number(details.nodesSkipped));
         break;
       case 'testSecret': {
         const { statuses, verification } = await testPending(rotation, token);
@@ -198,6 +202,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
       details = describeNodes(error.results);
       metrics.addMetric('NodesUpdated', MetricUnit.Count, Number(details.nodesUpdated));
       metrics.addMetric('NodesFailed', MetricUnit.Count, Number(details.nodesFailed));
+      metrics.addMetric('NodesSkipped', MetricUnit.Count, Number(details.nodesSkipped));
     }
     details.error = error instanceof Error ? error.message : String(error);
     metrics.addMetric('RotationsFailed', MetricUnit.Count, 1);

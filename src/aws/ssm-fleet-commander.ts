@@ -1,6 +1,8 @@
 import {
+  CancelCommandCommand,
   GetCommandInvocationCommand,
   ListCommandsCommand,
+  paginateDescribeInstanceInformation,
   paginateListCommandInvocations,
   SendCommandCommand,
   type CommandInvocation,
@@ -55,23 +57,43 @@ export class SsmFleetCommander implements FleetCommander {
   ) {}
 
   async apply(versionId: string): Promise<NodeResult[]> {
+    const { invocations, skipped } = await this.run('apply', versionId);
     const results: NodeResult[] = [];
-    for (const invocation of await this.run('apply', versionId)) {
+    for (const invocation of invocations) {
       const summary = await this.summaryOf(invocation);
       const node = invocation.InstanceId ?? 'unknown instance';
       results.push(summary === undefined ? { node, ok: false, keys: [], error: ssmFailure(invocation) } : resultFromSummary(node, summary));
     }
-    return results;
+    return [...results, ...skipped.map(({ node, reason }) => ({ node, ok: false, keys: [], skipped: reason }))];
   }
 
   async status(): Promise<NodeStatus[]> {
+    const { invocations, skipped } = await this.run('status', '');
     const statuses: NodeStatus[] = [];
-    for (const invocation of await this.run('status', '')) {
+    for (const invocation of invocations) {
       const summary = await this.summaryOf(invocation);
       const node = invocation.InstanceId ?? 'unknown instance';
       statuses.push(invocation.Status !== 'Success' || summary === undefined ? { node, keys: [], error: summary?.error ?? ssmFailure(invocation) } : statusFromSummary(node, summary));
     }
-    return statuses;
+    return [...statuses, ...skipped.map(({ node, reason }) => ({ node, keys: [], skipped: reason }))];
+  }
+
+  /**
+   * The tagged managed nodes and their agents' connection. Stopped and terminated instances are
+   * not listed at all (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_DescribeInstanceInformation.html).
+   */
+  private async connections(): Promise<Map<string, string>> {
+    const connections = new Map<string, string>();
+    const pages = paginateDescribeInstanceInformation(
+      { client: this.client, pageSize: 50 },
+      { Filters: [{ Key: `tag:${this.settings.tagKey}`, Values: [this.settings.tagValue] }] },
+    );
+    for await (const page of pages) {
+      for (const node of page.InstanceInformationList ?? []) {
+        if (node.InstanceId !== undefined) connections.set(node.InstanceId, node.PingStatus ?? 'unknown');
+      }
+    }
+    return connections;
   }
 
   /**
@@ -88,8 +110,18 @@ export class SsmFleetCommander implements FleetCommander {
     return applierSummary({ CommandPlugins: [{ Output: whole.StandardOutputContent ?? '' }] });
   }
 
-  private async run(action: 'apply' | 'status', versionId: string): Promise<CommandInvocation[]> {
+  /**
+   * Sends the document to every tagged instance and waits for the ones connected to SSM. The
+   * others are skipped rather than waited for: Run Command would hold their invocations until the
+   * delivery timeout. Once every connected node is done, the command is cancelled for them, so
+   * that none runs a stale command when it comes back.
+   */
+  private async run(action: 'apply' | 'status', versionId: string): Promise<{ invocations: CommandInvocation[]; skipped: { node: string; reason: string }[] }> {
     const { settings } = this;
+    const connections = await this.connections();
+    const online = new Set([...connections].filter(([, ping]) => ping === 'Online').map(([id]) => id));
+    const skipReason = (id: string): string =>
+      connections.has(id) ? `not connected to SSM (PingStatus ${connections.get(id)})` : 'not a running managed node (stopped, or its SSM agent never registered)';
     const sent = await this.client.send(
       new SendCommandCommand({
         DocumentName: settings.documentName,
@@ -114,20 +146,30 @@ export class SsmFleetCommander implements FleetCommander {
       }
       return invocations;
     };
+    const split = (invocations: CommandInvocation[]) => ({
+      invocations: invocations.filter((invocation) => online.has(invocation.InstanceId ?? '')),
+      skipped: invocations.filter((invocation) => !online.has(invocation.InstanceId ?? '')).map((invocation) => ({ node: invocation.InstanceId ?? 'unknown instance', reason: skipReason(invocation.InstanceId ?? '') })),
+    });
     for (;;) {
       const command = (await this.client.send(new ListCommandsCommand({ CommandId: commandId }))).Commands?.[0];
-      if (command?.Status !== undefined && TERMINAL.has(command.Status)) {
-        if ((command.TargetCount ?? 0) === 0) {
-          throw new RotationError(`no ${target} answered SSM command ${commandId}: check the tag and that the nodes run the SSM agent`);
-        }
-        // Run Command is eventually consistent: a finished command's invocations may not all be listed yet.
+      const finished = command?.Status !== undefined && TERMINAL.has(command.Status);
+      if (finished && (command.TargetCount ?? 0) === 0) {
+        throw new RotationError(`no ${target} answered SSM command ${commandId}: check the tag and that the nodes run the SSM agent`);
+      }
+      // Run Command is eventually consistent: invocations may not all be listed yet, so count them.
+      if (finished || (command?.TargetCount !== undefined && (command.CompletedCount ?? 0) >= online.size)) {
         const invocations = await invocationsOf();
-        const unlisted = (command.TargetCount ?? 0) - invocations.length;
-        if (unlisted <= 0) return invocations;
-        if (Date.now() > settings.deadline) {
-          return [...invocations, { InstanceId: `${unlisted} more node(s)`, Status: 'Pending', StatusDetails: 'not listed by SSM before the function\'s deadline' }];
+        const unlisted = (command?.TargetCount ?? 0) - invocations.length;
+        const connectedDone = invocations.filter((invocation) => online.has(invocation.InstanceId ?? '')).every((invocation) => TERMINAL.has(invocation.Status ?? ''));
+        if (unlisted <= 0 && connectedDone) {
+          if (!finished) await this.client.send(new CancelCommandCommand({ CommandId: commandId }));
+          return split(invocations);
         }
-      } else if (Date.now() > settings.deadline) {
+        if (finished && Date.now() > settings.deadline) {
+          return split([...invocations, { InstanceId: `${unlisted} more node(s)`, Status: 'Pending', StatusDetails: 'not listed by SSM before the function\'s deadline' }]);
+        }
+      }
+      if (!finished && Date.now() > settings.deadline) {
         const waiting = (await invocationsOf())
           .filter((invocation) => !TERMINAL.has(invocation.StatusDetails ?? invocation.Status ?? ''))
           .map((invocation) => `${invocation.InstanceId ?? 'unknown instance'}: ${invocation.StatusDetails ?? invocation.Status ?? 'unknown'}`);

@@ -24,6 +24,8 @@ export interface NodeResult {
   /** False when the node keeps its keys on a persistent filesystem (allowed on purpose only). */
   keysInMemory?: boolean;
   error?: string;
+  /** Why the node was not asked at all (stopped, or not connected): it neither fails nor passes. */
+  skipped?: string;
 }
 
 /** What one node reports it is serving; `generation` is absent when it has no managed set. */
@@ -32,6 +34,8 @@ export interface NodeStatus {
   generation?: number;
   keys: string[];
   error?: string;
+  /** Why the node was not asked at all (stopped, or not connected). */
+  skipped?: string;
 }
 
 /** Runs the node applier on every node of the fleet. */
@@ -224,7 +228,7 @@ export async function keyInFlight(store: SecretReader, current: KeySet): Promise
 /** The gate: never publish g+1 while a node is observed below g. */
 export function checkGate(current: KeySet | undefined, statuses: NodeStatus[]): void {
   if (current === undefined) return;
-  const behind = statuses.filter((status) => status.error === undefined && (status.generation ?? 0) < current.generation);
+  const behind = statuses.filter((status) => status.skipped === undefined && status.error === undefined && (status.generation ?? 0) < current.generation);
   if (behind.length > 0) {
     const list = behind.map((status) => `${status.node} (${status.generation === undefined ? 'no key set' : `generation ${status.generation}`})`).join(', ');
     throw new RotationError(
@@ -238,6 +242,7 @@ export function checkGate(current: KeySet | undefined, statuses: NodeStatus[]): 
 function describeFailures(results: NodeResult[], expected: KeySet): string[] {
   const names = expected.keys.map((key) => key.name).join(',');
   return results.flatMap((result) => {
+    if (result.skipped !== undefined) return [];
     if (!result.ok) return [`${result.node}: ${result.error ?? 'failed without a message'}`];
     if (result.generation !== expected.generation || result.keys.join(',') !== names) {
       return [`${result.node}: reports generation ${result.generation ?? 'none'}, expected ${expected.generation} with the pending keys`];
