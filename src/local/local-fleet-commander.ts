@@ -5,6 +5,8 @@ import { reloaded, resultFromSummary, statusFromSummary } from '../core/applier-
 import { nodeApplierArgs, runApplier } from './applier.js';
 import type { FleetNode, LocalFleet } from './fleet.js';
 
+const STOPPED = 'its server is stopped';
+
 export interface LocalCommanderOptions {
   /** Each node starts after a random delay up to this many milliseconds, so the order is random too. */
   maxDelayMs?: number;
@@ -14,8 +16,9 @@ export interface LocalCommanderOptions {
 /**
  * Runs the real node applier against each running local node, feeding it the version from the
  * store (on AWS the node fetches the version itself), and waits for each reload to finish.
- * Nodes whose server is stopped are skipped, as Run Command does not reach an instance that
- * is not online; they converge through applyCurrent (the association) when they return.
+ * Nodes whose server is stopped are skipped and reported so, as the SSM commander skips
+ * instances that are not connected; they converge through applyCurrent (the association) when
+ * they return.
  */
 export class LocalFleetCommander implements FleetCommander {
   constructor(
@@ -34,7 +37,12 @@ export class LocalFleetCommander implements FleetCommander {
     await Promise.all(
       this.fleet.runningNodes().map(async (node) => finished.push(await this.applyToNode(node, version.value, Math.floor(random() * maxDelayMs)))),
     );
-    return finished;
+    return [...finished, ...this.stoppedNodes().map((node) => ({ node, ok: false, keys: [], skipped: STOPPED }))];
+  }
+
+  private stoppedNodes(): string[] {
+    const running = new Set(this.fleet.runningNodes());
+    return this.fleet.nodes.filter((node) => !running.has(node)).map((node) => node.name);
   }
 
   /**
@@ -63,7 +71,7 @@ export class LocalFleetCommander implements FleetCommander {
   }
 
   async status(): Promise<NodeStatus[]> {
-    return Promise.all(
+    const statuses = await Promise.all(
       this.fleet.runningNodes().map(async (node): Promise<NodeStatus> => {
         try {
           const { summary } = await runApplier([...nodeApplierArgs(node), '--status']);
@@ -73,5 +81,6 @@ export class LocalFleetCommander implements FleetCommander {
         }
       }),
     );
+    return [...statuses, ...this.stoppedNodes().map((node) => ({ node, keys: [], skipped: STOPPED }))];
   }
 }
