@@ -256,4 +256,23 @@ cat "${dir}/version-$selector"
     const sets = [...secret.values.values()].filter((value) => value !== EMPTY_KEY_SET_PLACEHOLDER).map((value) => parseKeySet(value));
     expectNoMaterial(output.join('\n'), sets);
   });
+
+  it('a node that keeps serving while its SSM agent is disconnected is skipped by setSecret, and testSecret holds the rotation until it is back', async () => {
+    const before = secret.currentGeneration();
+    const disconnected = runCommand.nodes[2]!;
+    disconnected.pingStatus = 'ConnectionLost';
+    const token = secret.startRotation();
+    await step('createSecret', token);
+    await step('setSecret', token);
+    expect(stepLines().at(-1)).toMatchObject({ step: 'setSecret', outcome: 'succeeded', nodesSkipped: 1, skippedNodes: `${disconnected.instanceId}: not connected to SSM (PingStatus ConnectionLost)` });
+    // Its server still answers clients, on the set before: the verifier sees it on the wire.
+    const node = fleet.nodes[2]!;
+    await expect(step('testSecret', token)).rejects.toThrow(new RegExp(`wrong key: ${node.host}:${node.port} encrypts`));
+    expect(secret.currentGeneration()).toBe(before);
+    // Back online: Secrets Manager's retry of the same rotation reaches it and finishes.
+    disconnected.pingStatus = 'Online';
+    for (const name of ['setSecret', 'testSecret', 'finishSecret']) await step(name, token);
+    expect(secret.currentGeneration()).toBe(before + 1);
+    await canary('after the retry');
+  });
 });
