@@ -166,12 +166,13 @@ export class SsmFleetCommander implements FleetCommander {
           return split(invocations);
         }
         if (finished && Date.now() > settings.deadline) {
-          return split([...invocations, { InstanceId: `${unlisted} more node(s)`, Status: 'Pending', StatusDetails: 'not listed by SSM before the function\'s deadline' }]);
+          const { invocations: listed, skipped } = split(invocations);
+          return { invocations: [...listed, { InstanceId: `${unlisted} more node(s)`, Status: 'Pending', StatusDetails: 'not listed by SSM before the function\'s deadline' }], skipped };
         }
       }
       if (!finished && Date.now() > settings.deadline) {
         const waiting = (await invocationsOf())
-          .filter((invocation) => !TERMINAL.has(invocation.StatusDetails ?? invocation.Status ?? ''))
+          .filter((invocation) => online.has(invocation.InstanceId ?? '') && !TERMINAL.has(invocation.StatusDetails ?? invocation.Status ?? ''))
           .map((invocation) => `${invocation.InstanceId ?? 'unknown instance'}: ${invocation.StatusDetails ?? invocation.Status ?? 'unknown'}`);
         throw new RotationError(
           `SSM command ${commandId} to ${target} had not finished before the function's deadline ` +
