@@ -95,10 +95,16 @@ function nameSeed(name: string, seed: number): number {
   return hash;
 }
 
-/** The peers a node's ticket is tried on: all others, or a seeded sample of `count` of them. */
-export function choosePeers(node: string, others: string[], count: number, seed: number): string[] {
-  if (count >= others.length) return others;
-  return shuffled(others, seededRandom(nameSeed(node, seed))).slice(0, count);
+/**
+ * Each node's peers, the nodes its ticket is tried on: `count` of the others (all of them when
+ * there are no more), chosen as a circulant. Around a circle in an order the seed draws, each
+ * node's peers are the `count` nodes after it, so every node is also a resumer exactly `count`
+ * times, which a random sample only makes likely.
+ */
+export function choosePeers(names: readonly string[], count: number, seed: number): Map<string, string[]> {
+  const circle = shuffled([...names].sort(), seededRandom(seed));
+  const k = Math.max(0, Math.min(count, circle.length - 1));
+  return new Map(circle.map((name, index) => [name, Array.from({ length: k }, (_, step) => circle[(index + step + 1) % circle.length] as string)]));
 }
 
 function describeError(error: unknown): { kind: 'unreachable' | 'handshake error'; detail: string } {
@@ -117,7 +123,8 @@ export const DEFAULT_CAPTURED_NODES = 8;
 
 /** The nodes to capture tickets from before version `versionId`: all of them, or a sample seeded by the version. */
 export function captureSources(nodes: VerifyNode[], versionId: string, count = DEFAULT_CAPTURED_NODES): VerifyNode[] {
-  const chosen = new Set(choosePeers(versionId, nodes.map((node) => node.name), count, 1));
+  if (count >= nodes.length) return nodes;
+  const chosen = new Set(shuffled(nodes.map((node) => node.name), seededRandom(nameSeed(versionId, 1))).slice(0, count));
   return nodes.filter((node) => chosen.has(node.name));
 }
 
@@ -251,10 +258,10 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
       }
       return { ok: false, purpose };
     });
+  const peers = choosePeers(reachable.map((node) => node.name), peersPerNode, options.seed ?? 1);
   for (const { node, version, result } of fresh) {
     if (result?.session === undefined) continue;
-    const others = reachable.filter((other) => other !== node).map((other) => other.name);
-    for (const peer of choosePeers(node.name, others, peersPerNode, options.seed ?? 1)) {
+    for (const peer of peers.get(node.name) ?? []) {
       offer(node.name, result.session, byName.get(peer) as VerifyNode, version, 'pair');
     }
   }
