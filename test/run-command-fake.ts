@@ -88,6 +88,7 @@ interface Command {
   timeoutSeconds: number;
   maxConcurrency: string;
   maxErrors: string;
+  comment: string;
   invocations: Invocation[];
 }
 
@@ -115,6 +116,7 @@ export class RunCommandFake {
     TimeoutSeconds?: number;
     MaxConcurrency?: string;
     MaxErrors?: string;
+    Comment?: string;
   }): { Command: { CommandId: string; Status: string } } {
     const document = this.documents[input.DocumentName ?? ''];
     if (document === undefined) throw new Error(`InvalidDocument: document ${input.DocumentName} does not exist`);
@@ -148,6 +150,7 @@ export class RunCommandFake {
       timeoutSeconds,
       maxConcurrency: input.MaxConcurrency ?? '50',
       maxErrors: input.MaxErrors ?? '0',
+      comment: input.Comment ?? '',
       invocations: targeted.map((node) => ({ node, status: 'Pending', details: 'Pending' })),
     };
     this.commands.push(command);
@@ -241,8 +244,25 @@ export class RunCommandFake {
     return Date.now() - command.sentAt >= VISIBILITY_DELAY_MS;
   }
 
-  /** ListCommands: the command's overall status and counts (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_Command.html). */
-  listCommands(input: { CommandId?: string }): { Commands: Record<string, unknown>[] } {
+  /**
+   * ListCommands: one command by id, or the commands that match every filter, newest first
+   * (filter keys DocumentName, Status and InvokedAfter here; https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_ListCommands.html,
+   * API_CommandFilter.html), each with its overall status and counts (API_Command.html).
+   */
+  listCommands(input: { CommandId?: string; Filters?: { key?: string; value?: string }[] }): { Commands: Record<string, unknown>[] } {
+    if (input.CommandId === undefined) {
+      const matching = [...this.commands].reverse().map((command) => this.listCommands({ CommandId: command.id }).Commands[0]!);
+      return {
+        Commands: matching.filter((command) =>
+          (input.Filters ?? []).every((filter) => {
+            if (filter.key === 'DocumentName') return command.DocumentName === filter.value;
+            if (filter.key === 'Status') return command.Status === filter.value;
+            if (filter.key === 'InvokedAfter') return (command.RequestedDateTime as Date).getTime() >= Date.parse(filter.value ?? '');
+            throw new Error(`the fake does not model the ListCommands filter ${filter.key}`);
+          }),
+        ),
+      };
+    }
     const command = this.find(input.CommandId);
     const { invocations } = command;
     const done = invocations.filter((invocation) => ['Success', 'Failed', 'Cancelled', 'TimedOut'].includes(invocation.status));
@@ -259,6 +279,8 @@ export class RunCommandFake {
         {
           CommandId: command.id,
           DocumentName: command.documentName,
+          Comment: command.comment,
+          RequestedDateTime: new Date(command.sentAt),
           Status: status,
           StatusDetails: invocations.length === 0 ? 'No Instances In Tag' : status,
           TargetCount: invocations.length,

@@ -130,6 +130,19 @@ describe('SSM fleet commander, against Run Command\'s documented behaviour', () 
     ]);
   });
 
+  it('a step that runs out of time goes on in the retry: it adopts the command it sent, never sends a second, and finishes', async () => {
+    // Ten nodes two at a time, 200 s each: 1,000 s, more than one step may wait.
+    start(Array.from({ length: 10 }, (_, index) => node(`i-${String(index).padStart(2, '0')}`, () => applied(3), { runMs: 200_000 })));
+    const version = '0b7c2b1e-6b1a-4d52-9a43-1c2d3e4f5a6b';
+    await expect(onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ maxConcurrency: '2' })).apply(version))).rejects.toThrow(/had not finished before the function's deadline \(8\/10 done/);
+    const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ maxConcurrency: '2', deadline: Date.now() + 870_000 })).apply(version));
+    expect(results.filter((result) => result.ok)).toHaveLength(10);
+    expect(fake.commands).toHaveLength(1);
+    // A status command is never adopted as an apply, nor an apply of another version.
+    await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).status());
+    expect(fake.commands.map((command) => command.parameters.Action)).toEqual(['apply', 'status']);
+  });
+
   it('a run that outlasts the document\'s execution timeout (300 s) is Execution Timed Out', async () => {
     start([node('i-01', () => new Promise<RunOutput>(() => undefined))]);
     const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply(''));

@@ -4,6 +4,7 @@ import {
   ListCommandsCommand,
   paginateDescribeInstanceInformation,
   paginateListCommandInvocations,
+  paginateListCommands,
   SendCommandCommand,
   type CommandInvocation,
   type SSMClient,
@@ -26,6 +27,8 @@ export interface SsmFleetSettings {
 }
 
 const DELIVERY_TIMEOUT_SECONDS = 600;
+/** Longer than a step may run (Lambda's 15 minutes), so a retry finds the command its step sent. */
+const EARLIER_COMMAND_WINDOW_MS = 30 * 60_000;
 const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'Delivery Timed Out', 'Execution Timed Out', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied']);
 
 /** The applier's summary: the last line of the invocation's standard output that is a JSON object. */
@@ -111,6 +114,24 @@ export class SsmFleetCommander implements FleetCommander {
   }
 
   /**
+   * A command with this comment that an earlier invocation sent and that is still running: sent
+   * within a step's lifetime, to this document (ListCommands filters:
+   * https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandFilter.html).
+   */
+  private async runningCommand(comment: string): Promise<string | undefined> {
+    const since = new Date(Date.now() - EARLIER_COMMAND_WINDOW_MS).toISOString();
+    const pages = paginateListCommands(
+      { client: this.client },
+      { Filters: [{ key: 'DocumentName', value: this.settings.documentName }, { key: 'InvokedAfter', value: since }] },
+    );
+    for await (const page of pages) {
+      const running = page.Commands?.find((command) => command.Comment === comment && command.Status !== undefined && !TERMINAL.has(command.Status));
+      if (running?.CommandId !== undefined) return running.CommandId;
+    }
+    return undefined;
+  }
+
+  /**
    * Sends the document to every tagged instance and waits for the ones connected to SSM. The
    * others are skipped rather than waited for: Run Command would hold their invocations until the
    * delivery timeout. Once every connected node is done, the command is cancelled for them, so
@@ -122,7 +143,10 @@ export class SsmFleetCommander implements FleetCommander {
     const online = new Set([...connections].filter(([, ping]) => ping === 'Online').map(([id]) => id));
     const skipReason = (id: string): string =>
       connections.has(id) ? `not connected to SSM (PingStatus ${connections.get(id)})` : 'not a running managed node (stopped, or its SSM agent never registered)';
-    const sent = await this.client.send(
+    const comment = `TLS ticket keys: ${action} ${versionId || 'AWSCURRENT'}`.slice(0, 100);
+    // A step that ran out of time leaves its command running; the retry goes on with it.
+    const earlier = action === 'apply' ? await this.runningCommand(comment) : undefined;
+    const sent = earlier !== undefined ? { Command: { CommandId: earlier } } : await this.client.send(
       new SendCommandCommand({
         DocumentName: settings.documentName,
         Targets: [{ Key: `tag:${settings.tagKey}`, Values: [settings.tagValue] }],
@@ -132,7 +156,7 @@ export class SsmFleetCommander implements FleetCommander {
         TimeoutSeconds: DELIVERY_TIMEOUT_SECONDS,
         MaxConcurrency: settings.maxConcurrency,
         MaxErrors: settings.maxErrors,
-        Comment: `TLS ticket keys: ${action} ${versionId || 'AWSCURRENT'}`.slice(0, 100),
+        Comment: comment,
         CloudWatchOutputConfig: { CloudWatchLogGroupName: settings.outputLogGroup, CloudWatchOutputEnabled: true },
       }),
     );
