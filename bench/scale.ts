@@ -68,7 +68,8 @@ async function measureSize(nodes: number, rotations: number): Promise<SizeResult
     };
     const verifier: FleetVerifier = {
       captureBefore: (versionId) => timed(samples, 'capture', () => localVerifier.captureBefore(versionId)),
-      verify: (versionId, expectedKey, captured) => timed(samples, 'verify', () => localVerifier.verify(versionId, expectedKey, captured)),
+      verify: (versionId, expectedKey, captured, lagging) => timed(samples, 'verify', () => localVerifier.verify(versionId, expectedKey, captured, lagging)),
+      observe: (nodes) => localVerifier.observe(nodes),
     };
     const context: RotationContext = {
       store,

@@ -237,16 +237,20 @@ export class FakeFleet {
 /** The verifier function as the rotation function sees it: records captures, answers verifications. */
 export class FakeVerifier {
   captures: string[] = [];
-  verifications: { versionId: string; expectedKey: string; captured: string }[] = [];
+  verifications: { versionId: string; expectedKey: string; captured: string; lagging?: { nodes: string[]; key: string } }[] = [];
   /** Findings to report; none means the fleet passes. */
   failures: { kind: string; subject: string; detail: string }[] = [];
 
-  answer(event: { action: string; versionId: string; expectedKey: string; captured: string }): Record<string, unknown> {
+  /** What observe reports per node; unlisted nodes do not answer. */
+  observed: Record<string, string> = {};
+
+  answer(event: { action: string; versionId: string; expectedKey: string; captured: string; nodes?: string[]; lagging?: { nodes: string[]; key: string } }): Record<string, unknown> {
+    if (event.action === 'observe') return { action: 'observe', keys: Object.fromEntries((event.nodes ?? []).map((node) => [node, this.observed[node] ?? null])) };
     if (event.action === 'capture') {
       this.captures.push(event.versionId);
       return { action: 'capture', versionId: event.versionId, captured: 6, reused: false };
     }
-    this.verifications.push({ versionId: event.versionId, expectedKey: event.expectedKey, captured: event.captured });
+    this.verifications.push({ versionId: event.versionId, expectedKey: event.expectedKey, captured: event.captured, ...(event.lagging ? { lagging: event.lagging } : {}) });
     return {
       action: 'verify',
       ok: this.failures.length === 0,

@@ -103,6 +103,14 @@ class ModelFleet implements FleetCommander, FleetVerifier {
     if (!this.captured.has(versionId)) this.captured.set(versionId, this.nodes.filter((node) => node.up).map((node) => currentKey(node.serving).name));
   }
 
+  /** Down nodes serve nothing; the model's commander skips none, so the gate never asks. */
+  async observe(nodes: string[]): Promise<Record<string, string | null>> {
+    return Object.fromEntries(nodes.map((name) => {
+      const node = this.nodes.find((candidate) => candidate.name === name);
+      return [name, node?.up === true ? currentKey(node.serving).name : null];
+    }));
+  }
+
   /** What the real verifier checks, on the models: the key every node encrypts with, every pair, the tickets from before. */
   async verify(versionId: string, expectedKey: string): Promise<VerificationReport> {
     const up = this.nodes.filter((node) => node.up);

@@ -11,7 +11,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AWS_CLIENT_CONFIG, VERIFIER_INVOKE_CLIENT_CONFIG, VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
-import { EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
+import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import { deployRotationSchedule, FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
 import { captureStdout, expectNoMaterial, logLines } from './helpers.js';
@@ -184,6 +184,25 @@ describe('the rotation function handler (AWS mocked)', () => {
       skippedNodes: 'i-0bbb: not a running managed node (stopped, or its SSM agent never registered); i-0ccc: not connected to SSM (PingStatus ConnectionLost)',
     });
     expect(metricValues('NodesSkipped')).toContain(2);
+  });
+
+  it('a node skipped while it may still serve is let be one generation behind, and the gate closes on it when it would be two (seen on the wire)', async () => {
+    await rotate();
+    const first = parseKeySet(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString);
+    fleet.nodes[2]!.offline = true;
+    const second = await rotate();
+    expect(verifier.verifications.at(-1)).toMatchObject({ versionId: second, lagging: { nodes: ['i-0ccc'], key: currentKey(first).name } });
+    // Still disconnected, and the verifier sees it encrypt with generation 1's key, now a previous key.
+    verifier.observed['i-0ccc'] = currentKey(first).name;
+    const token = secret.startRotation();
+    await step('createSecret', token);
+    const message = await failure(step('setSecret', token));
+    expect(message).toMatch(new RegExp(`gate closed: i-0ccc \\(not reachable through SSM, and it still serves tickets under ${currentKey(first).name}, a key of an older set\\) below the current generation 2`));
+    expect(fleet.commands.filter((command) => command.versionId === token)).toHaveLength(0);
+    // A skipped node that serves nothing (stopped) or already the current set does not hold the gate.
+    verifier.observed['i-0ccc'] = currentKey(parseKeySet(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString)).name;
+    for (const name of ['setSecret', 'testSecret', 'finishSecret']) await step(name, token);
+    expect(secret.currentGeneration()).toBe(3);
   });
 
   for (const pendingValue of ['none', 'a copy of AWSCURRENT'] as const) {

@@ -1,5 +1,5 @@
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
-import { RotationError, type CapturedTicketsMust, type FleetVerifier } from '../core/rotation.js';
+import { RotationError, type CapturedTicketsMust, type FleetVerifier, type LaggingNodes } from '../core/rotation.js';
 import type { VerificationReport } from '../verify/verifier.js';
 import type { VerifierEvent } from './verifier-function.js';
 
@@ -23,7 +23,11 @@ export class LambdaFleetVerifier implements FleetVerifier {
     await this.invoke({ action: 'capture', versionId });
   }
 
-  async verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust): Promise<VerificationReport> {
-    return (await this.invoke({ action: 'verify', versionId, expectedKey, captured })) as VerificationReport;
+  async verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust, lagging?: LaggingNodes): Promise<VerificationReport> {
+    return (await this.invoke({ action: 'verify', versionId, expectedKey, captured, ...(lagging ? { lagging } : {}) })) as VerificationReport;
+  }
+
+  async observe(nodes: string[]): Promise<Record<string, string | null>> {
+    return ((await this.invoke({ action: 'observe', nodes })) as { keys: Record<string, string | null> }).keys;
   }
 }

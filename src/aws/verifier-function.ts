@@ -5,13 +5,13 @@ import { GetSecretValueCommand, PutSecretValueCommand, type SecretsManagerClient
 import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../core/keyset.js';
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
-import { captureSources, captureTickets, DEFAULT_CAPTURED_NODES, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
-import { keyInFlight, type CapturedTicketsMust } from '../core/rotation.js';
+import { captureSources, captureTickets, DEFAULT_CAPTURED_NODES, observeKeys, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+import { keyInFlight, type CapturedTicketsMust, type LaggingNodes } from '../core/rotation.js';
 import { AWSCURRENT } from '../core/secret-store.js';
 import { SecretsManagerReader } from './secrets-manager-reader.js';
 import { requiredSetting } from './environment.js';
 
-export type VerifierAction = 'capture' | 'verify' | 'canary';
+export type VerifierAction = 'capture' | 'verify' | 'canary' | 'observe';
 
 export interface VerifierEvent {
   /** Scheduled canary runs send `canary`; the rotation function sends `capture` and `verify`. */
@@ -20,6 +20,10 @@ export interface VerifierEvent {
   expectedKey?: string;
   /** verify: whether the tickets captured before the version must resume (a rotation) or be refused (a revocation). */
   captured?: CapturedTicketsMust;
+  /** verify: nodes the rotation could not reach through SSM, which may still encrypt with the key before. */
+  lagging?: LaggingNodes;
+  /** observe: the nodes (by name, the instance id) whose encrypting key to report. */
+  nodes?: string[];
 }
 
 export interface VerifierSettings {
@@ -48,7 +52,8 @@ export interface VerifierDependencies {
 export type VerifierResponse =
   | { action: 'capture'; versionId: string; captured: number; reused: boolean }
   | ({ action: 'verify' | 'canary' } & VerificationReport)
-  | { action: 'canary'; skipped: string };
+  | { action: 'canary'; skipped: string }
+  | { action: 'observe'; keys: Record<string, string | null> };
 
 /** The ticket store's value: sessions are secret (they hold master secrets), so they live in a KMS-encrypted secret. */
 interface StoredTickets {
@@ -178,6 +183,12 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
     if (nodes.length === 0) {
       throw new Error(`no running instance carries the tag ${settings.tagKey}=${settings.tagValue}: check the tag, or set static nodes`);
     }
+    if (action === 'observe') {
+      const wanted = event.nodes ?? [];
+      const keys = { ...Object.fromEntries(wanted.map((node) => [node, null])), ...(await observeKeys(nodes.filter((node) => wanted.includes(node.name)))) };
+      logger.info('nodes observed', { action, keys });
+      return { action: 'observe', keys };
+    }
     if (action === 'capture') {
       if (!event.versionId) throw new Error('capture needs the versionId of the rotation');
       const response = await capture(event.versionId, nodes, deps);
@@ -204,6 +215,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       expectedKey,
       ...(pendingKey !== undefined ? { pendingKey } : {}),
       ...(event.captured === 'be refused' ? { revokedTickets: captured } : { ticketsBefore: captured }),
+      ...(event.lagging !== undefined ? { lagging: event.lagging } : {}),
       versions: TLS_VERSIONS,
       ...(settings.peersPerNode !== undefined ? { peersPerNode: settings.peersPerNode } : {}),
     });

@@ -54,10 +54,19 @@ export interface FleetVerifier {
   /** Takes tickets from the nodes before they load `versionId`, to offer them again after. */
   captureBefore(versionId: string): Promise<void>;
   /**
-   * Every node encrypts with `expectedKey`, tickets resume across nodes, and the tickets
-   * captured before `versionId`, if any, resume everywhere or nowhere as `captured` says.
+   * Every node encrypts with `expectedKey` (the `lagging` nodes may still encrypt with the key
+   * before it), tickets resume across nodes, and the tickets captured before `versionId`, if
+   * any, resume everywhere or nowhere as `captured` says.
    */
-  verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust): Promise<VerificationReport>;
+  verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust, lagging?: LaggingNodes): Promise<VerificationReport>;
+  /** The key each of these nodes encrypts new tickets with, as a client sees it; null when it does not answer. */
+  observe(nodes: string[]): Promise<Record<string, string | null>>;
+}
+
+/** Nodes the commander skipped that may still serve the set before: they may encrypt with its current key. */
+export interface LaggingNodes {
+  nodes: string[];
+  key: string;
 }
 
 export class RotationError extends Error {
@@ -239,6 +248,25 @@ export function checkGate(current: KeySet | undefined, statuses: NodeStatus[]): 
   }
 }
 
+/**
+ * The gate for nodes the commander could not ask (skipped): one that still serves clients is
+ * seen on the wire, and one that encrypts with a key of an older set is behind.
+ */
+async function checkSkippedOnTheWire(verifier: FleetVerifier | undefined, current: KeySet | undefined, statuses: NodeStatus[]): Promise<void> {
+  const skipped = statuses.filter((status) => status.skipped !== undefined).map((status) => status.node);
+  if (verifier === undefined || current === undefined || skipped.length === 0) return;
+  const older = new Set(current.keys.filter((key) => key.state === 'previous').map((key) => key.name));
+  const observed = await verifier.observe(skipped);
+  const behind = skipped.filter((node) => older.has(observed[node] ?? ''));
+  if (behind.length > 0) {
+    throw new RotationError(
+      `gate closed: ${behind.map((node) => `${node} (not reachable through SSM, and it still serves tickets under ${observed[node]}, a key of an older set)`).join(', ')} ` +
+        `below the current generation ${current.generation}; publishing ${current.generation + 1} now would leave it unable to resume tickets from the rest. ` +
+        'Reconnect its SSM agent (or stop it), then rotate again.',
+    );
+  }
+}
+
 function describeFailures(results: NodeResult[], expected: KeySet): string[] {
   const names = expected.keys.map((key) => key.name).join(',');
   return results.flatMap((result) => {
@@ -259,7 +287,11 @@ export async function applyPending(context: RotationContext, token: string): Pro
   const pending = await pendingKeySet(context.store, token);
   const current = await currentKeySet(context.store);
   const revocation = isRevocation(pending, current);
-  if (!revocation) checkGate(current, await context.commander.status());
+  if (!revocation) {
+    const statuses = await context.commander.status();
+    checkGate(current, statuses);
+    await checkSkippedOnTheWire(context.verifier, current, statuses);
+  }
   // Tickets from before must resume after a rotation and be refused after a revocation; the
   // first set has no tickets before it that anyone expects to keep.
   if (current !== undefined) await context.verifier?.captureBefore(token);
@@ -292,8 +324,12 @@ export async function testPending(context: RotationContext, token: string): Prom
     throw new RotationError(`nodes do not serve generation ${pending.generation}: ${failures.join('; ')}`);
   }
   if (context.verifier === undefined) return { statuses };
-  const revocation = isRevocation(pending, await currentKeySet(context.store));
-  const verification = await context.verifier.verify(token, currentKey(pending).name, revocation ? 'be refused' : 'resume');
+  const current = await currentKeySet(context.store);
+  const revocation = isRevocation(pending, current);
+  // Nodes the commander skipped may still serve the current set: one generation behind is safe.
+  const skipped = statuses.filter((status) => status.skipped !== undefined).map((status) => status.node);
+  const lagging = skipped.length > 0 && current !== undefined && !revocation ? { nodes: skipped, key: currentKey(current).name } : undefined;
+  const verification = await context.verifier.verify(token, currentKey(pending).name, revocation ? 'be refused' : 'resume', lagging);
   if (!verification.ok) {
     const problems = verification.failures.map((failure) => `${failure.kind}: ${failure.detail}`);
     throw new RotationError(`verification of generation ${pending.generation} failed: ${problems.join('; ')}`);

@@ -1,5 +1,5 @@
-import type { CapturedTicketsMust, FleetVerifier } from '../core/rotation.js';
-import { captureSources, captureTickets, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+import type { CapturedTicketsMust, FleetVerifier, LaggingNodes } from '../core/rotation.js';
+import { captureSources, captureTickets, observeKeys, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 
 /** The verifier run in-process against the local nodes it finds running; captured tickets stay in memory. */
 export class LocalFleetVerifier implements FleetVerifier {
@@ -11,8 +11,13 @@ export class LocalFleetVerifier implements FleetVerifier {
     if (!this.captured.has(versionId)) this.captured.set(versionId, await captureTickets(captureSources(this.nodes(), versionId)));
   }
 
-  verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust): Promise<VerificationReport> {
+  verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust, lagging?: LaggingNodes): Promise<VerificationReport> {
     const tickets = this.captured.get(versionId) ?? [];
-    return verifyFleet(this.nodes(), { expectedKey, ...(captured === 'resume' ? { ticketsBefore: tickets } : { revokedTickets: tickets }) });
+    return verifyFleet(this.nodes(), { expectedKey, ...(captured === 'resume' ? { ticketsBefore: tickets } : { revokedTickets: tickets }), ...(lagging ? { lagging } : {}) });
+  }
+
+  async observe(nodes: string[]): Promise<Record<string, string | null>> {
+    const found = this.nodes().filter((node) => nodes.includes(node.name));
+    return { ...Object.fromEntries(nodes.map((node) => [node, null])), ...(await observeKeys(found)) };
   }
 }

@@ -21,6 +21,8 @@ export interface VerifyOptions {
    * out, since nodes one generation apart resume each other's tickets.
    */
   pendingKey?: string;
+  /** Nodes that may still encrypt with the key before (skipped by the commander, one generation behind). */
+  lagging?: { nodes: string[]; key: string };
   versions?: readonly TlsVersion[];
   /** Per-connection timeout. */
   timeoutMs?: number;
@@ -118,6 +120,10 @@ function describeError(error: unknown): { kind: 'unreachable' | 'handshake error
 
 const address = (node: Endpoint): string => `${node.host}:${node.port}`;
 
+/** Per connection, and connections in flight at once. */
+const DEFAULT_TIMEOUT_MS = 3000;
+const DEFAULT_CONCURRENCY = 16;
+
 /** How many nodes tickets are captured from before a rotation: enough to prove continuity, few enough that offering each to every node stays linear in the fleet's size. */
 export const DEFAULT_CAPTURED_NODES = 8;
 
@@ -128,20 +134,35 @@ export function captureSources(nodes: VerifyNode[], versionId: string, count = D
   return nodes.filter((node) => chosen.has(node.name));
 }
 
+/** The key each node encrypts new tickets with (one TLS 1.3 handshake each); null when it does not answer. */
+export async function observeKeys(nodes: VerifyNode[], options: Pick<VerifyOptions, 'timeoutMs' | 'concurrency'> = {}): Promise<Record<string, string | null>> {
+  const observed = await pool(
+    nodes.map((node) => async (): Promise<[string, string | null]> => {
+      try {
+        return [node.name, (await handshake(node, { version: 'TLSv1.3', timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS })).ticketKeyName ?? null];
+      } catch {
+        return [node.name, null];
+      }
+    }),
+    options.concurrency ?? DEFAULT_CONCURRENCY,
+  );
+  return Object.fromEntries(observed);
+}
+
 /** Full handshakes with every node: the tickets to offer after a rotation. */
 export async function captureTickets(nodes: VerifyNode[], options: Pick<VerifyOptions, 'versions' | 'timeoutMs' | 'concurrency'> = {}): Promise<CapturedTicket[]> {
   const versions = options.versions ?? TLS_VERSIONS;
   const tasks = nodes.flatMap((node) =>
     versions.map((version) => async (): Promise<CapturedTicket | undefined> => {
       try {
-        const result = await handshake(node, { version, timeoutMs: options.timeoutMs ?? 3000 });
+        const result = await handshake(node, { version, timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS });
         return result.session ? { node: node.name, version, session: result.session } : undefined;
       } catch {
         return undefined;
       }
     }),
   );
-  return (await pool(tasks, options.concurrency ?? 16)).filter((ticket): ticket is CapturedTicket => ticket !== undefined);
+  return (await pool(tasks, options.concurrency ?? DEFAULT_CONCURRENCY)).filter((ticket): ticket is CapturedTicket => ticket !== undefined);
 }
 
 /**
@@ -152,8 +173,8 @@ export async function captureTickets(nodes: VerifyNode[], options: Pick<VerifyOp
 export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = {}): Promise<VerificationReport> {
   const started = Date.now();
   const versions = options.versions ?? TLS_VERSIONS;
-  const timeoutMs = options.timeoutMs ?? 3000;
-  const concurrency = options.concurrency ?? 16;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   const names = nodes.map((node) => node.name);
   if (new Set(names).size !== names.length) throw new Error('node names must be unique');
   const failures: Failure[] = [];
@@ -180,7 +201,8 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
   }
   const inferred = [...keyCounts].sort((a, b) => b[1] - a[1])[0]?.[0];
   const expectedKey = options.expectedKey ?? inferred;
-  const acceptable = (key: string | undefined) => key !== undefined && (key === expectedKey || key === options.pendingKey);
+  const acceptable = (key: string | undefined, node: string) =>
+    key !== undefined && (key === expectedKey || key === options.pendingKey || (key === options.lagging?.key && options.lagging.nodes.includes(node)));
   const certificates = new Map<string, string>();
   const software = new Map<string, string>();
   const nodeReports: NodeReport[] = nodes.map((node) => {
@@ -194,7 +216,7 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
         failures.push({ kind: 'no ticket', subject: node.name, version, detail: `${node.name} issued no session ticket over ${version}: are tickets on (ssl_session_tickets)?` });
       } else {
         keys[version] = result.ticketKeyName;
-        if (!acceptable(result.ticketKeyName)) {
+        if (!acceptable(result.ticketKeyName, node.name)) {
           failures.push({
             kind: 'wrong key',
             subject: node.name,
@@ -205,7 +227,7 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
       }
     }
     const reachable = mine.some((entry) => entry.result !== undefined);
-    return { node: node.name, address: address(node), reachable, keys, serverSoftware: software.get(node.name), onExpectedKey: reachable && versions.every((version) => acceptable(keys[version])) };
+    return { node: node.name, address: address(node), reachable, keys, serverSoftware: software.get(node.name), onExpectedKey: reachable && versions.every((version) => acceptable(keys[version], node.name)) };
   });
 
   // 2. Each node's ticket offered to its peers.
