@@ -101,7 +101,7 @@ export interface TicketKeyRotationProps {
   readonly verifierPort?: number;
   /** SNI the verifier sends. @default none */
   readonly verifierSni?: string;
-  /** Fixed nodes (HOST:PORT[/SNI]) instead of discovery by tag. @default discover by tag */
+  /** Fixed nodes ([NAME=]HOST:PORT[/SNI], NAME the instance id) instead of discovery by tag. @default discover by tag */
   readonly verifierStaticNodes?: string[];
   /** Each node's ticket is tried on this many peers. @default every other node up to 12 nodes, else 6 */
   readonly verifierPeersPerNode?: number;

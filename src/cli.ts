@@ -39,7 +39,7 @@ Key set files (key material goes only to --out files, mode 0600, or to a pipe):
   inspect  [--in FILE] [--json]                             generation, key names and states; never material
 
 Verification (any fleet, AWS or not; exit 0 only when everything passed):
-  verify   --node HOST:PORT[/SNI] ... | --nodes-file FILE   every node encrypts with the expected key, tickets resume across nodes
+  verify   --node [NAME=]HOST:PORT[/SNI] ... | --nodes-file FILE   every node encrypts with the expected key, tickets resume across nodes
            [--expect-key NAME | --key-set FILE] [--tls 1.2,1.3] [--peers K] [--seed N] [--timeout-ms 3000] [--json]
 
 Local mode:

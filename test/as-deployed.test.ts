@@ -27,6 +27,9 @@ import { REGION, ResolvedTemplate } from './template-resolver.js';
  */
 
 type Handler = (event: unknown, context: unknown) => Promise<unknown>;
+
+/** The instance id the fake gives a local node. */
+const instanceIdOf = (node: FleetNode): string => `i-0${node.name.replace(/\D/g, '').padStart(16, '0')}`;
 type Sdk = Record<string, new (...args: never[]) => unknown>;
 
 const execute = promisify(execFile);
@@ -144,7 +147,8 @@ cat "${dir}/version-$selector"
     outdir = mkdtempSync(join(PROJECT, 'node_modules', '.cache', 'as-deployed-'));
     const app = new App({ outdir });
     new TicketKeyRotationStack(app, 'TicketKeyRotation', {
-      rotation: { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge', verifierStaticNodes: fleet.nodes.map((node) => `${node.host}:${node.port}`) },
+      // Static nodes named by instance id, so that the rotation and the verifier speak of one node.
+      rotation: { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge', verifierStaticNodes: fleet.nodes.map((node) => `${instanceIdOf(node)}=${node.host}:${node.port}`) },
     });
     const assembly = app.synth();
     resolved = new ResolvedTemplate(Template.fromJSON(assembly.getStackByName('TicketKeyRotation').template as Record<string, unknown>).toJSON() as never);
@@ -158,9 +162,7 @@ cat "${dir}/version-$selector"
       const stubDir = join(fleet.memoryDir, `aws-stub-${node.name}`);
       mkdirSync(stubDir, { recursive: true, mode: 0o700 });
       stubCli(stubDir);
-      // The verifier names static nodes HOST:PORT; naming the instances alike lets the rotation and
-      // the verifier speak of one node, as instance ids do when the verifier discovers by tag.
-      return { instanceId: `${node.host}:${node.port}`, tags: { TicketKeyFleet: 'edge' }, pingStatus: 'Online', run: runOn(node, stubDir) };
+      return { instanceId: instanceIdOf(node), tags: { TicketKeyFleet: 'edge' }, pingStatus: 'Online', run: runOn(node, stubDir) };
     });
     runCommand = new RunCommandFake({ [resolved.ref(document.id)]: fakeDocument(content) }, nodes);
 
@@ -273,7 +275,7 @@ cat "${dir}/version-$selector"
     // One generation behind, it still resumes with the rest; two would not: the gate sees it on the wire.
     const held = secret.startRotation();
     await step('createSecret', held);
-    await expect(step('setSecret', held)).rejects.toThrow(new RegExp(`gate closed: ${node.host}:${node.port} \\(not reachable through SSM, and it still serves tickets under [0-9a-f]{32}, a key of an older set\\)`));
+    await expect(step('setSecret', held)).rejects.toThrow(new RegExp(`gate closed: ${instanceIdOf(node)} \\(not reachable through SSM, and it still serves tickets under [0-9a-f]{32}, a key of an older set\\)`));
     expect(secret.currentGeneration()).toBe(before + 1);
     // Back online, the association brings it to AWSCURRENT; Secrets Manager's retry then finishes.
     disconnected.pingStatus = 'Online';

@@ -51,7 +51,7 @@ describe('ticket-keys verify against a real fleet', () => {
 
   it('answers bad arguments with exit 2', () => {
     expect(cli(['verify']).stderr).toMatch(/verify needs nodes/);
-    expect(cli(['verify', '--node', 'nowhere']).stderr).toMatch(/node "nowhere" is not HOST:PORT/);
+    expect(cli(['verify', '--node', 'nowhere']).stderr).toMatch(/node "nowhere" is not \[NAME=\]HOST:PORT/);
     expect(cli(['verify', ...nodeArgs, '--tls', '1.1']).status).toBe(2);
     expect(cli(['verify', ...nodeArgs, '--expect-key', 'abc']).stderr).toMatch(/not a key name/);
   });

@@ -31,7 +31,7 @@ export interface VerifierSettings {
   ticketStoreSecretArn: string;
   tagKey: string;
   tagValue: string;
-  /** Fixed nodes (HOST:PORT[/SNI]); when empty, running instances with the tag are discovered. */
+  /** Fixed nodes ([NAME=]HOST:PORT[/SNI]); when empty, running instances with the tag are discovered. */
   staticNodes: string[];
   port: number;
   servername?: string;
