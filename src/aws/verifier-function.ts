@@ -146,8 +146,8 @@ async function capture(versionId: string, nodes: VerifyNode[], deps: VerifierDep
 }
 
 /** AWSCURRENT's key set; undefined before the first rotation (the placeholder). */
-async function currentKeySetOf(deps: VerifierDependencies): Promise<KeySet | undefined> {
-  const current = await new SecretsManagerReader(deps.secrets, deps.settings.keySetSecretArn).getVersion({ stage: AWSCURRENT });
+async function currentKeySetOf(keySet: SecretsManagerReader): Promise<KeySet | undefined> {
+  const current = await keySet.getVersion({ stage: AWSCURRENT });
   return current === undefined || current.value === EMPTY_KEY_SET_PLACEHOLDER ? undefined : parseKeySet(current.value);
 }
 
@@ -174,8 +174,10 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
   const action = event.action ?? 'canary';
   const { logger, metrics, settings } = deps;
   try {
-    // Before the first rotation there is nothing to check, and no node may be tagged yet.
-    if (action === 'canary' && (await currentKeySetOf(deps)) === undefined) {
+    const keySet = new SecretsManagerReader(deps.secrets, settings.keySetSecretArn);
+    // The canary checks against AWSCURRENT; before the first rotation there is nothing to check, and no node may be tagged yet.
+    const currentSet = action === 'canary' ? await currentKeySetOf(keySet) : undefined;
+    if (action === 'canary' && currentSet === undefined) {
       logger.info('verification skipped', { action, reason: 'the key set has no keys yet' });
       return { action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' };
     }
@@ -204,12 +206,10 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       if (stored?.versionId === event.versionId) {
         captured = stored.tickets.map((ticket) => ({ node: ticket.node, version: ticket.version, session: Buffer.from(ticket.session, 'base64') }));
       }
-    } else {
-      const currentSet = await currentKeySetOf(deps);
-      if (currentSet === undefined) throw new Error('the key set lost its keys during the canary');
+    } else if (currentSet !== undefined) {
       expectedKey = currentKey(currentSet).name;
       // During a rotation the nodes move to the pending set one by one: both keys are healthy.
-      pendingKey = await keyInFlight(new SecretsManagerReader(deps.secrets, settings.keySetSecretArn), currentSet);
+      pendingKey = await keyInFlight(keySet, currentSet);
     }
     const report = await verifyFleet(nodes, {
       expectedKey,
