@@ -3,6 +3,7 @@ import {
   DescribeSecretCommand,
   GetSecretValueCommand,
   PutSecretValueCommand,
+  InvalidParameterException,
   InvalidRequestException,
   ListSecretVersionIdsCommand,
   ResourceExistsException,
@@ -97,6 +98,7 @@ export class FakeSecret {
     return [...this.stages].find(([, list]) => list.includes(stage))?.[0];
   }
 
+  /** DescribeSecret's VersionIdsToStages: "the versions of the secret that have staging labels attached" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DescribeSecret.html). */
   describe(): { ARN: string; RotationEnabled: boolean; VersionIdsToStages: Record<string, string[]>; Tags: { Key: string; Value: string }[] } {
     return {
       ARN: this.arn,
@@ -111,6 +113,7 @@ export class FakeSecret {
     return {};
   }
 
+  /** GetSecretValue: a version or stage that holds no value is ResourceNotFoundException (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html#API_GetSecretValue_Errors). */
   get(input: { VersionId?: string; VersionStage?: string }): { ARN: string; VersionId: string; SecretString: string; VersionStages: string[] } {
     const id = input.VersionId ?? this.holder(input.VersionStage ?? 'AWSCURRENT');
     const value = id === undefined ? undefined : this.values.get(id);
@@ -125,6 +128,8 @@ export class FakeSecret {
     // operation, then you can leave this parameter empty. The CLI or SDK generates a random UUID"
     // (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_PutSecretValue.html).
     const id = input.ClientRequestToken ?? randomUUID();
+    // The same token and value "succeeds but does nothing"; another value fails: "you can't modify
+    // an existing version". Without VersionStages, AWSCURRENT moves to the new version.
     const existing = this.values.get(id);
     if (existing !== undefined && existing !== input.SecretString) {
       throw new ResourceExistsException({ message: 'You can’t modify an existing version, you can only create new versions.', $metadata: {} });
@@ -136,10 +141,18 @@ export class FakeSecret {
     return { ARN: this.arn, VersionId: id };
   }
 
+  /**
+   * UpdateSecretVersionStage: a label attached to another version moves only with
+   * RemoveFromVersionId naming that version, else "the operation fails"; "Whenever you move
+   * AWSCURRENT, Secrets Manager automatically moves the label AWSPREVIOUS to the version that
+   * AWSCURRENT was removed from" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_UpdateSecretVersionStage.html).
+   */
   update(input: { VersionStage?: string; MoveToVersionId?: string; RemoveFromVersionId?: string }): { ARN: string } {
     const stage = input.VersionStage as string;
-    if (input.RemoveFromVersionId !== undefined && this.holder(stage) !== input.RemoveFromVersionId) {
-      throw new Error(`InvalidParameterException: ${stage} is not on ${input.RemoveFromVersionId}`);
+    const holder = this.holder(stage);
+    const attachedElsewhere = input.MoveToVersionId !== undefined && holder !== undefined && holder !== input.MoveToVersionId;
+    if ((input.RemoveFromVersionId !== undefined || attachedElsewhere) && holder !== input.RemoveFromVersionId) {
+      throw new InvalidParameterException({ message: `${stage} is on version ${holder ?? 'none'}, not ${input.RemoveFromVersionId ?? 'the one given'}`, $metadata: {} });
     }
     if (input.MoveToVersionId !== undefined) {
       const previous = this.holder(stage);

@@ -348,6 +348,7 @@ export class RunCommandFake {
       throw new InvocationDoesNotExist({ message: "The command ID and managed node ID you specified didn't match any invocations.", $metadata: {} });
     }
     const finished = invocation.settled && !['Pending', 'Delayed', 'InProgress'].includes(invocation.status);
+    // ResponseCode -1: the command has not run on the node, or the node did not receive it (API_GetCommandInvocation.html); unfinished runs too, here.
     return {
       CommandId: command.id,
       InstanceId: invocation.node.instanceId,
