@@ -333,19 +333,20 @@ export class TicketKeyRotation extends Construct {
         POWERTOOLS_SERVICE_NAME: 'tls-ticket-key-verifier',
       },
     });
-    // The canary reads AWSCURRENT for the current key's name; the ticket store is its own.
-    this.secret.grantRead(role);
-    ticketStore.grantRead(role);
-    ticketStore.grantWrite(role);
+    // The canary reads the key set (AWSCURRENT, and AWSPENDING during a rotation); the ticket
+    // store is the verifier's own. Only the calls it makes: no Describe, no UpdateSecret.
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [this.secret.secretArn, ticketStore.secretArn] }));
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:PutSecretValue'], resources: [ticketStore.secretArn] }));
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: [this.key.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` } },
+      }),
+    );
     NagSuppressions.addResourceSuppressions(
       role,
-      [
-        {
-          id: 'AwsSolutions-IAM5',
-          reason: 'ec2:DescribeInstances and the Lambda VPC network-interface actions have no resource-level permissions; kms:GenerateDataKey*/ReEncrypt* come from the secret grants and are limited to this key',
-          appliesTo: ['Resource::*', 'Action::kms:GenerateDataKey*', 'Action::kms:ReEncrypt*'],
-        },
-      ],
+      [{ id: 'AwsSolutions-IAM5', reason: 'ec2:DescribeInstances and the Lambda VPC network-interface actions have no resource-level permissions', appliesTo: ['Resource::*'] }],
       true,
     );
     return { fn, ...(securityGroup ? { securityGroup } : {}) };
