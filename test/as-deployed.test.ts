@@ -15,7 +15,7 @@ import { deployRotationSchedule, FakeSecret } from './aws-fakes.js';
 import { PROJECT } from './aws-calls.js';
 import { captureStdout, expectNoMaterial, logLines, freshTicket } from './helpers.js';
 import { lambdaContext } from './lambda-context.js';
-import { fakeDocument, mockRunCommand, RunCommandFake, type ManagedNode, type RunOutput } from './run-command-fake.js';
+import { fakeDocument, interpolate, mockRunCommand, RunCommandFake, type ManagedNode, type RunOutput } from './run-command-fake.js';
 import { REGION, ResolvedTemplate } from './template-resolver.js';
 
 /**
@@ -113,8 +113,7 @@ cat "${dir}/version-$selector"
     for (const [id, value] of secret.values) writeFileSync(join(stubDir, `version-${id}`), value, { mode: 0o600 });
     writeFileSync(join(stubDir, 'stage-AWSCURRENT'), secret.holder('AWSCURRENT') ?? '');
     const script = join(stubDir, `run-${Date.now()}.sh`);
-    // The agent replaces {{ Name }} with the parameter's value before it runs the script.
-    writeFileSync(script, scriptFor(node).replace(/\{\{ *(\w+) *\}\}/g, (_, name: string) => parameters[name] ?? ''), { mode: 0o700 });
+    writeFileSync(script, interpolate(scriptFor(node), parameters), { mode: 0o700 });
     try {
       const { stdout, stderr } = await execute('sh', [script], { env: { PATH: `${stubDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: stubDir } });
       return { stdout, stderr, exitCode: 0 };

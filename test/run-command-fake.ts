@@ -47,6 +47,15 @@ export interface FakeDocument {
   executionTimeoutSeconds: number;
 }
 
+/** What the SSM agent does with {{ Name }} in a document's script before it runs it. */
+export function interpolate(command: string, parameters: Record<string, string>): string {
+  return command.replace(/\{\{ *(\w+) *\}\}/g, (_, name: string) => {
+    const value = parameters[name];
+    if (value === undefined) throw new Error(`the document references parameter ${name}, which the command does not pass`);
+    return value;
+  });
+}
+
 /** The document of a synthesized AWS::SSM::Document's Content. */
 export function fakeDocument(content: { parameters: FakeDocument['parameters']; mainSteps: { inputs: { timeoutSeconds?: string } }[] }): FakeDocument {
   return { parameters: content.parameters, executionTimeoutSeconds: Number(content.mainSteps[0]?.inputs.timeoutSeconds ?? 3600) };

@@ -9,6 +9,7 @@ import { currentKey, serializeKeySet, type KeySet } from '../src/core/keyset.js'
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import { expectNoMaterial, freshTicket, lineage } from './helpers.js';
+import { interpolate } from './run-command-fake.js';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
 
@@ -36,15 +37,6 @@ function synthesizedCommand(node: FleetNode): string {
   const command = documents[0]!.Properties.Content.mainSteps[0]!.inputs.runCommand.join('\n');
   synthesized.set(node.name, command);
   return command;
-}
-
-/** What the SSM agent does with {{ Name }} before it runs the script. */
-function interpolate(command: string, parameters: Record<string, string>): string {
-  return command.replace(/\{\{ *(\w+) *\}\}/g, (_, name: string) => {
-    const value = parameters[name];
-    if (value === undefined) throw new Error(`the document references parameter ${name}, which the test does not pass`);
-    return value;
-  });
 }
 
 describe('the synthesized SSM document, run on real nginx nodes with a stub AWS CLI', () => {
