@@ -37,6 +37,8 @@ Usage: apply-ticket-keys.sh [options] [--input FILE|-]
                           accept a key directory or include on a persistent filesystem, where keys
                           outlive their rotation in backups and snapshots
   --lock-timeout SECONDS  wait this long for another run to finish (default: 60)
+  --before-start          the server is not running yet (systemd ExecStartPre): write and test the
+                          keys, and leave loading them to its start (no reload, no runtime API)
   --status                print the active generation and key names, change nothing
 EOF
 }
@@ -60,6 +62,7 @@ lock_timeout=60
 runtime_socket=
 summary_via=
 status_only=0
+before_start=0
 stage_dir=
 config_dump=
 include_tmp=
@@ -124,6 +127,7 @@ while [ $# -gt 0 ]; do
     --allow-downgrade) allow_downgrade=1; shift ;;
     --allow-persistent-key-dir) allow_persistent=1; shift ;;
     --status) status_only=1; shift ;;
+    --before-start) before_start=1; shift ;;
     -h | --help) usage >&2; summary_action=help; exit 0 ;;
     *) fail 2 refused "unknown option $1 (see --help)" ;;
   esac
@@ -143,6 +147,7 @@ case "$flavor" in
   *) fail 2 refused "flavor $flavor is not supported: use --flavor nginx or --flavor haproxy" ;;
 esac
 [ -z "$runtime_socket" ] || [ "$flavor" = haproxy ] || fail 2 refused "--runtime-socket is for --flavor haproxy only"
+[ -z "$runtime_socket" ] || [ "$before_start" = 0 ] || fail 2 refused "--before-start runs before the server listens on its runtime API: drop --runtime-socket"
 [ -n "$key_dir" ] || fail 2 refused "--key-dir is required: the directory that holds the key files"
 [ -n "$include_file" ] || fail 2 refused "--include is required: the file the server's config includes"
 case "$lock_timeout" in '' | *[!0-9]*) fail 2 refused "--lock-timeout must be a whole number of seconds" ;; esac
@@ -642,7 +647,9 @@ if [ -z "$runtime_socket" ]; then
   fi
 fi
 
-if [ -n "$runtime_socket" ]; then
+if [ "$before_start" = 1 ]; then
+  summary_via=start
+elif [ -n "$runtime_socket" ]; then
   # HAProxy: the running keys follow the file through the runtime API, with no reload.
   runtime_code=0
   python3 -c "$KEYSET_PY" runtime-update "$flavor" "$key_dir" "$include_file" "$allow_downgrade" "$lock_timeout" "$runtime_socket" \

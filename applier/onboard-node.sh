@@ -4,9 +4,18 @@
 # the server's own config test. Refuses, changing nothing, when the config cannot be changed
 # safely. Prints exactly one JSON summary line on stdout on every path.
 #
-# With --prestart it does only what a node needs before its server starts (systemd
-# ExecStartPre): the key directory, and for HAProxy, which refuses to start without its
-# tls-ticket-keys file, three random keys of the node's own until the applier runs.
+# Onboarding also installs the boot-time fetch: this script and the applier under
+# --install-dir, and a systemd drop-in that runs them before the server starts.
+#
+# With --prestart it does what a node needs before its server starts (systemd ExecStartPre):
+# the key directory, then the fleet's current key set from --fetch-cmd, applied with no
+# reload, so that a node that rebooted, was replaced or was stopped through rotations resumes
+# its peers' tickets from its first connection. When the store cannot be reached within
+# --fetch-wait seconds the server starts anyway (availability first) with what it has: the set
+# still in the key directory, or keys of its own (for HAProxy, which refuses to start without
+# its tls-ticket-keys file, three random ones) until the association converges it. The summary
+# (keySource: store, kept or own) and a line on stderr say which. A prestart exits 0 unless the
+# key directory cannot be prepared.
 #
 # Exit codes:
 #   0  onboarded, or already onboarded (nothing changed)
@@ -24,10 +33,15 @@ Usage: onboard-node.sh --config FILE [options]
   --key-dir DIR               the managed key directory (default /run/tls-ticket-keys)
   --include FILE              the managed include (default: ticket-keys.conf or tls-ticket-keys in DIR)
   --test-cmd CMD              config test (default: nginx -t -q; haproxy -c -q -f FILE)
+  --config-dump-cmd CMD       prints the config the server loads (the applier's default if not given)
+  --fetch-cmd CMD             prints the fleet's current key set (AWSCURRENT) on stdout: the boot-time
+                              fetch; exit 254 means the store answered with an error (not worth waiting)
+  --fetch-wait SECONDS        how long a start waits for the store (default 30)
+  --install-dir DIR           where the boot-time fetch is installed (default /usr/local/lib/tls-ticket-keys)
   --tmpfiles-dir DIR          where systemd-tmpfiles reads its config (default /etc/tmpfiles.d; none to skip)
-  --systemd-dir DIR           haproxy: where the ExecStartPre drop-in goes (default /etc/systemd/system; none to skip)
+  --systemd-dir DIR           where the ExecStartPre drop-in goes (default /etc/systemd/system; none to skip)
   --allow-persistent-key-dir  accept a key directory on a persistent filesystem
-  --prestart                  only prepare the key directory (and HAProxy's own keys) before a start
+  --prestart                  before a start: prepare the key directory and fetch the current keys
 EOF
 }
 
@@ -40,6 +54,13 @@ config=
 key_dir=/run/tls-ticket-keys
 include_file=
 test_cmd=
+dump_cmd=
+fetch_cmd=
+fetch_wait=30
+install_dir=/usr/local/lib/tls-ticket-keys
+summary_key_source=
+summary_generation=
+summary_fetch_error=
 tmpfiles_dir=/etc/tmpfiles.d
 systemd_dir=/etc/systemd/system
 allow_persistent=0
@@ -52,6 +73,7 @@ print_summary() {
   [ -n "$backup" ] && rm -f -- "$backup"
   SUMMARY_ACTION=$summary_action SUMMARY_ERROR=$summary_error SUMMARY_FLAVOR=$flavor SUMMARY_CONFIG=$config \
   SUMMARY_CHANGED=$summary_changed SUMMARY_KEY_DIR=$key_dir SUMMARY_STORAGE=$summary_storage SUMMARY_EXIT=$code \
+  SUMMARY_KEY_SOURCE=$summary_key_source SUMMARY_GENERATION=$summary_generation SUMMARY_FETCH_ERROR=$summary_fetch_error \
     python3 -c '
 import json, os
 e = os.environ
@@ -60,6 +82,12 @@ out = {"action": e["SUMMARY_ACTION"], "flavor": e["SUMMARY_FLAVOR"], "exitCode":
 if e["SUMMARY_STORAGE"]:
     out["keyStorage"] = e["SUMMARY_STORAGE"]
     out["keysInMemory"] = e["SUMMARY_STORAGE"] in ("tmpfs", "ramfs")
+if e["SUMMARY_KEY_SOURCE"]:
+    out["keySource"] = e["SUMMARY_KEY_SOURCE"]
+if e["SUMMARY_GENERATION"]:
+    out["generation"] = int(e["SUMMARY_GENERATION"])
+if e["SUMMARY_FETCH_ERROR"]:
+    out["fetchError"] = e["SUMMARY_FETCH_ERROR"]
 if e["SUMMARY_ERROR"]:
     out["error"] = e["SUMMARY_ERROR"]
 print(json.dumps(out, separators=(",", ":")))
@@ -79,7 +107,7 @@ fail() {
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --flavor | --config | --key-dir | --include | --test-cmd | --tmpfiles-dir | --systemd-dir)
+    --flavor | --config | --key-dir | --include | --test-cmd | --config-dump-cmd | --fetch-cmd | --fetch-wait | --install-dir | --tmpfiles-dir | --systemd-dir)
       [ $# -ge 2 ] || fail 2 refused "option $1 needs a value (see --help)"
       case "$1" in
         --flavor) flavor=$2 ;;
@@ -87,6 +115,10 @@ while [ $# -gt 0 ]; do
         --key-dir) key_dir=$2 ;;
         --include) include_file=$2 ;;
         --test-cmd) test_cmd=$2 ;;
+        --config-dump-cmd) dump_cmd=$2 ;;
+        --fetch-cmd) fetch_cmd=$2 ;;
+        --fetch-wait) fetch_wait=$2 ;;
+        --install-dir) install_dir=$2 ;;
         --tmpfiles-dir) tmpfiles_dir=$2 ;;
         --systemd-dir) systemd_dir=$2 ;;
       esac
@@ -105,6 +137,8 @@ case "$flavor" in
   *) fail 2 refused "flavor $flavor is not supported: use --flavor nginx or --flavor haproxy" ;;
 esac
 case "$key_dir" in /*) ;; *) fail 2 refused "--key-dir must be an absolute path (got $key_dir)" ;; esac
+[[ "$install_dir" =~ ^/[A-Za-z0-9._/-]+$ ]] || fail 2 refused "--install-dir must be an absolute path of letters, digits and ._/- (got $install_dir): systemd reads it in the drop-in"
+case "$fetch_wait" in '' | *[!0-9]*) fail 2 refused "--fetch-wait must be a whole number of seconds (got $fetch_wait)" ;; esac
 key_dir=$(realpath -m -- "$key_dir")
 include_file=$(realpath -m -s -- "$include_file")
 
@@ -122,9 +156,12 @@ case "$summary_storage" in
     ;;
 esac
 
-prepare_key_dir() {
+make_key_dir() {
   mkdir -p -- "$key_dir" || fail 8 failed "cannot create $key_dir: check its parent and permissions"
   chmod 700 -- "$key_dir" || fail 8 failed "cannot set the mode of $key_dir to 0700"
+}
+
+write_own_haproxy_keys() {
   if [ "$flavor" = haproxy ] && [ ! -s "$include_file" ]; then
     # Keys of this node's own, shared with nobody, until the applier writes the fleet's.
     (umask 077 && for _ in 1 2 3; do head -c 80 /dev/urandom | base64 -w 0 && echo; done >"$include_file.tmp" && mv -f -- "$include_file.tmp" "$include_file") ||
@@ -132,8 +169,84 @@ prepare_key_dir() {
   fi
 }
 
+applier_args() {
+  applier_cmd=(bash "$(dirname "$0")/apply-ticket-keys.sh" --flavor "$flavor" --key-dir "$key_dir" --include "$include_file")
+  [ -z "$test_cmd" ] || applier_cmd+=(--test-cmd "$test_cmd")
+  [ -z "$dump_cmd" ] || applier_cmd+=(--config-dump-cmd "$dump_cmd")
+  [ "$allow_persistent" = 0 ] || applier_cmd+=(--allow-persistent-key-dir)
+}
+
+# A field of the applier's one-line JSON summary, or nothing.
+summary_field() {
+  python3 -c 'import json, sys; value = json.loads(sys.argv[1]).get(sys.argv[2]); print("" if value is None else value)' "$1" "$2" 2>/dev/null || true
+}
+
+# Milliseconds since the epoch (EPOCHREALTIME's separator follows the locale).
+now_ms() {
+  local now=${EPOCHREALTIME//[.,]/}
+  echo $((now / 1000))
+}
+
+# Fetches the current key set, waiting up to --fetch-wait seconds while the store cannot be
+# reached, and applies it with no reload. Sets summary_key_source=store on success, and
+# summary_fetch_error otherwise.
+fetch_and_apply() {
+  local deadline=$(($(now_ms) + fetch_wait * 1000)) delay_ms=1000 left code keyset errors answer
+  errors=$(mktemp)
+  while :; do
+    left=$((deadline - $(now_ms)))
+    code=0
+    keyset=$(timeout --kill-after=2 "$(((left > 1000 ? left : 1000) / 1000))" bash -c "$fetch_cmd" 2>"$errors") || code=$?
+    # 254: the store answered with an error (AWS CLI's return code for a service error), so
+    # waiting would not change its answer; anything else may be a network still coming up.
+    case "$code" in 0 | 254) break ;; esac
+    left=$((deadline - $(now_ms)))
+    [ "$left" -gt 0 ] || break
+    sleep "$(printf '%d.%03d' $(((left < delay_ms ? left : delay_ms) / 1000)) $(((left < delay_ms ? left : delay_ms) % 1000)))"
+    delay_ms=$((delay_ms * 2))
+  done
+  if [ "$code" -ne 0 ]; then
+    summary_fetch_error="could not get the current key set ($(tail -n 1 -- "$errors" | cut -c 1-300 || true); exit $code$([ "$code" -eq 254 ] || echo ", after waiting up to ${fetch_wait} s"))"
+    rm -f -- "$errors"
+    return
+  fi
+  rm -f -- "$errors"
+  applier_args
+  code=0
+  answer=$(printf '%s\n' "$keyset" | "${applier_cmd[@]}" --before-start 2>/dev/null) || code=$?
+  keyset=
+  if [ "$code" -eq 0 ]; then
+    summary_key_source=store
+    summary_generation=$(summary_field "$answer" generation)
+  else
+    summary_fetch_error="the current key set was not applied: $(summary_field "$answer" error)"
+  fi
+}
+
+# What the server starts with when the fetch did not work: the set the key directory still
+# holds (a restart without a reboot), or keys of its own.
+fall_back() {
+  local answer
+  applier_args
+  answer=$("${applier_cmd[@]}" --status 2>/dev/null) || true
+  if [ "$(summary_field "$answer" action)" = active ]; then
+    summary_key_source=kept
+    summary_generation=$(summary_field "$answer" generation)
+  else
+    summary_key_source=own
+  fi
+}
+
 if [ "$prestart" = 1 ]; then
-  prepare_key_dir
+  make_key_dir
+  [ -z "$fetch_cmd" ] || fetch_and_apply
+  [ "$summary_key_source" = store ] || fall_back
+  write_own_haproxy_keys
+  case "$summary_key_source" in
+    store) echo "tls-ticket-keys: $flavor starts on generation $summary_generation, the fleet's current key set" >&2 ;;
+    kept) echo "tls-ticket-keys: $flavor starts on generation $summary_generation, the set its key directory kept${summary_fetch_error:+ ($summary_fetch_error)}; the association converges it" >&2 ;;
+    own) echo "tls-ticket-keys: $flavor starts on keys of its own${summary_fetch_error:+ ($summary_fetch_error)}; the association converges it" >&2 ;;
+  esac
   summary_action=prepared
   exit 0
 fi
@@ -269,21 +382,43 @@ if [ "$edit_code" -ne 0 ]; then
   fail 3 refused "cannot change $config safely: $edit_message; nothing was changed"
 fi
 
-prepare_key_dir
-if [ "$tmpfiles_dir" != none ] && [ -d "$tmpfiles_dir" ]; then
-  printf 'd %s 0700 root root -\n' "$key_dir" >"$tmpfiles_dir/tls-ticket-keys.conf" ||
-    fail 8 failed "cannot write $tmpfiles_dir/tls-ticket-keys.conf"
-fi
-if [ "$flavor" = haproxy ] && [ "$systemd_dir" != none ] && [ -d "$systemd_dir" ]; then
-  install -D -m 0755 -- "$0" /usr/local/lib/tls-ticket-keys/onboard-node.sh || fail 8 failed "cannot install /usr/local/lib/tls-ticket-keys/onboard-node.sh"
-  mkdir -p -- "$systemd_dir/haproxy.service.d"
-  printf '[Service]\nExecStartPre=/bin/bash /usr/local/lib/tls-ticket-keys/onboard-node.sh --prestart --flavor haproxy --key-dir %s --include %s\n' "$key_dir" "$include_file" \
-    >"$systemd_dir/haproxy.service.d/tls-ticket-keys.conf" || fail 8 failed "cannot write the haproxy.service drop-in"
+# What runs at every boot: systemd-tmpfiles recreates the key directory, and the drop-in runs
+# the prestart (this script, installed with the applier) before the server starts.
+install_boot_fetch() {
+  if [ "$tmpfiles_dir" != none ] && [ -d "$tmpfiles_dir" ]; then
+    printf 'd %s 0700 root root -\n' "$key_dir" >"$tmpfiles_dir/tls-ticket-keys.conf" ||
+      fail 8 failed "cannot write $tmpfiles_dir/tls-ticket-keys.conf"
+  fi
+  [ "$systemd_dir" != none ] && [ -d "$systemd_dir" ] || return 0
+  local script target prestart=(--prestart --flavor "$flavor" --key-dir "$key_dir" --include "$include_file" --test-cmd "$test_cmd" --fetch-wait "$fetch_wait")
+  [ -z "$dump_cmd" ] || prestart+=(--config-dump-cmd "$dump_cmd")
+  [ -z "$fetch_cmd" ] || prestart+=(--fetch-cmd "$fetch_cmd")
+  [ "$allow_persistent" = 0 ] || prestart+=(--allow-persistent-key-dir)
+  for script in "$0" "$(dirname "$0")/apply-ticket-keys.sh"; do
+    target=$install_dir/$(basename "$script")
+    [ "$script" -ef "$target" ] || install -D -m 0755 -- "$script" "$target" ||
+      fail 8 failed "cannot install $target: apply-ticket-keys.sh must sit beside onboard-node.sh"
+  done
+  {
+    echo '#!/bin/bash'
+    echo "# Written by onboard-node.sh: the boot-time fetch, run before $flavor starts (systemd ExecStartPre)."
+    printf 'exec /bin/bash %q' "$install_dir/onboard-node.sh"
+    printf ' %q' "${prestart[@]}"
+    echo
+  } >"$install_dir/before-start-$flavor.sh" || fail 8 failed "cannot write $install_dir/before-start-$flavor.sh"
+  mkdir -p -- "$systemd_dir/$flavor.service.d" || fail 8 failed "cannot create $systemd_dir/$flavor.service.d"
+  printf '# Written by onboard-node.sh: the fleet'"'"'s current TLS ticket keys before %s starts.\n[Unit]\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStartPre=/bin/bash %s/before-start-%s.sh\n' \
+    "$flavor" "$install_dir" "$flavor" >"$systemd_dir/$flavor.service.d/tls-ticket-keys.conf" ||
+    fail 8 failed "cannot write the $flavor.service drop-in in $systemd_dir"
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
-fi
+}
+
+make_key_dir
+write_own_haproxy_keys
 
 if [ "$summary_changed" = 0 ]; then
   rm -f -- "$staged"
+  install_boot_fetch
   summary_action=unchanged
   exit 0
 fi
@@ -299,5 +434,6 @@ if ! test_output=$(bash -c "$test_cmd" 2>&1); then
   mv -f -- "$backup" "$config" && backup=
   fail 5 restored "config test '$test_cmd' failed after adding the managed keys: $(printf '%s' "$test_output" | tail -n 3 | tr '\n' ' '); $config was restored as it was"
 fi
+install_boot_fetch
 summary_action=onboarded
 exit 0

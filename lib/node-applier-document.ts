@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { ServerFlavor } from '../src/core/policy.js';
+import { shellQuote } from '../src/core/shell.js';
 import { APPLIER_PATH, ONBOARDING_PATH } from '../src/local/applier.js';
 
 /** How the applier is run on each node: baked into the document at synth time. */
@@ -22,10 +24,6 @@ const HEREDOC_END = 'APPLY_TICKET_KEYS_SCRIPT';
 /** The document's own exit code when the node cannot fetch the key set: above the applier's codes. */
 export const FETCH_FAILED_EXIT = 10;
 
-function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
 function checkSetting(name: string, value: string): void {
   if (value.trim() === '' || /[\n\r]/.test(value)) throw new Error(`${name} must be one non-empty line (got ${JSON.stringify(value)})`);
   // SSM would read "{{" as a parameter reference and change the command.
@@ -41,20 +39,21 @@ function readScript(path: string): string {
 
 /**
  * The start both documents share: bash (the agent may start the file with sh), strict mode,
- * the SSM parameters as shell variables, and the script written to a temporary directory.
+ * the SSM parameters as shell variables, and the scripts written to a temporary directory.
  */
-function documentScript(purpose: string, variables: Record<string, string>, fileName: string, scriptPath: string): string {
+function documentScript(purpose: string, variables: Record<string, string>, scriptPaths: string[]): string {
+  const names = scriptPaths.map((path) => basename(path));
   return `#!/bin/bash
-# ${purpose} Generated from applier/${fileName}.
+# ${purpose} Generated from ${names.map((name) => `applier/${name}`).join(' and ')}.
 # The agent may start this file with sh: carry on in bash.
 if [ -z "\${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 ${Object.entries(variables).map(([name, parameter]) => `${name}='{{ ${parameter} }}'`).join('\n')}
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
-cat > "$work/${fileName}" <<'${HEREDOC_END}'
-${readScript(scriptPath).trimEnd()}
-${HEREDOC_END}`;
+${scriptPaths.map((path) => `cat > "$work/${basename(path)}" <<'${HEREDOC_END}'
+${readScript(path).trimEnd()}
+${HEREDOC_END}`).join('\n')}`;
 }
 
 /**
@@ -92,7 +91,7 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
     keys: [],
     error: 'could not fetch the key set from Secrets Manager: attach the stack\'s node policy to the instance role and install the AWS CLI',
   });
-  return `${documentScript('Applies a TLS ticket key set version on this node.', { secret_id: 'SecretId', version_id: 'VersionId', action: 'Action' }, 'apply-ticket-keys.sh', APPLIER_PATH)}
+  return `${documentScript('Applies a TLS ticket key set version on this node.', { secret_id: 'SecretId', version_id: 'VersionId', action: 'Action' }, [APPLIER_PATH])}
 applier=(bash "$work/apply-ticket-keys.sh" ${applierArgs})
 if [ "$action" = status ]; then
   "\${applier[@]}" --status
@@ -138,28 +137,51 @@ export function nodeApplierDocument(settings: NodeApplierSettings): Record<strin
 export const DEFAULT_SERVER_CONFIG: Record<ServerFlavor, string> = { nginx: '/etc/nginx/nginx.conf', haproxy: '/etc/haproxy/haproxy.cfg' };
 export const CONFIG_PATH_PATTERN = '^/[A-Za-z0-9._/-]+$';
 
+/** The key set secret that a node's boot-time fetch reads with the node's own role. */
+export interface KeySetSecret {
+  arn: string;
+  region: string;
+}
+
+/** How long a node's start waits for Secrets Manager before it starts on what it has. */
+export const BOOT_FETCH_WAIT_SECONDS = 30;
+
+/**
+ * The boot-time fetch on AWS: AWSCURRENT with the node's role. Short connect and read timeouts,
+ * so that the prestart's retries, not one hung connection, fill its bounded wait.
+ */
+function bootFetchCommand(secret: KeySetSecret): string {
+  return ['aws', 'secretsmanager', 'get-secret-value', '--region', secret.region, '--secret-id', secret.arn, '--version-stage', 'AWSCURRENT', '--query', 'SecretString', '--output', 'text', '--cli-connect-timeout', '5', '--cli-read-timeout', '10']
+    .map(shellQuote)
+    .join(' ');
+}
+
 /**
  * The shell script of the onboarding document, run once per node: applier/onboard-node.sh
- * with the stack's settings and the config file the operator names.
+ * with the stack's settings and the config file the operator names. It installs the applier
+ * and the boot-time fetch of this stack's secret.
  */
-export function nodeOnboardingCommand(settings: NodeApplierSettings): string {
+export function nodeOnboardingCommand(settings: NodeApplierSettings, secret: KeySetSecret): string {
   const args = [
     '--flavor', settings.flavor,
     '--key-dir', settings.keyDirectory,
     '--include', settings.includePath,
     '--test-cmd', settings.testCommand,
+    '--config-dump-cmd', settings.configDumpCommand,
+    '--fetch-cmd', bootFetchCommand(secret),
+    '--fetch-wait', String(BOOT_FETCH_WAIT_SECONDS),
     ...(settings.allowPersistentKeyDirectory ? ['--allow-persistent-key-dir'] : []),
   ].map(shellQuote).join(' ');
-  return `${documentScript('Prepares this node once for managed TLS ticket keys.', { config: 'ConfigFile' }, 'onboard-node.sh', ONBOARDING_PATH)}
+  return `${documentScript('Prepares this node once for managed TLS ticket keys, and fetches them at every start.', { config: 'ConfigFile' }, [ONBOARDING_PATH, APPLIER_PATH])}
 bash "$work/onboard-node.sh" ${args} --config "$config"
 `;
 }
 
 /** The SSM Command document (schema 2.2) that onboards a node. */
-export function nodeOnboardingDocument(settings: NodeApplierSettings): Record<string, unknown> {
+export function nodeOnboardingDocument(settings: NodeApplierSettings, secret: KeySetSecret): Record<string, unknown> {
   return {
     schemaVersion: '2.2',
-    description: 'Prepares this node once for managed TLS session ticket keys: key directory in memory, the server config loading them, checked by its config test.',
+    description: 'Prepares this node once for managed TLS session ticket keys: key directory in memory, the server config loading them (checked by its config test), and a fetch of the current keys before every start of the server.',
     parameters: {
       ConfigFile: {
         type: 'String',
@@ -173,7 +195,7 @@ export function nodeOnboardingDocument(settings: NodeApplierSettings): Record<st
         action: 'aws:runShellScript',
         name: 'onboardNode',
         precondition: { StringEquals: ['platformType', 'Linux'] },
-        inputs: { timeoutSeconds: '120', runCommand: nodeOnboardingCommand(settings).split('\n') },
+        inputs: { timeoutSeconds: '120', runCommand: nodeOnboardingCommand(settings, secret).split('\n') },
       },
     ],
   };

@@ -173,7 +173,7 @@ export class TicketKeyRotation extends Construct {
       ...(props.runtimeSocket !== undefined ? { runtimeSocket: props.runtimeSocket } : {}),
     };
     this.document = new ssm.CfnDocument(this, 'NodeApplier', { documentType: 'Command', content: nodeApplierDocument(nodeSettings) });
-    this.onboardingDocument = new ssm.CfnDocument(this, 'NodeOnboarding', { documentType: 'Command', content: nodeOnboardingDocument(nodeSettings) });
+    this.onboardingDocument = new ssm.CfnDocument(this, 'NodeOnboarding', { documentType: 'Command', content: nodeOnboardingDocument(nodeSettings, { arn: this.secret.secretArn, region: Stack.of(this).region }) });
     const documentArn = Stack.of(this).formatArn({ service: 'ssm', resource: 'document', resourceName: this.document.ref });
 
     const verifier = this.createVerifier(props, retention);

@@ -67,9 +67,9 @@ describe('the functions as deployed: bundles from the cloud assembly, the templa
   const mocks: { restore(): void }[] = [];
   const savedEnvironment = { ...process.env };
 
-  /** The template's document script as one node runs it: the stack's node settings swapped for this local node's. */
-  const scriptFor = (node: FleetNode): string => {
-    let script = documentScript;
+  /** A document's script as one node runs it: the stack's node settings swapped for this local node's. */
+  const withNodeSettings = (documentText: string, node: FleetNode, withReload = true): string => {
+    let script = documentText;
     const swap = (flag: string, stackValue: string, nodeValue: string) => {
       const from = `'${flag}' '${stackValue}'`;
       expect(script.split(from), `${flag} in the document`).toHaveLength(2);
@@ -79,9 +79,19 @@ describe('the functions as deployed: bundles from the cloud assembly, the templa
     swap('--include', `${DEFAULT_KEY_DIRECTORY}/${FLAVOR_DEFAULTS.nginx.includeFileName}`, node.includeFile);
     swap('--test-cmd', FLAVOR_DEFAULTS.nginx.testCommand, node.testCommand);
     swap('--config-dump-cmd', FLAVOR_DEFAULTS.nginx.configDumpCommand, node.configDumpCommand);
-    swap('--reload-cmd', FLAVOR_DEFAULTS.nginx.reloadCommand, node.reloadCommand);
+    if (withReload) swap('--reload-cmd', FLAVOR_DEFAULTS.nginx.reloadCommand, node.reloadCommand);
     return script;
   };
+  const scriptFor = (node: FleetNode): string => withNodeSettings(documentScript, node);
+
+  /** What the node's role could read right now, for the stub AWS CLI. */
+  const grantRead = (stubDir: string): void => {
+    writeFileSync(join(stubDir, 'arn'), secret.arn);
+    for (const [id, value] of secret.values) writeFileSync(join(stubDir, `version-${id}`), value, { mode: 0o600 });
+    writeFileSync(join(stubDir, 'stage-AWSCURRENT'), secret.holder('AWSCURRENT') ?? '');
+  };
+  const stubDirOf = (node: FleetNode): string => join(fleet.memoryDir, `aws-stub-${node.name}`);
+  const nodeEnvironment = (stubDir: string) => ({ PATH: `${stubDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: stubDir });
 
   /** A stub AWS CLI that answers `secretsmanager get-secret-value` from the fake secret, as the node's role would. */
   const stubCli = (dir: string): void => {
@@ -108,14 +118,11 @@ cat "${dir}/version-$selector"
   };
 
   const runOn = (node: FleetNode, stubDir: string) => async (_document: string, parameters: Record<string, string>): Promise<RunOutput> => {
-    // What the node's role could read right now.
-    writeFileSync(join(stubDir, 'arn'), secret.arn);
-    for (const [id, value] of secret.values) writeFileSync(join(stubDir, `version-${id}`), value, { mode: 0o600 });
-    writeFileSync(join(stubDir, 'stage-AWSCURRENT'), secret.holder('AWSCURRENT') ?? '');
+    grantRead(stubDir);
     const script = join(stubDir, `run-${Date.now()}.sh`);
     writeFileSync(script, interpolate(scriptFor(node), parameters), { mode: 0o700 });
     try {
-      const { stdout, stderr } = await execute('sh', [script], { env: { PATH: `${stubDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: stubDir } });
+      const { stdout, stderr } = await execute('sh', [script], { env: nodeEnvironment(stubDir) });
       return { stdout, stderr, exitCode: 0 };
     } catch (error) {
       const failed = error as { stdout?: string; stderr?: string; code?: number };
@@ -158,7 +165,7 @@ cat "${dir}/version-$selector"
     const content = document.properties.Content as Parameters<typeof fakeDocument>[0] & { mainSteps: { inputs: { runCommand: string[] } }[] };
     documentScript = content.mainSteps[0]!.inputs.runCommand.join('\n');
     const nodes: ManagedNode[] = fleet.nodes.map((node) => {
-      const stubDir = join(fleet.memoryDir, `aws-stub-${node.name}`);
+      const stubDir = stubDirOf(node);
       mkdirSync(stubDir, { recursive: true, mode: 0o700 });
       stubCli(stubDir);
       return { instanceId: instanceIdOf(node), tags: { TicketKeyFleet: 'edge' }, pingStatus: 'Online', run: runOn(node, stubDir) };
@@ -283,5 +290,47 @@ cat "${dir}/version-$selector"
     for (const name of ['setSecret', 'testSecret', 'finishSecret']) await step(name, held);
     expect(secret.currentGeneration()).toBe(before + 2);
     await canary('after the node came back');
+  });
+
+  it('the onboarding document as deployed installs the boot-time fetch: a node stopped through a rotation and rebooted starts on AWSCURRENT, read with its own role', async () => {
+    const node = fleet.nodes[0]!;
+    const managed = runCommand.nodes[0]!;
+    const stubDir = stubDirOf(node);
+    const systemd = mkdtempSync(join(fleet.baseDir, 'systemd-'));
+    const installDir = mkdtempSync(join(fleet.baseDir, 'lib-'));
+    const content = resolved.one('AWS::SSM::Document', 'TicketKeysNodeOnboarding').properties.Content as { mainSteps: { inputs: { runCommand: string[] } }[] };
+    const onboarding = withNodeSettings(content.mainSteps[0]!.inputs.runCommand.join('\n'), node, false).replace(
+      '--config "$config"',
+      `--config "$config" '--systemd-dir' '${systemd}' '--install-dir' '${installDir}' '--tmpfiles-dir' 'none'`,
+    );
+    const onboardingScript = join(stubDir, 'onboarding.sh');
+    writeFileSync(onboardingScript, interpolate(onboarding, { ConfigFile: node.configFile }), { mode: 0o700 });
+    const onboarded = await execute('sh', [onboardingScript], { env: nodeEnvironment(stubDir) });
+    rmSync(onboardingScript);
+    expect(JSON.parse(onboarded.stdout)).toMatchObject({ action: 'unchanged', exitCode: 0 });
+    expect(readFileSync(join(systemd, 'nginx.service.d', 'tls-ticket-keys.conf'), 'utf8')).toContain(`ExecStartPre=/bin/bash ${installDir}/before-start-nginx.sh\n`);
+
+    // The instance stops: the next rotation skips it.
+    await fleet.stopNode(node);
+    managed.stopped = true;
+    const before = secret.currentGeneration();
+    const token = secret.startRotation();
+    for (const name of ['createSecret', 'setSecret', 'testSecret', 'finishSecret']) await step(name, token);
+    expect(secret.currentGeneration()).toBe(before + 1);
+
+    // It boots: the key directory (tmpfs) is empty, and systemd runs the drop-in before nginx.
+    rmSync(node.keyDir, { recursive: true, force: true });
+    grantRead(stubDir);
+    const boot = await execute('/bin/bash', [join(installDir, 'before-start-nginx.sh')], { env: nodeEnvironment(stubDir) });
+    expect(JSON.parse(boot.stdout)).toMatchObject({ action: 'prepared', keySource: 'store', generation: before + 1 });
+    expect(await fleet.startNode(node)).toMatchObject({ keySource: 'kept', generation: before + 1 });
+    managed.stopped = false;
+    const current = parseKeySet(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString);
+    expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(current).name);
+    // No association ran, and the gate lets the next rotation through.
+    const next = secret.startRotation();
+    for (const name of ['createSecret', 'setSecret', 'testSecret', 'finishSecret']) await step(name, next);
+    expect(secret.currentGeneration()).toBe(before + 2);
+    await canary('after the rebooted node started');
   });
 });

@@ -2,7 +2,6 @@
 // rotation, the same step run twice at once, two rotations at once. After every fault, every
 // pair of running nodes must still resume each other's tickets, and the fleet must end on one set.
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, parseKeySet, type KeySet } from '../src/core/keyset.js';
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } from '../src/core/policy.js';
@@ -13,6 +12,7 @@ import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/f
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
 import { verifyFleet } from '../src/verify/verifier.js';
+import { startWithoutStore } from './helpers.js';
 
 describe('fault matrix: rotations under faults on a real fleet', () => {
   let fleet: LocalFleet;
@@ -40,8 +40,8 @@ describe('fault matrix: rotations under faults on a real fleet', () => {
   };
 
   beforeAll(async () => {
-    fleet = await startLocalFleet({ nodeCount: 3 });
-    store = new FileSecretStore(join(fleet.memoryDir, 'secret'));
+    fleet = await startLocalFleet({ nodeCount: 3, fetchWaitSeconds: 1 });
+    store = fleet.store;
     context = {
       store,
       commander: new LocalFleetCommander(fleet, store, { maxDelayMs: 100 }),
@@ -76,14 +76,14 @@ describe('fault matrix: rotations under faults on a real fleet', () => {
     await expectConverged('after the retry');
   });
 
-  it('a node down for a whole rotation returns behind: the gate holds the next rotation, touching no node, until the association converges it', async () => {
+  it('a node down for a whole rotation that cannot reach the store when it starts returns behind: the gate holds the next rotation, touching no node, until the association converges it', async () => {
     const victim = fleet.nodes[2] as FleetNode;
     await fleet.stopNode(victim);
     const rotated = await rotateNow(context, randomUUID());
     const missed = rotated.keySet;
     // Stopped, it is skipped and named, as the SSM commander skips an instance that is not connected.
     expect(rotated.results.filter((result) => result.skipped !== undefined)).toEqual([{ node: victim.name, ok: false, keys: [], skipped: 'its server is stopped' }]);
-    await fleet.startNode(victim);
+    expect((await startWithoutStore(fleet, victim)).summary).toMatchObject({ keySource: 'kept', generation: missed.generation - 1 });
     // One generation behind still resumes both ways: that is what the next key is for.
     await expectMutualResumption('with the victim one generation behind');
     const seen = await statuses();

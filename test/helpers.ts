@@ -1,8 +1,9 @@
+import { renameSync } from 'node:fs';
 import net from 'node:net';
 import { expect, vi } from 'vitest';
 import { createKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
 import { reloaded } from '../src/core/applier-summary.js';
-import { nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
+import { nodeApplierArgs, runApplier, type ApplierRun, type OnboardingSummary } from '../src/local/applier.js';
 import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
 import { handshake, type TlsVersion } from '../src/tls/probe.js';
 
@@ -25,6 +26,19 @@ export async function applyToAll(fleet: LocalFleet, set: KeySet, extraArgs: stri
   for (const node of fleet.nodes) {
     const run = await applyTo(fleet, node, set, extraArgs);
     expect(run.exitCode, run.stderr).toBe(0);
+  }
+}
+
+/** Starts `node` while the store's directory is gone, as a node that cannot reach Secrets Manager at boot. */
+export async function startWithoutStore(fleet: LocalFleet, node: FleetNode): Promise<{ summary: OnboardingSummary; elapsedMs: number }> {
+  const away = `${fleet.storeDir}.away`;
+  renameSync(fleet.storeDir, away);
+  try {
+    const started = Date.now();
+    const summary = await fleet.startNode(node);
+    return { summary, elapsedMs: Date.now() - started };
+  } finally {
+    renameSync(away, fleet.storeDir);
   }
 }
 

@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { currentKey } from '../src/core/keyset.js';
+import { currentKey, serializeKeySet } from '../src/core/keyset.js';
 import { nodeOnboardingArgs, runOnboarding } from '../src/local/applier.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, freshTicket, lineage } from './helpers.js';
@@ -101,6 +102,32 @@ describe('onboarding a node (applier/onboard-node.sh) on real nginx and HAProxy'
     args[args.indexOf('--tmpfiles-dir') + 1] = tmpfiles;
     expect(runOnboarding(args).exitCode).toBe(0);
     expect(readFileSync(join(tmpfiles, 'tls-ticket-keys.conf'), 'utf8')).toBe(`d ${node.keyDir} 0700 root root -\n`);
+  });
+
+  it('installs the boot-time fetch: this script and the applier, a wrapper holding the settings, and a drop-in that runs it before the server starts', async () => {
+    const systemd = mkdtempSync(join(fleet.baseDir, 'systemd-'));
+    const installDir = mkdtempSync(join(fleet.baseDir, 'lib-'));
+    const set = lineage(3)[2]!;
+    const keySetFile = join(fleet.memoryDir, 'current-key-set.json');
+    writeFileSync(keySetFile, serializeKeySet(set), { mode: 0o600 });
+    const args = nodeOnboardingArgs(node);
+    args[args.indexOf('--systemd-dir') + 1] = systemd;
+    const run = runOnboarding([...args, '--install-dir', installDir, '--fetch-cmd', `cat '${keySetFile}'`, '--fetch-wait', '5']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(readFileSync(join(systemd, 'nginx.service.d', 'tls-ticket-keys.conf'), 'utf8')).toBe(
+      `# Written by onboard-node.sh: the fleet's current TLS ticket keys before nginx starts.\n[Unit]\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStartPre=/bin/bash ${installDir}/before-start-nginx.sh\n`,
+    );
+    expect(readdirSync(installDir).sort()).toEqual(['apply-ticket-keys.sh', 'before-start-nginx.sh', 'onboard-node.sh']);
+
+    // What systemd runs at boot, on a node whose server is stopped.
+    await fleet.stopNode(node);
+    const boot = spawnSync('/bin/bash', [join(installDir, 'before-start-nginx.sh')], { encoding: 'utf8' });
+    expect(boot.status, boot.stderr).toBe(0);
+    expect(JSON.parse(boot.stdout)).toMatchObject({ action: 'prepared', flavor: 'nginx', keySource: 'store', generation: 3 });
+    expect(boot.stderr).toBe('tls-ticket-keys: nginx starts on generation 3, the fleet\'s current key set\n');
+    // The fleet's own start finds its (empty) store answering, and keeps what the boot fetch applied.
+    expect(await fleet.startNode(node)).toMatchObject({ keySource: 'kept', generation: 3 });
+    expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(set).name);
   });
 
   it('gave the HAProxy bind line the managed tls-ticket-keys file, and refuses a bind line that loads another', () => {

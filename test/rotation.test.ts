@@ -20,7 +20,7 @@ describe('rotation steps on a real local fleet', () => {
 
   beforeAll(async () => {
     fleet = await startLocalFleet({ nodeCount: 3 });
-    store = new FileSecretStore(join(fleet.memoryDir, 'secret'));
+    store = fleet.store;
     context = {
       store,
       commander: new LocalFleetCommander(fleet, store, { maxDelayMs: 50 }),

@@ -8,7 +8,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_KEY_SET_PLACEHOLDER } from '../src/core/keyset.js';
 import { propsFromContext } from '../lib/settings.js';
-import { ONBOARDING_PATH } from '../src/local/applier.js';
+import { APPLIER_PATH, ONBOARDING_PATH } from '../src/local/applier.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
 import { SECRET_ARN_PATTERN, VERSION_ID_PATTERN } from '../lib/node-applier-document.js';
@@ -218,19 +218,37 @@ describe('the CDK stack', () => {
     for (const name of ['RotationsSucceeded', 'NodesFailed', 'NodesSkipped', 'CrossNodeResumptionRate', 'NodesOnExpectedKey', 'UnreachableNodes', 'VerificationDuration']) expect(body).toContain(name);
   });
 
-  it('builds the onboarding document from onboard-node.sh with the stack\'s settings and a constrained config path', () => {
-    const content = resource(template, 'AWS::SSM::Document', 'NodeOnboarding').Content as {
+  it('builds the onboarding document from onboard-node.sh and the applier, with the stack\'s settings, the boot-time fetch of its secret and a constrained config path', () => {
+    const resolved = new ResolvedTemplate(template.toJSON() as never);
+    const content = resolved.one('AWS::SSM::Document', 'TicketKeysNodeOnboarding').properties.Content as {
       parameters: Record<string, { default?: string; allowedPattern?: string }>;
       mainSteps: { inputs: { runCommand: string[] } }[];
     };
     expect(content.parameters.ConfigFile).toEqual(expect.objectContaining({ default: '/etc/nginx/nginx.conf', allowedPattern: '^/[A-Za-z0-9._/-]+$' }));
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
     expect(command).toContain(readFileSync(ONBOARDING_PATH, 'utf8').trimEnd());
-    expect(command).toContain("bash \"$work/onboard-node.sh\" '--flavor' 'nginx' '--key-dir' '/run/tls-ticket-keys' '--include' '/run/tls-ticket-keys/ticket-keys.conf' '--test-cmd' 'nginx -t -q' --config \"$config\"");
+    expect(command).toContain(readFileSync(APPLIER_PATH, 'utf8').trimEnd());
+    const secretArn = resolved.ref(resolved.one('AWS::SecretsManager::Secret', 'TicketKeysKeySet').id);
+    const fetch = `'aws' 'secretsmanager' 'get-secret-value' '--region' '${REGION}' '--secret-id' '${secretArn}' '--version-stage' 'AWSCURRENT' '--query' 'SecretString' '--output' 'text' '--cli-connect-timeout' '5' '--cli-read-timeout' '10'`;
+    expect(command).toContain(
+      `bash "$work/onboard-node.sh" '--flavor' 'nginx' '--key-dir' '/run/tls-ticket-keys' '--include' '/run/tls-ticket-keys/ticket-keys.conf' '--test-cmd' 'nginx -t -q' '--config-dump-cmd' 'nginx -T' '--fetch-cmd' '${fetch.replace(/'/g, `'\\''`)}' '--fetch-wait' '30' --config "$config"`,
+    );
     expect(command).toContain("config='{{ ConfigFile }}'");
     template.hasOutput('*', { Value: { Ref: Match.stringLikeRegexp('NodeOnboarding') } });
     const haproxy = synth({ flavor: 'haproxy' }).template;
     expect((resource(haproxy, 'AWS::SSM::Document', 'NodeOnboarding').Content as { parameters: Record<string, { default?: string }> }).parameters.ConfigFile!.default).toBe('/etc/haproxy/haproxy.cfg');
+  });
+
+  it('keeps each SSM document within the 64 KB that CreateDocument accepts', () => {
+    // CreateDocument, Content: "The content of the document must not exceed 64KB."
+    // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CreateDocument.html)
+    for (const flavor of ['nginx', 'haproxy'] as const) {
+      const resolved = new ResolvedTemplate((flavor === 'nginx' ? template : synth({ flavor }).template).toJSON() as never);
+      for (const name of ['TicketKeysNodeApplier', 'TicketKeysNodeOnboarding']) {
+        const size = Buffer.byteLength(JSON.stringify(resolved.one('AWS::SSM::Document', name).properties.Content));
+        expect(size, `${flavor} ${name}: ${size} bytes`).toBeLessThanOrEqual(64_000);
+      }
+    }
   });
 
   it('builds the document for an HAProxy fleet, and fails synth when HAProxy\'s three keys cannot cover the ticket lifetime', () => {

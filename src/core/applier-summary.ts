@@ -8,8 +8,8 @@ export interface ApplierSummary {
   generation?: number;
   keys: string[];
   previousGeneration?: number;
-  /** How an applied set took effect: a reload, or HAProxy's runtime API (no reload). */
-  via?: 'reload' | 'runtime-api';
+  /** How an applied set took effect: a reload, HAProxy's runtime API (no reload), or the server's start (--before-start). */
+  via?: 'reload' | 'runtime-api' | 'start';
   /** The key directory's filesystem type (tmpfs, ramfs, ext4…), and whether that keeps keys in memory only. */
   keyStorage?: string;
   keysInMemory?: boolean;
@@ -18,7 +18,7 @@ export interface ApplierSummary {
 
 /** Whether the server reloaded for this run (so that waiting for new workers makes sense). */
 export function reloaded(summary: ApplierSummary): boolean {
-  return summary.action === 'applied' && summary.via !== 'runtime-api';
+  return summary.action === 'applied' && summary.via === 'reload';
 }
 
 /** A node's result from the summary of an apply run. */

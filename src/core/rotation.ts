@@ -63,7 +63,7 @@ export interface FleetVerifier {
   observe(nodes: string[]): Promise<Record<string, string | null>>;
 }
 
-/** Nodes the commander skipped that may still serve the set before: they may encrypt with its current key. */
+/** Nodes the commander skipped: they may still serve the set before (encrypt with its current key), or not answer at all. */
 export interface LaggingNodes {
   nodes: string[];
   key: string;
@@ -326,7 +326,7 @@ export async function testPending(context: RotationContext, token: string): Prom
   if (context.verifier === undefined) return { statuses };
   const current = await currentKeySet(context.store);
   const revocation = isRevocation(pending, current);
-  // Nodes the commander skipped may still serve the current set: one generation behind is safe.
+  // Nodes the commander skipped may still serve the current set (one generation behind is safe), or be stopped.
   const skipped = statuses.filter((status) => status.skipped !== undefined).map((status) => status.node);
   const lagging = skipped.length > 0 && current !== undefined && !revocation ? { nodes: skipped, key: currentKey(current).name } : undefined;
   const verification = await context.verifier.verify(token, currentKey(pending).name, revocation ? 'be refused' : 'resume', lagging);

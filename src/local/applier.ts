@@ -53,12 +53,17 @@ export interface OnboardingSummary {
   keyDir: string;
   keyStorage?: string;
   keysInMemory?: boolean;
+  /** A prestart's keys: the fleet's current set from the store, the set its key directory kept, or keys of its own. */
+  keySource?: 'store' | 'kept' | 'own';
+  generation?: number;
+  /** Why a prestart did not start on the store's current set. */
+  fetchError?: string;
   error?: string;
 }
 
 /** The onboarding options for a local node; systemd's directories are not the local mode's to touch. */
 export function nodeOnboardingArgs(node: FleetNode): string[] {
-  return ['--flavor', node.flavor, '--config', node.configFile, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--tmpfiles-dir', 'none', '--systemd-dir', 'none'];
+  return ['--flavor', node.flavor, '--config', node.configFile, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--config-dump-cmd', node.configDumpCommand, '--tmpfiles-dir', 'none', '--systemd-dir', 'none'];
 }
 
 /** Runs the onboarding script (the one a node runs once on AWS) and returns its summary line. */

@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { currentKey, nextKey, previousKeys, type KeySet } from '../core/keyset.js';
 import { formatDuration, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
 import { rotateNow, type RotationContext, type RotationOutcome } from '../core/rotation.js';
 import { TLS_VERSIONS } from '../tls/probe.js';
 import type { VerificationReport } from '../verify/verifier.js';
-import { FileSecretStore } from './file-secret-store.js';
 import { startLocalFleet } from './fleet.js';
 import { LocalFleetCommander } from './local-fleet-commander.js';
 import { LocalFleetVerifier } from './local-fleet-verifier.js';
@@ -45,7 +43,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
   const fleet = await startLocalFleet({ nodeCount: options.nodes, flavor });
   const clients = TLS_VERSIONS.map((version) => new ResumptionClient(fleet.balancer, version));
   try {
-    const store = new FileSecretStore(join(fleet.memoryDir, 'secret'));
+    const store = fleet.store;
     const context: RotationContext = {
       store,
       commander: new LocalFleetCommander(fleet, store, { maxDelayMs: 300 }),

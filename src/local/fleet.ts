@@ -3,8 +3,11 @@ import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, 
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nodeOnboardingArgs, runOnboarding } from './applier.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { shellQuote } from '../core/shell.js';
+import { PROJECT_ROOT } from '../project-root.js';
+import { nodeOnboardingArgs, runOnboarding, type OnboardingSummary } from './applier.js';
+import { FileSecretStore } from './file-secret-store.js';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -40,17 +43,21 @@ export interface LocalFleet {
   baseDir: string;
   /** A directory on a memory filesystem (tmpfs) for the nodes' key directories and the local secret store. */
   memoryDir: string;
+  /** The local Secrets Manager: the key set versions the rotation writes and every node start fetches AWSCURRENT from. */
+  store: FileSecretStore;
+  /** Where the store keeps its files: a start that cannot find it waits out its fetch, as one that cannot reach Secrets Manager would. */
+  storeDir: string;
   /** Process ids of a node's workers (children of its master). */
   workerPids(node: FleetNode): number[];
   /** Stops one node's server, as a crash or an outage would. */
   stopNode(node: FleetNode): Promise<void>;
-  /** Starts a stopped node again with its current configuration. */
-  startNode(node: FleetNode): Promise<void>;
+  /** Starts a stopped node again with its current configuration, after the boot-time fetch; resolves to what that fetch did. */
+  startNode(node: FleetNode): Promise<OnboardingSummary>;
   /** Resolves once a reload that replaced `before` has finished: new workers up, old ones gone. */
   waitForReload(node: FleetNode, before: number[]): Promise<void>;
   /** The nodes whose server is running: the ones SSM would reach and the verifier would discover. */
   runningNodes(): FleetNode[];
-  /** Starts one more node (on keys of its own, like a new instance) and adds it to the load balancer. */
+  /** Starts one more node (onboarded, then started like a new instance: on the store's current keys) and adds it to the load balancer. */
   addNode(flavor?: FleetFlavor): Promise<FleetNode>;
   stop(): Promise<void>;
 }
@@ -64,6 +71,8 @@ export interface FleetOptions {
   flavor?: FleetFlavor | readonly FleetFlavor[];
   /** The nodes' certificate key; a full handshake costs the server far more with RSA. @default ecdsa-p256 */
   certificate?: CertificateKind;
+  /** How long a node's start waits for the store before it starts on what it has (the boot-time fetch's --fetch-wait). @default 10 */
+  fetchWaitSeconds?: number;
 }
 
 export type CertificateKind = 'ecdsa-p256' | 'rsa-2048';
@@ -110,14 +119,23 @@ export function makeMemoryDirectory(prefix: string): string {
   return mkdtempSync(join(root, prefix));
 }
 
+const GET_CURRENT_KEY_SET = join(PROJECT_ROOT, 'dist', 'src', 'local', 'get-current-key-set.js');
+
+/** The boot-time fetch of a local node: the file store's AWSCURRENT, as `aws secretsmanager get-secret-value` on AWS. */
+function fetchCommand(storeDir: string): string {
+  if (!existsSync(GET_CURRENT_KEY_SET)) throw new Error(`${GET_CURRENT_KEY_SET} is missing: run \`npm run build\` first`);
+  return [process.execPath, GET_CURRENT_KEY_SET, storeDir].map(shellQuote).join(' ');
+}
+
 /**
- * What a node's start-up does before the server starts (on AWS, HAProxy's systemd drop-in
- * from onboarding): the key directory, and for HAProxy, which refuses to start without its
- * tls-ticket-keys file, three random keys of its own until the applier runs.
+ * What a node's start does before the server starts, the same script the systemd drop-in from
+ * onboarding runs on AWS: the key directory, then the store's current key set with no reload,
+ * or, when the store cannot be reached within the wait, what the node has.
  */
-export function prepareNodeStart(node: FleetNode): void {
-  const { exitCode, summary } = runOnboarding([...nodeOnboardingArgs(node), '--prestart']);
+function prepareNodeStart(node: FleetNode, storeDir: string, fetchWaitSeconds: number): OnboardingSummary {
+  const { exitCode, summary } = runOnboarding([...nodeOnboardingArgs(node), '--prestart', '--fetch-cmd', fetchCommand(storeDir), '--fetch-wait', String(fetchWaitSeconds)]);
   if (exitCode !== 0) throw new Error(`preparing ${node.name} to start failed: ${summary.error ?? `exit ${exitCode}`}`);
+  return summary;
 }
 
 export async function freePort(): Promise<number> {
@@ -283,6 +301,9 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
   const haproxy = requireCommand('haproxy', 'install it with `apt-get install haproxy`');
   const baseDir = mkdtempSync(join(tmpdir(), 'ticket-fleet-'));
   const memoryDir = makeMemoryDirectory('ticket-fleet-keys-');
+  const storeDir = join(memoryDir, 'secret');
+  const store = new FileSecretStore(storeDir);
+  const fetchWaitSeconds = options.fetchWaitSeconds ?? 10;
   const nodeProcesses = new Map<string, ChildProcess>();
   let balancerProcess: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
@@ -291,14 +312,15 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
     rmSync(baseDir, { recursive: true, force: true });
     rmSync(memoryDir, { recursive: true, force: true });
   };
-  const startNode = async (node: FleetNode): Promise<void> => {
-    prepareNodeStart(node);
+  const startNode = async (node: FleetNode): Promise<OnboardingSummary> => {
+    const prepared = prepareNodeStart(node, storeDir, fetchWaitSeconds);
     const started =
       node.flavor === 'nginx'
         ? startProcess(nginx, ['-p', node.prefix, '-c', node.configFile])
         : startProcess(haproxy, ['-W', '-db', '-f', node.configFile, '-p', node.pidFile]);
     nodeProcesses.set(node.name, started.child);
     await waitForPort(node.port, `${node.flavor} ${node.name}`, started);
+    return prepared;
   };
   try {
     const { certificate, key } = makeCertificate(baseDir, options.certificate ?? 'ecdsa-p256');
@@ -371,6 +393,8 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       balancer: { host: LOOPBACK, port: balancerPort },
       baseDir,
       memoryDir,
+      store,
+      storeDir,
       workerPids,
       async stopNode(node) {
         const child = nodeProcesses.get(node.name);

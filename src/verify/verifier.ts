@@ -21,7 +21,10 @@ export interface VerifyOptions {
    * out, since nodes one generation apart resume each other's tickets.
    */
   pendingKey?: string;
-  /** Nodes that may still encrypt with the key before (skipped by the commander, one generation behind). */
+  /**
+   * Nodes the commander skipped: they may still encrypt with the key before (one generation
+   * behind), or not answer at all (a stopped instance serves no client).
+   */
   lagging?: { nodes: string[]; key: string };
   versions?: readonly TlsVersion[];
   /** Per-connection timeout. */
@@ -188,7 +191,8 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
           return { node, version, result: await handshake(node, { version, timeoutMs }) };
         } catch (error) {
           const { kind, detail } = describeError(error);
-          failures.push({ kind, subject: node.name, version, detail: `${node.name} at ${address(node)} over ${version}: ${detail}` });
+          const stopped = kind === 'unreachable' && options.lagging?.nodes.includes(node.name) === true;
+          if (!stopped) failures.push({ kind, subject: node.name, version, detail: `${node.name} at ${address(node)} over ${version}: ${detail}` });
           return { node, version };
         }
       }),
