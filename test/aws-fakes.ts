@@ -220,6 +220,11 @@ export class FakeFleet {
     };
   }
 
+  /** What the boot-time fetch (a stopped node starting) or the association (a node reconnecting) does on a node: apply AWSCURRENT. */
+  applyCurrent(node: FakeNode): RunOutput {
+    return this.run(node, { Action: 'apply', VersionId: '' });
+  }
+
   private run(node: FakeNode, parameters: Record<string, string>): RunOutput {
     const versionId = parameters.VersionId ?? '';
     const answer = (summary: Record<string, unknown>): RunOutput => {

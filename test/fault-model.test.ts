@@ -1,12 +1,13 @@
 // Fault matrix, model test: random interleavings of rotation steps, partial rollouts, node
-// restarts, reboots, outages, association runs and failures, driven through the real rotation
-// steps (src/core/rotation.ts) and the real local secret store. The nodes are models of the
-// applier's rules. Two invariants hold after every action:
+// restarts, reboots, outages, boot-time fetches that work or fail, association runs and
+// failures, driven through the real rotation steps (src/core/rotation.ts) and the real local
+// secret store. The nodes are models of the applier's rules. Two invariants hold after every
+// action:
 //
 // 1. No two live nodes stop resuming each other's tickets. A live node serves a managed set and
 //    has seen every rollout since it last converged. A node that was down during a rollout, or
-//    booted with an empty key directory, serves a stale set or keys of its own until the
-//    association applies AWSCURRENT: the window test/node-lifecycle.test.ts measures on real nginx.
+//    booted with an empty key directory, and whose boot-time fetch could not reach the store,
+//    serves a stale set or keys of its own until the association applies AWSCURRENT.
 // 2. The gate: while such a node is up and behind, no rotation moves the fleet further ahead of
 //    it than it was when it came back (or one generation, the most a rollout in progress makes).
 import { randomUUID } from 'node:crypto';
@@ -146,7 +147,10 @@ class ModelFleet implements FleetCommander, FleetVerifier {
     return Math.max(...this.nodes.filter((other) => other.up && other.disk).map((other) => other.disk!.generation)) - node.disk.generation;
   }
 
-  /** The association: AWSCURRENT on one node. A node already on the pending set refuses the older one, and stays on a set the others resume. */
+  /**
+   * The association, or the boot-time fetch before a start: AWSCURRENT on one node. A node
+   * already on the pending set refuses the older one, and stays on a set the others resume.
+   */
   associate(node: ModelNode, current: KeySet | undefined): void {
     if (!node.up || current === undefined) return;
     const result = applyToNode(node, current);
@@ -163,7 +167,9 @@ const NODES = 3;
 const RUNS = Number(process.env.MODEL_RUNS ?? 1500);
 const STEPS = [createPending, applyPending, testPending, finishPending] as const;
 
-const nodeAction = (kind: 'fail next apply' | 'restart' | 'reboot' | 'down' | 'up' | 'associate') => fc.record({ kind: fc.constant(kind), node: fc.nat({ max: NODES - 1 }) });
+/** `fetched`: the boot-time fetch before the server starts reached the store (restart, reboot, up). */
+const nodeAction = (kind: 'fail next apply' | 'restart' | 'reboot' | 'down' | 'up' | 'associate') =>
+  fc.record({ kind: fc.constant(kind), node: fc.nat({ max: NODES - 1 }), fetched: fc.boolean() });
 
 const actions = fc.array(
   fc.oneof(
@@ -268,6 +274,7 @@ describe('fault matrix: a model of random interleavings under the gate', () => {
               case 'restart':
                 // The server restarts from the key directory; the association need not run again.
                 if (node.up && node.disk) node.serving = node.disk;
+                if (node.up && action.fetched) fleet.associate(node, await currentSet());
                 break;
               case 'reboot':
                 node.disk = undefined;
@@ -276,6 +283,7 @@ describe('fault matrix: a model of random interleavings under the gate', () => {
                 node.live = false;
                 node.missedRollout = false;
                 node.allowedGap = 1;
+                if (action.fetched) fleet.associate(node, await currentSet());
                 break;
               case 'down':
                 node.up = false;
@@ -288,6 +296,7 @@ describe('fault matrix: a model of random interleavings under the gate', () => {
                   // Coming back does not make it converge: a rollout it missed stays missed until the association.
                   node.live = node.disk !== undefined && !node.missedRollout;
                   node.allowedGap = Math.max(1, fleet.gap(node));
+                  if (action.fetched) fleet.associate(node, await currentSet());
                 }
                 break;
               case 'associate':

@@ -13,7 +13,7 @@ import { AWS_CLIENT_CONFIG, VERIFIER_INVOKE_CLIENT_CONFIG, VERIFIER_TIMEOUT_SECO
 import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
 import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
-import { deployRotationSchedule, FakeFleet, FakeSecret, FakeVerifier, mockAws } from './aws-fakes.js';
+import { deployRotationSchedule, FakeFleet, FakeSecret, FakeVerifier, mockAws, type FakeNode } from './aws-fakes.js';
 import { captureStdout, expectNoMaterial, logLines } from './helpers.js';
 import { FAKE_CLOCK, lambdaContext, onFakeClock, type TestLambdaContext } from './lambda-context.js';
 
@@ -167,7 +167,7 @@ describe('the rotation function handler (AWS mocked)', () => {
     expect(waited).toBeLessThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 + 3) * 1000);
   });
 
-  it('a stopped tagged instance and a disconnected one never fail a rotation: the others rotate, both are named as skipped and counted', async () => {
+  it('a stopped tagged instance and a disconnected one never fail a rotation: the others rotate, both are named as skipped and counted; back, they converge and the next rotation takes all', async () => {
     await rotate();
     fleet.nodes[1]!.stopped = true;
     fleet.nodes[2]!.offline = true;
@@ -184,6 +184,16 @@ describe('the rotation function handler (AWS mocked)', () => {
       skippedNodes: 'i-0bbb: not a running managed node (stopped, or its SSM agent never registered); i-0ccc: not connected to SSM (PingStatus ConnectionLost)',
     });
     expect(metricValues('NodesSkipped')).toContain(2);
+
+    // The stopped one starts (its boot-time fetch applies AWSCURRENT); the other reconnects (the association does).
+    const [, stopped, disconnected] = fleet.nodes as [FakeNode, FakeNode, FakeNode];
+    stopped.stopped = false;
+    expect(fleet.applyCurrent(stopped).exitCode).toBe(0);
+    disconnected.offline = false;
+    expect(fleet.applyCurrent(disconnected).exitCode).toBe(0);
+    await rotate();
+    expect(fleet.nodes.map((node) => node.generation)).toEqual([3, 3, 3]);
+    expect(stepLogs().filter((line) => line.step === 'setSecret').at(-1)).toMatchObject({ outcome: 'succeeded', nodesUpdated: 3, nodesSkipped: 0 });
   });
 
   it('a node skipped while it may still serve is let be one generation behind, and the gate closes on it when it would be two (seen on the wire)', async () => {

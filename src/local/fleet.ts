@@ -282,7 +282,11 @@ frontend tls_in
   default_backend nodes
 backend nodes
   balance roundrobin
-${nodes.map((node) => `  server ${node.name} ${node.host}:${node.port}`).join('\n')}
+  # Like a cloud load balancer's health checks: a stopped node leaves the rotation, and a
+  # connection that finds it gone goes to another node instead of waiting for it.
+  option redispatch
+  retries 1
+${nodes.map((node) => `  server ${node.name} ${node.host}:${node.port} check inter 100ms fall 1 rise 1`).join('\n')}
 `;
 }
 
