@@ -18,7 +18,8 @@ import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
-import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, previousKeysToKeep, type ServerFlavor } from '../src/core/policy.js';
+import { DEFAULT_ROTATION_INTERVAL_SECONDS, defaultTicketLifetimeSeconds, previousKeysToKeep, type ServerFlavor } from '../src/core/policy.js';
+import { rotationScheduleFor, SCHEDULER_MAX_EVENT_AGE_SECONDS } from '../src/core/schedule.js';
 import { REVOCATION_TAG } from '../src/core/secret-store.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
 import { nodeApplierDocument, nodeOnboardingDocument, type NodeApplierSettings } from './node-applier-document.js';
@@ -46,8 +47,6 @@ export const FLAVOR_DEFAULTS: Record<ServerFlavor, { includeFileName: string; te
   },
 };
 
-/** Secrets Manager's own schedule runs no more often than every 4 hours. */
-const NATIVE_MIN_INTERVAL = Duration.hours(4);
 /**
  * Secrets Manager's own schedule while EventBridge Scheduler starts the rotations: its longest.
  * Removing the schedule instead would not stop it (aws-cdk#27460), and with AutomaticallyAfterDays
@@ -65,7 +64,7 @@ export interface TicketKeyRotationProps {
   readonly targetTagValue: string;
   /** @default 12 hours */
   readonly rotationInterval?: Duration;
-  /** How long clients may resume with a ticket (nginx `ssl_session_timeout`). @default 12 hours */
+  /** How long clients may resume with a ticket (nginx `ssl_session_timeout`). @default 12 hours, or the longest whole number of hours the flavor's keys cover at this interval (HAProxy every 12 hours: 10 hours) */
   readonly ticketLifetime?: Duration;
   /** @default 80 */
   readonly keyLength?: KeyLength;
@@ -138,14 +137,16 @@ export class TicketKeyRotation extends Construct {
   constructor(scope: Construct, id: string, props: TicketKeyRotationProps) {
     super(scope, id);
     const rotationInterval = props.rotationInterval ?? Duration.seconds(DEFAULT_ROTATION_INTERVAL_SECONDS);
-    const ticketLifetime = props.ticketLifetime ?? Duration.seconds(DEFAULT_TICKET_LIFETIME_SECONDS);
     const keyLength = props.keyLength ?? DEFAULT_KEY_LENGTH;
+    const flavor = props.flavor ?? 'nginx';
+    const schedule = rotationScheduleFor(rotationInterval.toSeconds());
+    const scheduledPolicy = { rotationIntervalSeconds: rotationInterval.toSeconds(), rotationLatenessSeconds: schedule.latenessSeconds, keyLength, flavor };
+    const ticketLifetime = props.ticketLifetime ?? Duration.seconds(defaultTicketLifetimeSeconds(scheduledPolicy));
     const maxConcurrency = props.maxConcurrency ?? '50';
     const maxErrors = props.maxErrors ?? '0';
     const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
-    const flavor = props.flavor ?? 'nginx';
-    // An impossible interval/lifetime pair, for this flavor, fails synth with the policy's own message.
-    previousKeysToKeep({ rotationIntervalSeconds: rotationInterval.toSeconds(), ticketLifetimeSeconds: ticketLifetime.toSeconds(), keyLength, flavor });
+    // An impossible interval/lifetime pair, for this flavor and this schedule's lateness, fails synth with the policy's own message.
+    previousKeysToKeep({ ...scheduledPolicy, ticketLifetimeSeconds: ticketLifetime.toSeconds() });
     for (const [name, value] of [['targetTagKey', props.targetTagKey], ['targetTagValue', props.targetTagValue]] as const) {
       if (value.trim() === '') throw new Error(`${name} must not be empty: it selects the nodes whose keys rotate`);
     }
@@ -212,22 +213,25 @@ export class TicketKeyRotation extends Construct {
     rotationRole.addToPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.verifierFunction.functionArn] }));
     this.grantRotation(rotationRole, documentArn, props.targetTagKey, props.targetTagValue);
 
-    const nativeSchedule = rotationInterval.toMilliseconds() >= NATIVE_MIN_INTERVAL.toMilliseconds() && rotationInterval.toSeconds() % 3600 === 0;
     const rotationSchedule = this.secret.addRotationSchedule('Rotation', {
       rotationLambda: this.rotationFunction,
       // Duration 0 leaves rotation configured ("Rotate secret immediately" works) with no schedule of its own.
-      automaticallyAfter: nativeSchedule ? rotationInterval : SCHEDULER_ROTATION_NATIVE_INTERVAL,
+      automaticallyAfter: schedule.kind === 'secrets-manager' ? rotationInterval : SCHEDULER_ROTATION_NATIVE_INTERVAL,
       // At deploy no node can take keys yet (the node policy and the onboarding document come
       // from this stack): Secrets Manager only tests the configuration, and the operator starts
       // the first rotation once the nodes are onboarded.
       rotateImmediatelyOnUpdate: false,
     });
-    if (!nativeSchedule) {
+    const rules = rotationSchedule.node.defaultChild as secretsmanager.CfnRotationSchedule;
+    if (schedule.kind === 'secrets-manager') {
+      // A window of its own: without one a rate in days may rotate at any hour of the UTC day.
+      rules.addPropertyOverride('RotationRules.ScheduleExpression', schedule.expression);
+      rules.addPropertyOverride('RotationRules.Duration', schedule.duration);
+    } else {
       // As days counted from the previous rotation, not the rate() that CDK writes.
-      const schedule = rotationSchedule.node.defaultChild as secretsmanager.CfnRotationSchedule;
-      schedule.addPropertyDeletionOverride('RotationRules.ScheduleExpression');
-      schedule.addPropertyOverride('RotationRules.AutomaticallyAfterDays', SCHEDULER_ROTATION_NATIVE_INTERVAL.toDays());
-      this.scheduleFrequentRotation(rotationInterval);
+      rules.addPropertyDeletionOverride('RotationRules.ScheduleExpression');
+      rules.addPropertyOverride('RotationRules.AutomaticallyAfterDays', SCHEDULER_ROTATION_NATIVE_INTERVAL.toDays());
+      this.scheduleFrequentRotation(schedule.expression);
     }
     this.limitRotationInvokeToThisAccount();
 
@@ -507,17 +511,14 @@ export class TicketKeyRotation extends Construct {
     );
   }
 
-  private scheduleFrequentRotation(interval: Duration): void {
-    if (interval.toSeconds() % 60 !== 0) {
-      throw new Error(`rotation interval ${interval.toHumanString()} must be a whole number of minutes`);
-    }
+  private scheduleFrequentRotation(expression: string): void {
     const role = new iam.Role(this, 'FrequentRotationRole', { assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'), description: 'Starts ticket key rotations' });
     // RotateSecret's caller "also need[s] lambda:InvokeFunction permissions on the rotation function":
     // https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotateSecret.html
     role.addToPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.rotationFunction.functionArn] }));
     new scheduler.Schedule(this, 'FrequentRotation', {
-      description: 'Starts a rotation more often than Secrets Manager\'s own 4-hour minimum allows',
-      schedule: scheduler.ScheduleExpression.rate(interval),
+      description: 'Starts the rotations at an interval Secrets Manager\'s own schedule cannot keep evenly',
+      schedule: scheduler.ScheduleExpression.expression(expression),
       target: new schedulerTargets.Universal({
         service: 'secretsmanager',
         action: 'rotateSecret',
@@ -532,7 +533,7 @@ export class TicketKeyRotation extends Construct {
         policyStatements: [new iam.PolicyStatement({ actions: ['secretsmanager:RotateSecret'], resources: [this.secret.secretArn] })],
         // A start that keeps failing is left to the next one.
         retryAttempts: 3,
-        maxEventAge: Duration.minutes(Math.min(60, interval.toMinutes())),
+        maxEventAge: Duration.seconds(SCHEDULER_MAX_EVENT_AGE_SECONDS),
       }),
     });
   }

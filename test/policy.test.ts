@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createKeySet, rotateKeySet, serializeKeySet, SECRET_VALUE_MAX_BYTES, type KeySet } from '../src/core/keyset.js';
-import { formatDuration, keySetBytes, keySetCapacity, parseDuration, previousKeysToKeep } from '../src/core/policy.js';
+import { defaultTicketLifetimeSeconds, formatDuration, keySetBytes, keySetCapacity, parseDuration, previousKeysToKeep } from '../src/core/policy.js';
 
 describe('retention policy', () => {
   it('keeps ceil(ticket lifetime / rotation interval) previous keys', () => {
@@ -13,6 +13,16 @@ describe('retention policy', () => {
     expect(previousKeysToKeep(policy('12h', '1h'))).toBe(1);
     expect(previousKeysToKeep(policy('6h', '18h'))).toBe(3);
     expect(previousKeysToKeep(policy('1h', '18h1s'))).toBe(19);
+  });
+
+  it('keeps ceil((lifetime + lateness) / interval) when scheduled rotations may take effect late, and defaults the lifetime to what the server holds', () => {
+    const scheduled = { rotationIntervalSeconds: 12 * 3600, ticketLifetimeSeconds: 12 * 3600, keyLength: 80 as const, rotationLatenessSeconds: 75 * 60 };
+    expect(previousKeysToKeep(scheduled)).toBe(2);
+    expect(previousKeysToKeep({ ...scheduled, ticketLifetimeSeconds: 10 * 3600 + 45 * 60 })).toBe(1);
+    expect(defaultTicketLifetimeSeconds(scheduled)).toBe(12 * 3600);
+    expect(defaultTicketLifetimeSeconds({ ...scheduled, flavor: 'haproxy' })).toBe(10 * 3600);
+    expect(defaultTicketLifetimeSeconds({ ...scheduled, flavor: 'haproxy', rotationIntervalSeconds: 24 * 3600 })).toBe(12 * 3600);
+    expect(previousKeysToKeep({ ...scheduled, flavor: 'haproxy', ticketLifetimeSeconds: defaultTicketLifetimeSeconds({ ...scheduled, flavor: 'haproxy' }) })).toBe(1);
   });
 
   it('refuses a rotation interval too short for the ticket lifetime, saying what to change', () => {

@@ -80,10 +80,24 @@ describe('the CDK stack', () => {
   it('rotates with its function on Secrets Manager\'s schedule; at deploy Secrets Manager only tests the configuration', () => {
     template.hasResourceProperties('AWS::SecretsManager::RotationSchedule', {
       RotationLambdaARN: { 'Fn::GetAtt': [Match.stringLikeRegexp('RotationFunction'), 'Arn'] },
-      RotationRules: { ScheduleExpression: 'rate(12 hours)' },
+      // Secrets Manager rotates any time in the window; 1 hour bounds how close two rotations may come.
+      RotationRules: { ScheduleExpression: 'rate(12 hours)', Duration: '1h' },
       RotateImmediatelyOnUpdate: false,
     });
     expect(JSON.stringify(template.findResources('AWS::Scheduler::Schedule'))).not.toContain('rotateSecret');
+    // A rate in days would otherwise rotate at any hour of its UTC day.
+    synth({ rotationInterval: Duration.days(2), ticketLifetime: Duration.days(2) }).template.hasResourceProperties('AWS::SecretsManager::RotationSchedule', {
+      RotationRules: { ScheduleExpression: 'rate(2 days)', Duration: '1h' },
+    });
+  });
+
+  it('starts the rotations with the Scheduler when Secrets Manager\'s periods would not fall evenly (hours that do not divide a day), and sizes retention for each schedule\'s lateness', () => {
+    const uneven = synth({ rotationInterval: Duration.hours(10) }).template;
+    expect((resource(uneven, 'AWS::Scheduler::Schedule', 'FrequentRotation') as { ScheduleExpression: string }).ScheduleExpression).toBe('rate(10 hours)');
+    const environment = (stack: Template) => (resource(stack, 'AWS::Lambda::Function', 'RotationFunction') as { Environment: { Variables: Record<string, string> } }).Environment.Variables;
+    expect(environment(template)).toMatchObject({ ROTATION_INTERVAL_SECONDS: '43200', TICKET_LIFETIME_SECONDS: '43200' });
+    // HAProxy holds one previous key: at 12 hours, with up to 1h15m of lateness, 10 hours (whole hours) of lifetime.
+    expect(environment(synth({ flavor: 'haproxy' }).template)).toMatchObject({ ROTATION_INTERVAL_SECONDS: '43200', TICKET_LIFETIME_SECONDS: '36000' });
   });
 
   it('schedules RotateSecret with EventBridge Scheduler when the interval is under 4 hours, with a token of its own for each start', () => {
@@ -101,7 +115,8 @@ describe('the CDK stack', () => {
     expect(token.length).toBeGreaterThanOrEqual(32);
     expect(token.length).toBeLessThanOrEqual(64);
     expect(new RegExp(VERSION_ID_PATTERN).test(token)).toBe(true);
-    expect(schedule.Target.RetryPolicy).toEqual({ MaximumRetryAttempts: 3, MaximumEventAgeInSeconds: 3600 });
+    // A start that cannot get through in 5 minutes is left to the next one: retention covers that lateness.
+    expect(schedule.Target.RetryPolicy).toEqual({ MaximumRetryAttempts: 3, MaximumEventAgeInSeconds: 300 });
   });
 
   it('moving between Secrets Manager\'s schedule and the Scheduler, either way, leaves exactly one schedule that starts rotations', () => {
@@ -270,15 +285,18 @@ describe('the CDK stack', () => {
     expect(JSON.stringify(resource(viaApi, 'AWS::SSM::Document', 'NodeApplier').Content)).toContain("'--runtime-socket' '/run/haproxy/admin.sock'");
     expect(() => synth({ runtimeSocket: '/run/haproxy/admin.sock' })).toThrow(/runtimeSocket is for the haproxy flavor only/);
     expect(() => synth({ flavor: 'haproxy', rotationInterval: Duration.hours(6), ticketLifetime: Duration.hours(18) })).toThrow(
-      /rotation interval too short for client session lifetime: rotating every 6h with a ticket lifetime of 18h needs 3 previous keys plus current and next, but haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 18h, or shorten the ticket lifetime to at most 6h\./,
+      /rotation interval too short for client session lifetime: rotating every 6h \(each rotation taking effect up to 1h15m after its scheduled time\) with a ticket lifetime of 18h needs 4 previous keys plus current and next, but haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 19h15m, or shorten the ticket lifetime to at most 4h45m\./,
     );
     expect(() => synth({ rotationInterval: Duration.hours(6), ticketLifetime: Duration.hours(18) })).not.toThrow();
   });
 
   it('fails synth for an impossible interval and lifetime, saying what to change', () => {
     expect(() => synth({ rotationInterval: Duration.hours(1), ticketLifetime: Duration.days(8) })).toThrow(/longer than TLS allows/);
-    expect(() => synth({ rotationInterval: Duration.minutes(1), ticketLifetime: Duration.days(7) })).toThrow(
+    expect(() => synth({ rotationInterval: Duration.minutes(30), ticketLifetime: Duration.days(7) })).toThrow(
       /rotation interval too short for client session lifetime.*Rotate no more often than every/,
+    );
+    expect(() => synth({ rotationInterval: Duration.minutes(15) })).toThrow(
+      /rotation interval 15m is not longer than how late a scheduled rotation may take effect \(20m: its window and the time to apply it\): rotate less often than every 20m/,
     );
   });
 

@@ -5,6 +5,7 @@ import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { isKeyLength, type KeySet } from '../core/keyset.js';
 import { isServerFlavor, PolicyError, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
+import { rotationScheduleFor } from '../core/schedule.js';
 import {
   applyPending,
   createPending,
@@ -68,11 +69,14 @@ export function settingsFromEnvironment(environment: Record<string, string | und
   if (!isKeyLength(keyLength)) throw new Error(`KEY_LENGTH ${keyLength} is not supported: use 80 or 48`);
   const flavor = environment.SERVER_FLAVOR ?? 'nginx';
   if (!isServerFlavor(flavor)) throw new Error(`SERVER_FLAVOR ${flavor} is not supported: use nginx or haproxy`);
+  const rotationIntervalSeconds = Number(requiredSetting(environment, 'ROTATION_INTERVAL_SECONDS'));
   const policy: RotationPolicy = {
     keyLength,
     flavor,
-    rotationIntervalSeconds: Number(requiredSetting(environment, 'ROTATION_INTERVAL_SECONDS')),
+    rotationIntervalSeconds,
     ticketLifetimeSeconds: Number(requiredSetting(environment, 'TICKET_LIFETIME_SECONDS')),
+    // The stack's schedule for this interval: rotations may come this much closer than it.
+    rotationLatenessSeconds: rotationScheduleFor(rotationIntervalSeconds).latenessSeconds,
   };
   previousKeysToKeep(policy);
   return {

@@ -28,6 +28,12 @@ export interface RotationPolicy {
   keyLength: KeyLength;
   /** The server the nodes run; its key capacity bounds retention. @default nginx */
   flavor?: ServerFlavor;
+  /**
+   * How much later than its schedule a rotation may take effect (the schedule's window, and the
+   * time to apply): two rotations may then be this much closer than the interval. 0 for
+   * rotations run by hand. See rotationScheduleFor. @default 0
+   */
+  rotationLatenessSeconds?: number;
 }
 
 export class PolicyError extends Error {
@@ -82,12 +88,26 @@ export function keySetCapacity(keyLength: KeyLength): number {
 }
 
 /**
+ * The ticket lifetime when none is given: 12 hours, or less when the server's keys cannot cover
+ * that at this interval (HAProxy's three): the longest whole number of hours they cover.
+ */
+export function defaultTicketLifetimeSeconds(policy: Omit<RotationPolicy, 'ticketLifetimeSeconds'>): number {
+  const capacity = SERVER_KEY_CAPACITY[policy.flavor ?? 'nginx'] ?? keySetCapacity(policy.keyLength);
+  const covered = policy.rotationIntervalSeconds * (capacity - 2) - (policy.rotationLatenessSeconds ?? 0);
+  return Math.min(DEFAULT_TICKET_LIFETIME_SECONDS, Math.max(3600, Math.floor(covered / 3600) * 3600));
+}
+
+/**
  * How many previous keys a rotation keeps so that a ticket issued just before a key stops
- * encrypting stays decryptable for its whole lifetime: ceil(ticketLifetime / rotationInterval).
+ * encrypting stays decryptable for its whole lifetime. Scheduled rotations start on a fixed grid
+ * (one per interval) and may take effect up to `lateness` after their grid time, so a key
+ * retired late and dropped early is still kept R intervals less the lateness:
+ * R = ceil((ticketLifetime + lateness) / rotationInterval).
  * Throws when no key set that the server and the secret can hold achieves that.
  */
 export function previousKeysToKeep(policy: RotationPolicy): number {
   const { rotationIntervalSeconds: interval, ticketLifetimeSeconds: lifetime } = policy;
+  const lateness = policy.rotationLatenessSeconds ?? 0;
   if (!Number.isFinite(interval) || interval <= 0) {
     throw new PolicyError(`rotation interval must be longer than zero (got ${interval} seconds)`);
   }
@@ -99,7 +119,13 @@ export function previousKeysToKeep(policy: RotationPolicy): number {
       `ticket lifetime ${formatDuration(lifetime)} is longer than TLS allows (RFC 8446: at most 7d): shorten the ticket lifetime`,
     );
   }
-  const needed = Math.ceil(lifetime / interval);
+  if (interval <= lateness) {
+    throw new PolicyError(
+      `rotation interval ${formatDuration(interval)} is not longer than how late a scheduled rotation may take effect ` +
+        `(${formatDuration(lateness)}: its window and the time to apply it): rotate less often than every ${formatDuration(lateness)}`,
+    );
+  }
+  const needed = Math.ceil((lifetime + lateness) / interval);
   const setCapacity = keySetCapacity(policy.keyLength);
   const flavor = policy.flavor ?? 'nginx';
   const serverCapacity = SERVER_KEY_CAPACITY[flavor];
@@ -110,11 +136,12 @@ export function previousKeysToKeep(policy: RotationPolicy): number {
     const limit = serverBinds
       ? `${flavor} holds at most ${capacity} keys (previous, current, next)`
       : `a key set of ${policy.keyLength}-byte keys holds at most ${capacity} keys (Secrets Manager's ${SECRET_VALUE_MAX_BYTES}-byte limit)`;
+    const late = lateness > 0 ? ` (each rotation taking effect up to ${formatDuration(lateness)} after its scheduled time)` : '';
     throw new PolicyError(
-      `rotation interval too short for client session lifetime: rotating every ${formatDuration(interval)} with a ` +
+      `rotation interval too short for client session lifetime: rotating every ${formatDuration(interval)}${late} with a ` +
         `ticket lifetime of ${formatDuration(lifetime)} needs ${needed} previous keys plus current and next, but ${limit}. ` +
-        `Rotate no more often than every ${formatDuration(Math.ceil(lifetime / maxPrevious))}, ` +
-        `or shorten the ticket lifetime to at most ${formatDuration(interval * maxPrevious)}.`,
+        `Rotate no more often than every ${formatDuration(Math.ceil((lifetime + lateness) / maxPrevious))}, ` +
+        `or shorten the ticket lifetime to at most ${formatDuration(interval * maxPrevious - lateness)}.`,
     );
   }
   return needed;
