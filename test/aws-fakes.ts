@@ -179,6 +179,8 @@ export interface FakeNode {
   offline?: boolean;
   /** A stopped instance. */
   stopped?: boolean;
+  /** How long an apply takes on the node (Run Command's invocation, reload included); a status takes 1 s. @default 1 s */
+  applyMs?: number;
 }
 
 /** The document name the handler tests' environment gives the rotation function. */
@@ -216,6 +218,7 @@ export class FakeFleet {
       get stopped() {
         return node.stopped === true;
       },
+      runMs: (parameters) => (parameters.Action === 'apply' ? (node.applyMs ?? 1_000) : 1_000),
       run,
     };
   }

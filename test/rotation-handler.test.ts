@@ -167,6 +167,26 @@ describe('the rotation function handler (AWS mocked)', () => {
     expect(waited).toBeLessThanOrEqual((ROTATION_TIMEOUT_SECONDS - 30 + 3) * 1000);
   });
 
+  it('a step that runs out of time on a large fleet goes on in Secrets Manager\'s retry without a second command, and the rotation finishes', async () => {
+    // 2,000 nodes, 50 at a time (MAX_CONCURRENCY), each apply taking 30 s: about 20 minutes, more than one step may wait.
+    fleet = new FakeFleet(secret, Array.from({ length: 2_000 }, (_, index) => ({ instanceId: `i-${index.toString(16).padStart(17, '0')}`, keys: [], applyMs: 30_000 })));
+    useSecret(secret);
+    const token = secret.startRotation();
+    await step('createSecret', token);
+    const message = await failure(step('setSecret', token));
+    expect(message).toMatch(/SSM command \S+ to instances tagged TicketKeyFleet=edge had not finished before the function's deadline \(\d+\/2000 done/);
+    const doneAtFirst = fleet.nodes.filter((node) => node.generation === 1).length;
+    expect(doneAtFirst).toBeGreaterThan(1_000);
+    expect(doneAtFirst).toBeLessThan(2_000);
+    // A failed step makes Secrets Manager retry the whole rotation, from createSecret, with the same
+    // token (Troubleshoot rotation: https://docs.aws.amazon.com/secretsmanager/latest/userguide/troubleshoot_rotation.html).
+    await rotate(token);
+    expect(secret.currentGeneration()).toBe(1);
+    expect(fleet.nodes.every((node) => node.generation === 1)).toBe(true);
+    expect(fleet.commands.filter((command) => command.action === 'apply')).toHaveLength(1);
+    expect(stepLogs().filter((line) => line.step === 'setSecret').map((line) => line.outcome)).toEqual(['failed', 'succeeded']);
+  });
+
   it('a stopped tagged instance and a disconnected one never fail a rotation: the others rotate, both are named as skipped and counted; back, they converge and the next rotation takes all', async () => {
     await rotate();
     fleet.nodes[1]!.stopped = true;

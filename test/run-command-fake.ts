@@ -36,8 +36,8 @@ export interface ManagedNode {
   stopped?: boolean;
   /** Runs the document's script on the node. */
   run(documentName: string, parameters: Record<string, string>): Promise<RunOutput> | RunOutput;
-  /** How long the run takes on the clock (the promise settling ends it too). @default 1 s */
-  runMs?: number;
+  /** How long the run takes on the clock, or a run with these parameters (the promise settling ends it too). @default 1 s */
+  runMs?: number | ((parameters: Record<string, string>) => number);
 }
 
 /** A Command document as the fake needs it: its parameters' constraints and its step's time limit. */
@@ -177,6 +177,7 @@ export class RunCommandFake {
    * At most MaxConcurrency run at once.
    */
   private advance(command: Command): void {
+    const runTime = (node: ManagedNode, parameters: Record<string, string>): number => (typeof node.runMs === 'function' ? node.runMs(parameters) : (node.runMs ?? 1_000));
     const now = Date.now();
     const document = this.documents[command.documentName]!;
     const executionMs = document.executionTimeoutSeconds * 1000;
@@ -186,7 +187,7 @@ export class RunCommandFake {
       if (now - startedAt >= executionMs && !invocation.settled) {
         invocation.status = 'TimedOut';
         invocation.details = 'Execution Timed Out';
-      } else if (invocation.settled && now - startedAt >= (invocation.node.runMs ?? 1_000)) {
+      } else if (invocation.settled && now - startedAt >= runTime(invocation.node, command.parameters)) {
         const failed = invocation.output!.exitCode !== 0;
         invocation.status = failed ? 'Failed' : 'Success';
         invocation.details = failed ? 'Failed' : 'Success';
