@@ -99,6 +99,8 @@ interface Command {
   maxErrors: string;
   comment: string;
   invocations: Invocation[];
+  /** CancelCommand was called for the whole command. */
+  cancelled?: boolean;
 }
 
 function limit(value: string, targets: number): number {
@@ -279,7 +281,10 @@ export class RunCommandFake {
     const errors = invocations.filter((invocation) => (invocation.status === 'Failed' && invocation.details !== 'Undeliverable') || invocation.details === 'Execution Timed Out').length;
     const deliveryTimedOut = invocations.filter((invocation) => invocation.details === 'Delivery Timed Out').length;
     let status: string;
+    // A cancelled command is Cancelling until its running invocations end, then Cancelled ("The
+    // command was terminated before it was completed"; monitor-commands page above).
     if (invocations.length === 0) status = 'Failed';
+    else if (command.cancelled === true) status = done.length < invocations.length ? 'Cancelling' : 'Cancelled';
     else if (done.length < invocations.length) status = done.length === 0 && invocations.every((invocation) => invocation.status === 'Pending') ? 'Pending' : 'InProgress';
     else if (errors > limit(command.maxErrors, invocations.length)) status = 'Failed';
     else if (deliveryTimedOut > limit(command.maxErrors, invocations.length)) status = 'TimedOut';
@@ -400,6 +405,7 @@ export class RunCommandFake {
    */
   cancelCommand(input: { CommandId?: string; InstanceIds?: string[] }): Record<string, never> {
     const command = this.find(input.CommandId);
+    if (input.InstanceIds === undefined) command.cancelled = true;
     for (const invocation of command.invocations) {
       if (input.InstanceIds !== undefined && !input.InstanceIds.includes(invocation.node.instanceId)) continue;
       if (invocation.status === 'Pending' || invocation.status === 'Delayed') {

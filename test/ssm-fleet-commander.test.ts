@@ -143,6 +143,19 @@ describe('SSM fleet commander, against Run Command\'s documented behaviour', () 
     expect(fake.commands.map((command) => command.parameters.Action)).toEqual(['apply', 'status']);
   });
 
+  it('a status step that runs out of time is asked again in the retry, and the old command is cancelled: never two at once', async () => {
+    // Ten nodes one at a time, 100 s each: 1,000 s, more than one step may wait.
+    start(Array.from({ length: 10 }, (_, index) => node(`i-${String(index).padStart(2, '0')}`, () => applied(3), { runMs: 100_000 })));
+    await expect(onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ maxConcurrency: '1' })).status())).rejects.toThrow(/had not finished before the function's deadline/);
+    const retry = onFakeClock(new SsmFleetCommander(new SSMClient({}), settings({ maxConcurrency: '10', deadline: Date.now() + 870_000 })).status());
+    const statuses = await retry;
+    expect(statuses).toHaveLength(10);
+    expect(fake.commands.map((command) => command.parameters.Action)).toEqual(['status', 'status']);
+    const [first, second] = fake.commands.map((command) => fake.listCommands({ CommandId: command.id }).Commands[0]!.Status);
+    expect(first).toBe('Cancelled');
+    expect(second).toBe('Success');
+  });
+
   it('a run that outlasts the document\'s execution timeout (300 s) is Execution Timed Out', async () => {
     start([node('i-01', () => new Promise<RunOutput>(() => undefined))]);
     const results = await onFakeClock(new SsmFleetCommander(new SSMClient({}), settings()).apply(''));

@@ -125,7 +125,8 @@ export class SsmFleetCommander implements FleetCommander {
       { Filters: [{ key: 'DocumentName', value: this.settings.documentName }, { key: 'InvokedAfter', value: since }] },
     );
     for await (const page of pages) {
-      const running = page.Commands?.find((command) => command.Comment === comment && command.Status !== undefined && !TERMINAL.has(command.Status));
+      // A command being cancelled (Cancelling) is not one to go on with.
+      const running = page.Commands?.find((command) => command.Comment === comment && command.Status !== undefined && !TERMINAL.has(command.Status) && command.Status !== 'Cancelling');
       if (running?.CommandId !== undefined) return running.CommandId;
     }
     return undefined;
@@ -144,8 +145,13 @@ export class SsmFleetCommander implements FleetCommander {
     const skipReason = (id: string): string =>
       connections.has(id) ? `not connected to SSM (PingStatus ${connections.get(id)})` : 'not a running managed node (stopped, or its SSM agent never registered)';
     const comment = `TLS ticket keys: ${action} ${versionId || 'AWSCURRENT'}`.slice(0, 100);
-    // A step that ran out of time leaves its command running; the retry goes on with it.
-    const earlier = action === 'apply' ? await this.runningCommand(comment) : undefined;
+    // A step that ran out of time leaves its command running. The retry goes on with an apply; a
+    // status it asks again (what the nodes serve now), cancelling the old one: never two at once.
+    let earlier = await this.runningCommand(comment);
+    if (earlier !== undefined && action === 'status') {
+      await this.client.send(new CancelCommandCommand({ CommandId: earlier }));
+      earlier = undefined;
+    }
     const sent = earlier !== undefined ? { Command: { CommandId: earlier } } : await this.client.send(
       new SendCommandCommand({
         DocumentName: settings.documentName,
