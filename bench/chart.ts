@@ -73,3 +73,53 @@ export function renderChart(panels: Panel[], bucket: string): string {
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;
 }
+
+export interface BarGroup {
+  label: string;
+  /** One value per series, in the order of `series`. */
+  values: number[];
+}
+
+/**
+ * Grouped bars (one group per label, one bar per series) with horizontal reference lines, such
+ * as a time limit: a plain SVG like the one above.
+ */
+export function renderBars(title: string, unit: string, series: string[], groups: BarGroup[], references: { value: number; label: string }[] = []): string {
+  const height = 320;
+  const plot = { left: MARGIN.left, right: WIDTH - MARGIN.right, top: MARGIN.top + 24, bottom: height - 48 };
+  const top = Math.max(...groups.flatMap((group) => group.values), ...references.map((reference) => reference.value)) * 1.1;
+  const y = (value: number): number => plot.bottom - ((plot.bottom - plot.top) * value) / top;
+  const groupWidth = (plot.right - plot.left) / groups.length;
+  const barWidth = (groupWidth * 0.7) / series.length;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${plot.left}" y="20" font-weight="bold">${escape(title)}</text>`,
+  ];
+  let legendX = plot.left;
+  series.forEach((name, index) => {
+    parts.push(`<rect x="${legendX}" y="30" width="14" height="10" fill="${COLORS[index % COLORS.length]}"/>`);
+    parts.push(`<text x="${legendX + 20}" y="40">${escape(name)}</text>`);
+    legendX += 20 + name.length * 7 + 24;
+  });
+  for (let tick = 0; tick <= 4; tick++) {
+    const value = (top / 1.1) * (tick / 4);
+    parts.push(`<line x1="${plot.left}" y1="${y(value)}" x2="${plot.right}" y2="${y(value)}" stroke="#eeeeee"/>`);
+    parts.push(`<text x="${plot.left - 6}" y="${y(value) + 4}" text-anchor="end">${Math.round(value)}</text>`);
+  }
+  parts.push(`<text x="14" y="${(plot.top + plot.bottom) / 2}" transform="rotate(-90 14 ${(plot.top + plot.bottom) / 2})" text-anchor="middle">${escape(unit)}</text>`);
+  groups.forEach((group, groupIndex) => {
+    const x0 = plot.left + groupIndex * groupWidth + groupWidth * 0.15;
+    group.values.forEach((value, index) => {
+      parts.push(`<rect x="${x0 + index * barWidth}" y="${y(value)}" width="${barWidth - 2}" height="${plot.bottom - y(value)}" fill="${COLORS[index % COLORS.length]}"/>`);
+      parts.push(`<text x="${x0 + index * barWidth + barWidth / 2 - 1}" y="${y(value) - 4}" text-anchor="middle" font-size="10">${Math.round(value)}</text>`);
+    });
+    parts.push(`<text x="${plot.left + groupIndex * groupWidth + groupWidth / 2}" y="${plot.bottom + 18}" text-anchor="middle">${escape(group.label)}</text>`);
+  });
+  for (const reference of references) {
+    parts.push(`<line x1="${plot.left}" y1="${y(reference.value)}" x2="${plot.right}" y2="${y(reference.value)}" stroke="#cf222e" stroke-dasharray="6 4"/>`);
+    parts.push(`<text x="${plot.right}" y="${y(reference.value) - 4}" text-anchor="end" fill="#cf222e">${escape(reference.label)}</text>`);
+  }
+  parts.push(`<line x1="${plot.left}" y1="${plot.bottom}" x2="${plot.right}" y2="${plot.bottom}" stroke="#333333"/>`, '</svg>');
+  return `${parts.join('\n')}\n`;
+}

@@ -4,6 +4,8 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PROJECT_ROOT } from '../src/project-root.js';
+import { serializeKeySet, type KeySet } from '../src/core/keyset.js';
+import { nodeApplierArgs, runApplier } from '../src/local/applier.js';
 import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
 
 export const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
@@ -81,4 +83,21 @@ export async function waitForIdleCpu(maxWaitMs = 120_000): Promise<number> {
     const idle = 1 - (after.busy - before.busy) / Math.max(1, after.total - before.total);
     if (idle >= 0.9 || Date.now() > deadline) return idle;
   }
+}
+
+/** One set on every node of a local fleet, each reload finished. */
+export async function applyEverywhere(fleet: LocalFleet, set: KeySet): Promise<void> {
+  for (const node of fleet.nodes) {
+    const before = fleet.workerPids(node);
+    await runApplier(nodeApplierArgs(node), serializeKeySet(set));
+    await fleet.waitForReload(node, before);
+  }
+}
+
+/** `size` logical nodes (n0, n1…) spread over the fleet's real ones: the verifier at scale on one machine. */
+export function logicalNodes(fleet: LocalFleet, size: number): { name: string; host: string; port: number }[] {
+  return Array.from({ length: size }, (_, index) => {
+    const node = fleet.nodes[index % fleet.nodes.length] as FleetNode;
+    return { name: `n${index}`, host: node.host, port: node.port };
+  });
 }

@@ -1,6 +1,7 @@
 // npm run bench [-- NAME [options]]: runs one benchmark by name, or every one in turn.
 import { bundlesBenchmark } from './bundles.js';
 import { continuityBenchmark } from './continuity.js';
+import { fleetScaleBenchmark } from './fleet-scale.js';
 import { handshakeCostBenchmark } from './handshake-cost.js';
 import { scaleBenchmark } from './scale.js';
 import { verifierScaleBenchmark } from './verifier-scale.js';
@@ -10,6 +11,7 @@ const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = {
   scale: scaleBenchmark,
   'handshake-cost': handshakeCostBenchmark,
   'verifier-scale': verifierScaleBenchmark,
+  'fleet-scale': fleetScaleBenchmark,
   bundles: bundlesBenchmark,
 };
 

@@ -2,11 +2,10 @@
 // 3 real local nginx nodes, so every handshake and resumption is real TLS.
 // Run: npm run bench -- verifier-scale [--sizes 12,50,200]
 import { parseArgs } from 'node:util';
-import { createKeySet, currentKey, serializeKeySet } from '../src/core/keyset.js';
-import { nodeApplierArgs, runApplier } from '../src/local/applier.js';
+import { createKeySet, currentKey } from '../src/core/keyset.js';
 import { startLocalFleet } from '../src/local/fleet.js';
 import { verifyFleet } from '../src/verify/verifier.js';
-import { machine, table, writeJson } from './common.js';
+import { applyEverywhere, logicalNodes, machine, table, writeJson } from './common.js';
 
 export async function verifierScaleBenchmark(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { sizes: { type: 'string', default: '12,50,200' } } });
@@ -15,16 +14,9 @@ export async function verifierScaleBenchmark(argv: string[]): Promise<void> {
   const results: { nodes: number; peersPerNode: number; handshakes: number; resumed: number; tried: number; ms: number; ok: boolean }[] = [];
   try {
     const set = createKeySet();
-    for (const node of fleet.nodes) {
-      const before = fleet.workerPids(node);
-      await runApplier(nodeApplierArgs(node), serializeKeySet(set));
-      await fleet.waitForReload(node, before);
-    }
+    await applyEverywhere(fleet, set);
     for (const size of sizes) {
-      const targets = Array.from({ length: size }, (_, index) => {
-        const node = fleet.nodes[index % fleet.nodes.length] as (typeof fleet.nodes)[number];
-        return { name: `n${index}`, host: node.host, port: node.port };
-      });
+      const targets = logicalNodes(fleet, size);
       const report = await verifyFleet(targets, { expectedKey: currentKey(set).name });
       results.push({
         nodes: size,

@@ -55,6 +55,7 @@ export const FLAVOR_DEFAULTS: Record<ServerFlavor, { includeFileName: string; te
  * so the Scheduler's far more frequent rotations keep pushing it back: it never starts one.
  */
 const SCHEDULER_ROTATION_NATIVE_INTERVAL = Duration.days(1000);
+const VERIFIER_MEMORY_MB = 1769;
 /** With a scheduled time (2026-11-25T18:00:00Z) it makes a token of 39 characters: Secrets Manager wants 32 to 64. */
 export const SCHEDULED_ROTATION_TOKEN_PREFIX = 'scheduled-rotation-';
 
@@ -316,7 +317,11 @@ export class TicketKeyRotation extends Construct {
       handler: 'handler',
       runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,
-      memorySize: 512,
+      // One vCPU ("At 1,769 MB, a function has the equivalent of one vCPU":
+      // https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). The client side of
+      // a handshake measured about 1 ms of CPU, 16 handshakes a node above 12 nodes: 10,000 nodes
+      // took 156 s of the 300 s here, and up to 444 MiB (npm run bench -- fleet-scale).
+      memorySize: VERIFIER_MEMORY_MB,
       timeout: Duration.seconds(VERIFIER_TIMEOUT_SECONDS),
       logGroup,
       role,

@@ -179,8 +179,10 @@ export interface FakeNode {
   offline?: boolean;
   /** A stopped instance. */
   stopped?: boolean;
-  /** How long an apply takes on the node (Run Command's invocation, reload included); a status takes 1 s. @default 1 s */
+  /** How long an apply takes on the node (Run Command's invocation, reload included). @default 1 s */
   applyMs?: number;
+  /** How long a status takes on the node. @default 1 s */
+  statusMs?: number;
 }
 
 /** The document name the handler tests' environment gives the rotation function. */
@@ -218,7 +220,7 @@ export class FakeFleet {
       get stopped() {
         return node.stopped === true;
       },
-      runMs: (parameters) => (parameters.Action === 'apply' ? (node.applyMs ?? 1_000) : 1_000),
+      runMs: (parameters) => (parameters.Action === 'apply' ? (node.applyMs ?? 1_000) : (node.statusMs ?? 1_000)),
       run,
     };
   }

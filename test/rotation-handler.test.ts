@@ -178,12 +178,14 @@ describe('the rotation function handler (AWS mocked)', () => {
     const doneAtFirst = fleet.nodes.filter((node) => node.generation === 1).length;
     expect(doneAtFirst).toBeGreaterThan(1_000);
     expect(doneAtFirst).toBeLessThan(2_000);
-    // A failed step makes Secrets Manager retry the whole rotation, from createSecret, with the same
-    // token (Troubleshoot rotation: https://docs.aws.amazon.com/secretsmanager/latest/userguide/troubleshoot_rotation.html).
+    // "If any rotation step fails, Secrets Manager retries the entire rotation process multiple
+    // times" (https://docs.aws.amazon.com/secretsmanager/latest/userguide/rotate-secrets_lambda.html), with the same token.
     await rotate(token);
     expect(secret.currentGeneration()).toBe(1);
     expect(fleet.nodes.every((node) => node.generation === 1)).toBe(true);
-    expect(fleet.commands.filter((command) => command.action === 'apply')).toHaveLength(1);
+    // The gate's status, the apply (the retry went on with it, without asking the gate again: it was
+    // checked before the apply was sent), and testSecret's status.
+    expect(fleet.commands.map((command) => command.action)).toEqual(['status', 'apply', 'status']);
     expect(stepLogs().filter((line) => line.step === 'setSecret').map((line) => line.outcome)).toEqual(['failed', 'succeeded']);
   });
 

@@ -183,65 +183,75 @@ export class RunCommandFake {
     const now = Date.now();
     const document = this.documents[command.documentName]!;
     const executionMs = document.executionTimeoutSeconds * 1000;
-    for (const invocation of command.invocations) {
-      if (invocation.status !== 'InProgress') continue;
-      const { startedAt = now } = invocation;
-      if (now - startedAt >= executionMs && !invocation.settled) {
-        invocation.status = 'TimedOut';
-        invocation.details = 'Execution Timed Out';
-      } else if (invocation.settled && now - startedAt >= runTime(invocation.node, command.parameters)) {
-        const failed = invocation.output!.exitCode !== 0;
-        invocation.status = failed ? 'Failed' : 'Success';
-        invocation.details = failed ? 'Failed' : 'Success';
-      }
-    }
-    const errors = command.invocations.filter((invocation) => (invocation.status === 'Failed' && invocation.details !== 'Undeliverable') || invocation.details === 'Execution Timed Out').length;
-    const stopped = errors > limit(command.maxErrors, command.invocations.length);
-    let running = command.invocations.filter((invocation) => invocation.status === 'InProgress').length;
-    for (const invocation of command.invocations) {
-      if (invocation.status !== 'Pending' && invocation.status !== 'Delayed') continue;
-      if (stopped) {
-        // StatusDetails carries the status the documentation names; Status is the API's enum
-        // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandInvocation.html).
-        invocation.status = 'Cancelled';
-        invocation.details = 'Terminated';
-        continue;
-      }
-      const waited = now - command.sentAt;
-      if (invocation.node.gone === true) {
-        // Undeliverable: "The node might not exist or it might not be responding" (monitor-commands
-        // page above). Terminal, and it does not count against MaxErrors.
-        if (waited >= DELIVERY_MS) {
-          invocation.status = 'Failed';
-          invocation.details = 'Undeliverable';
-        }
-        continue;
-      }
-      if (invocation.node.pingStatus !== 'Online' || invocation.node.stopped === true) {
-        if (waited >= (command.timeoutSeconds + document.executionTimeoutSeconds) * 1000) {
+    // Run Command starts the next invocation as soon as one ends, not when someone looks: replay
+    // the time since the last look, each freed slot taken at the moment it was freed.
+    const freedAt: number[] = [];
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const invocation of command.invocations) {
+        if (invocation.status !== 'InProgress') continue;
+        const { startedAt = now } = invocation;
+        if (now - startedAt >= executionMs && !invocation.settled) {
           invocation.status = 'TimedOut';
-          invocation.details = 'Delivery Timed Out';
-        } else if (waited >= DELAYED_AFTER_MS) {
-          invocation.status = 'Delayed';
-          invocation.details = 'Delayed';
+          invocation.details = 'Execution Timed Out';
+          freedAt.push(startedAt + executionMs);
+          changed = true;
+        } else if (invocation.settled && now - startedAt >= runTime(invocation.node, command.parameters)) {
+          const failed = invocation.output!.exitCode !== 0;
+          invocation.status = failed ? 'Failed' : 'Success';
+          invocation.details = failed ? 'Failed' : 'Success';
+          freedAt.push(startedAt + runTime(invocation.node, command.parameters));
+          changed = true;
         }
-        continue;
       }
-      if (waited < DELIVERY_MS || running >= limit(command.maxConcurrency, command.invocations.length)) continue;
-      running += 1;
-      invocation.status = 'InProgress';
-      invocation.details = 'InProgress';
-      invocation.startedAt = now;
-      void Promise.resolve(invocation.node.run(command.documentName, command.parameters)).then(
-        (output) => {
+      freedAt.sort((a, b) => a - b);
+      const errors = command.invocations.filter((invocation) => (invocation.status === 'Failed' && invocation.details !== 'Undeliverable') || invocation.details === 'Execution Timed Out').length;
+      const stopped = errors > limit(command.maxErrors, command.invocations.length);
+      let running = command.invocations.filter((invocation) => invocation.status === 'InProgress').length;
+      for (const invocation of command.invocations) {
+        if (invocation.status !== 'Pending' && invocation.status !== 'Delayed') continue;
+        if (stopped) {
+          // StatusDetails carries the status the documentation names; Status is the API's enum
+          // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandInvocation.html).
+          invocation.status = 'Cancelled';
+          invocation.details = 'Terminated';
+          continue;
+        }
+        const waited = now - command.sentAt;
+        if (invocation.node.gone === true) {
+          // Undeliverable: "The node might not exist or it might not be responding" (monitor-commands
+          // page above). Terminal, and it does not count against MaxErrors.
+          if (waited >= DELIVERY_MS) {
+            invocation.status = 'Failed';
+            invocation.details = 'Undeliverable';
+          }
+          continue;
+        }
+        if (invocation.node.pingStatus !== 'Online' || invocation.node.stopped === true) {
+          if (waited >= (command.timeoutSeconds + document.executionTimeoutSeconds) * 1000) {
+            invocation.status = 'TimedOut';
+            invocation.details = 'Delivery Timed Out';
+          } else if (waited >= DELAYED_AFTER_MS) {
+            invocation.status = 'Delayed';
+            invocation.details = 'Delayed';
+          }
+          continue;
+        }
+        if (waited < DELIVERY_MS || running >= limit(command.maxConcurrency, command.invocations.length)) continue;
+        running += 1;
+        invocation.status = 'InProgress';
+        invocation.details = 'InProgress';
+        invocation.startedAt = Math.max(freedAt.shift() ?? now, command.sentAt + DELIVERY_MS);
+        changed = true;
+        const settle = (output: RunOutput): void => {
           invocation.output = output;
           invocation.settled = true;
-        },
-        (error: Error) => {
-          invocation.output = { stdout: '', stderr: error.message, exitCode: 1 };
-          invocation.settled = true;
-        },
-      );
+        };
+        const output = invocation.node.run(command.documentName, command.parameters);
+        // A node that answers at once (a model) settles now; a real script when it ends.
+        if (!(output instanceof Promise)) settle(output);
+        else void output.then(settle, (error: Error) => settle({ stdout: '', stderr: error.message, exitCode: 1 }));
+      }
     }
   }
 

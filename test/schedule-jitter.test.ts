@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createKeySet, currentKey, rotateKeySet, type KeySet } from '../src/core/keyset.js';
 import { PolicyError, previousKeysToKeep, SERVER_FLAVORS, type RotationPolicy } from '../src/core/policy.js';
-import { ROTATION_APPLY_SECONDS, rotationScheduleFor, SCHEDULER_MAX_EVENT_AGE_SECONDS, SECRETS_MANAGER_WINDOW_SECONDS } from '../src/core/schedule.js';
+import { ROTATION_APPLY_SECONDS, rotationScheduleFor, SCHEDULER_MAX_EVENT_AGE_SECONDS, SCHEDULER_PRECISION_SECONDS, SECRETS_MANAGER_WINDOW_SECONDS } from '../src/core/schedule.js';
 
 const MINUTE = 60;
 const HOUR = 3600;
@@ -51,7 +51,7 @@ describe('retention under the schedule\'s jitter', () => {
     expect(rotationScheduleFor(12 * HOUR)).toEqual({ kind: 'secrets-manager', expression: 'rate(12 hours)', duration: '1h', latenessSeconds: SECRETS_MANAGER_WINDOW_SECONDS + ROTATION_APPLY_SECONDS });
     expect(rotationScheduleFor(24 * HOUR)).toMatchObject({ kind: 'secrets-manager', expression: 'rate(1 day)' });
     expect(rotationScheduleFor(48 * HOUR)).toMatchObject({ kind: 'secrets-manager', expression: 'rate(2 days)' });
-    expect(rotationScheduleFor(10 * HOUR)).toEqual({ kind: 'scheduler', expression: 'rate(10 hours)', latenessSeconds: SCHEDULER_MAX_EVENT_AGE_SECONDS + ROTATION_APPLY_SECONDS });
+    expect(rotationScheduleFor(10 * HOUR)).toEqual({ kind: 'scheduler', expression: 'rate(10 hours)', latenessSeconds: SCHEDULER_PRECISION_SECONDS + SCHEDULER_MAX_EVENT_AGE_SECONDS + ROTATION_APPLY_SECONDS });
     expect(rotationScheduleFor(36 * HOUR)).toMatchObject({ kind: 'scheduler', expression: 'rate(36 hours)' });
     expect(rotationScheduleFor(90 * MINUTE)).toMatchObject({ kind: 'scheduler', expression: 'rate(90 minutes)' });
   });
@@ -69,7 +69,7 @@ describe('retention under the schedule\'s jitter', () => {
           throw error;
         }
         checked += 1;
-        const startWindow = schedule.kind === 'secrets-manager' ? SECRETS_MANAGER_WINDOW_SECONDS : SCHEDULER_MAX_EVENT_AGE_SECONDS;
+        const startWindow = schedule.kind === 'secrets-manager' ? SECRETS_MANAGER_WINDOW_SECONDS : SCHEDULER_PRECISION_SECONDS + SCHEDULER_MAX_EVENT_AGE_SECONDS;
         expect(tooEarlyDrop(policy, sequence, startWindow)).toBeUndefined();
       }),
       { numRuns: 600 },

@@ -158,6 +158,14 @@ describe('the verifier against a real 3-node fleet', () => {
     );
     const sessions = before.map((ticket) => ticket.session.toString('base64').slice(0, 40));
     for (const session of sessions) expect(reports.join('\n')).not.toContain(session);
+
+    // Above 12 nodes each node is tried with one ticket per TLS version, the captured ones in turn:
+    // 30 logical nodes over the 3 real ones, every logical node of the forgetful one caught.
+    const logical = Array.from({ length: 30 }, (_, index) => ({ ...targets[index % 3]!, name: `n${index}` }));
+    const sampled = await verifyFleet(logical, { expectedKey: currentKey(gen3).name, ticketsBefore: before });
+    expect(sampled.continuity).toEqual({ tried: 60, resumed: 40 });
+    const caught = new Set(sampled.failures.filter((failure) => failure.kind === 'continuity').map((failure) => failure.subject.split(' -> ')[1]));
+    expect(caught).toEqual(new Set(logical.filter((_, index) => index % 3 === 2).map((node) => node.name)));
   });
 });
 

@@ -31,6 +31,11 @@ const DELIVERY_TIMEOUT_SECONDS = 600;
 const EARLIER_COMMAND_WINDOW_MS = 30 * 60_000;
 const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'Delivery Timed Out', 'Execution Timed Out', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied']);
 
+/** What a command is sent for, in its Comment (at most 100 characters): how a retry finds it. */
+function commentFor(action: 'apply' | 'status', versionId: string): string {
+  return `TLS ticket keys: ${action} ${versionId || 'AWSCURRENT'}`.slice(0, 100);
+}
+
 /** The applier's summary: the last line of the invocation's standard output that is a JSON object. */
 export function applierSummary(invocation: CommandInvocation): ApplierSummary | undefined {
   const output = invocation.CommandPlugins?.map((plugin) => plugin.Output ?? '').join('\n') ?? '';
@@ -113,6 +118,11 @@ export class SsmFleetCommander implements FleetCommander {
     return applierSummary({ CommandPlugins: [{ Output: whole.StandardOutputContent ?? '' }] });
   }
 
+  /** Whether an apply of `versionId` that an earlier invocation sent is still running. */
+  async applying(versionId: string): Promise<boolean> {
+    return (await this.runningCommand(commentFor('apply', versionId))) !== undefined;
+  }
+
   /**
    * A command with this comment that an earlier invocation sent and that is still running: sent
    * within a step's lifetime, to this document (ListCommands filters:
@@ -144,7 +154,7 @@ export class SsmFleetCommander implements FleetCommander {
     const online = new Set([...connections].filter(([, ping]) => ping === 'Online').map(([id]) => id));
     const skipReason = (id: string): string =>
       connections.has(id) ? `not connected to SSM (PingStatus ${connections.get(id)})` : 'not a running managed node (stopped, or its SSM agent never registered)';
-    const comment = `TLS ticket keys: ${action} ${versionId || 'AWSCURRENT'}`.slice(0, 100);
+    const comment = commentFor(action, versionId);
     // A step that ran out of time leaves its command running. The retry goes on with an apply; a
     // status it asks again (what the nodes serve now), cancelling the old one: never two at once.
     let earlier = await this.runningCommand(comment);
@@ -171,7 +181,8 @@ export class SsmFleetCommander implements FleetCommander {
     const target = `instances tagged ${settings.tagKey}=${settings.tagValue}`;
     const invocationsOf = async (): Promise<CommandInvocation[]> => {
       const invocations: CommandInvocation[] = [];
-      for await (const page of paginateListCommandInvocations({ client: this.client }, { CommandId: commandId, Details: true })) {
+      // 50 a page, the most ListCommandInvocations gives: its default is not documented.
+      for await (const page of paginateListCommandInvocations({ client: this.client, pageSize: 50 }, { CommandId: commandId, Details: true })) {
         invocations.push(...(page.CommandInvocations ?? []));
       }
       return invocations;

@@ -44,6 +44,12 @@ export interface FleetCommander {
   apply(versionId: string): Promise<NodeResult[]>;
   /** Asks every node which generation it serves. */
   status(): Promise<NodeStatus[]>;
+  /**
+   * Whether an apply of `versionId` that an earlier attempt sent is still running (a step that ran
+   * out of time): the gate was checked before it was sent, and the retry goes on with it.
+   * Commanders whose applies cannot outlive a step leave it out.
+   */
+  applying?(versionId: string): Promise<boolean>;
 }
 
 /** What tickets captured before a version must do after it: resume (a rotation) or be refused (a revocation). */
@@ -287,14 +293,16 @@ export async function applyPending(context: RotationContext, token: string): Pro
   const pending = await pendingKeySet(context.store, token);
   const current = await currentKeySet(context.store);
   const revocation = isRevocation(pending, current);
-  if (!revocation) {
+  const goingOn = (await context.commander.applying?.(token)) === true;
+  if (!revocation && !goingOn) {
     const statuses = await context.commander.status();
     checkGate(current, statuses);
     await checkSkippedOnTheWire(context.verifier, current, statuses);
   }
   // Tickets from before must resume after a rotation and be refused after a revocation; the
-  // first set has no tickets before it that anyone expects to keep.
-  if (current !== undefined) await context.verifier?.captureBefore(token);
+  // first set has no tickets before it that anyone expects to keep. An apply going on was
+  // preceded by its capture, before any node moved.
+  if (current !== undefined && !goingOn) await context.verifier?.captureBefore(token);
   const results = await context.commander.apply(token);
   const failures = describeFailures(results, pending);
   if (failures.length > 0) {

@@ -18,11 +18,16 @@ export const SECRETS_MANAGER_MIN_INTERVAL_SECONDS = 4 * HOUR;
  */
 export const SECRETS_MANAGER_WINDOW_SECONDS = HOUR;
 /**
- * How long EventBridge Scheduler retries one start (its maxEventAge); a start that cannot get
- * through in that time is left to the next one. The Scheduler itself starts on time: its flexible
- * time window is off (https://docs.aws.amazon.com/scheduler/latest/APIReference/API_FlexibleTimeWindow.html).
+ * How long EventBridge Scheduler retries one start (its maxEventAge, at least 60 s:
+ * https://docs.aws.amazon.com/scheduler/latest/APIReference/API_RetryPolicy.html); a start that
+ * cannot get through in that time is left to the next one.
  */
 export const SCHEDULER_MAX_EVENT_AGE_SECONDS = 5 * 60;
+/**
+ * With no flexible time window the Scheduler starts "with 60 second precision": at 1:00 it
+ * invokes "between 1:00:00 and 1:00:59" (https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html).
+ */
+export const SCHEDULER_PRECISION_SECONDS = 60;
 /** From a rotation's start until every node encrypts with its key: createSecret, then setSecret within its Lambda timeout. */
 export const ROTATION_APPLY_SECONDS = 15 * 60;
 
@@ -61,5 +66,5 @@ export function rotationScheduleFor(intervalSeconds: number): RotationSchedule {
   if (evenHours || intervalSeconds % DAY === 0) {
     return { kind: 'secrets-manager', expression: rate(intervalSeconds), duration: `${SECRETS_MANAGER_WINDOW_SECONDS / HOUR}h`, latenessSeconds: SECRETS_MANAGER_WINDOW_SECONDS + ROTATION_APPLY_SECONDS };
   }
-  return { kind: 'scheduler', expression: rate(intervalSeconds), latenessSeconds: SCHEDULER_MAX_EVENT_AGE_SECONDS + ROTATION_APPLY_SECONDS };
+  return { kind: 'scheduler', expression: rate(intervalSeconds), latenessSeconds: SCHEDULER_PRECISION_SECONDS + SCHEDULER_MAX_EVENT_AGE_SECONDS + ROTATION_APPLY_SECONDS };
 }

@@ -291,12 +291,24 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
       offer(node.name, result.session, byName.get(peer) as VerifyNode, version, 'pair');
     }
   }
-  for (const ticket of options.ticketsBefore ?? []) {
-    for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, 'continuity');
-  }
-  for (const ticket of options.revokedTickets ?? []) {
-    for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, 'revoked');
-  }
+  // Tickets from before: every one on every node in a small fleet. Above it, each node gets one
+  // per TLS version, the captured ones in turn: every node is tried, every captured ticket is
+  // tried on some nodes, and the handshakes stay linear in the fleet's size.
+  const offerEverywhere = (tickets: CapturedTicket[], purpose: 'continuity' | 'revoked'): void => {
+    if (reachable.length <= FULL_MESH_MAX_NODES) {
+      for (const ticket of tickets) for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, purpose);
+      return;
+    }
+    for (const version of versions) {
+      const mine = tickets.filter((ticket) => ticket.version === version);
+      reachable.forEach((resumer, index) => {
+        const ticket = mine[index % mine.length];
+        if (ticket !== undefined) offer(ticket.node, ticket.session, resumer, version, purpose);
+      });
+    }
+  };
+  offerEverywhere(options.ticketsBefore ?? [], 'continuity');
+  offerEverywhere(options.revokedTickets ?? [], 'revoked');
   const outcomes = await pool(resumeTasks, concurrency);
   type Counted = { tried: number; succeeded: number };
   const count = (purpose: Purpose): Counted => {
