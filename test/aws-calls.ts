@@ -48,10 +48,13 @@ export function sdkCallsOf(entry: string): string[] {
   return [...calls].sort();
 }
 
-/** The `aws SERVICE OPERATION` calls of a node script (the AWS CLI), as IAM actions. */
+/**
+ * The `aws SERVICE OPERATION` calls of a node script (the AWS CLI), as IAM actions: its words
+ * bare or quoted, at any depth (a command passed as an argument, such as the boot-time fetch).
+ */
 export function cliCallsOf(script: string): string[] {
   const calls = new Set<string>();
-  for (const match of script.matchAll(/(?:^|[\s;|&(])aws\s+([a-z0-9-]+)\s+([a-z0-9-]+)/g)) {
+  for (const match of script.replace(/['"\\]/g, '').matchAll(/(?:^|[\s;|&(])aws\s+([a-z0-9-]+)\s+([a-z0-9-]+)/g)) {
     const operation = match[2]!.split('-').map((word) => word[0]!.toUpperCase() + word.slice(1)).join('');
     calls.add(`${match[1]}:${operation}`);
   }

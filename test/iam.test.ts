@@ -243,7 +243,8 @@ describe('IAM, evaluated over the synthesized template', () => {
     const script = ((account.template.one('AWS::SSM::Document', 'TicketKeysNodeApplier').properties.Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand).join('\n');
     expect(cliCallsOf(script)).toEqual(['secretsmanager:GetSecretValue']);
     const onboarding = ((account.template.one('AWS::SSM::Document', 'TicketKeysNodeOnboarding').properties.Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand).join('\n');
-    expect(cliCallsOf(onboarding)).toEqual([]);
+    // The boot-time fetch it installs reads AWSCURRENT with the same role.
+    expect(cliCallsOf(onboarding)).toEqual(['secretsmanager:GetSecretValue']);
     const outputGroup = `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${commandOutputGroup}`;
     const outputStream = `${outputGroup}:log-stream:a1b2c3d4-command-id/i-0123456789abcdef0/applyTicketKeys/stdout`;
     const calls: Call[] = [
