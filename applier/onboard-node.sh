@@ -170,7 +170,8 @@ write_own_haproxy_keys() {
 }
 
 applier_args() {
-  applier_cmd=(bash "$(dirname "$0")/apply-ticket-keys.sh" --flavor "$flavor" --key-dir "$key_dir" --include "$include_file")
+  # A short lock wait: the whole prestart must end well inside systemd's start timeout (90 s).
+  applier_cmd=(bash "$(dirname "$0")/apply-ticket-keys.sh" --flavor "$flavor" --key-dir "$key_dir" --include "$include_file" --lock-timeout 10)
   [ -z "$test_cmd" ] || applier_cmd+=(--test-cmd "$test_cmd")
   [ -z "$dump_cmd" ] || applier_cmd+=(--config-dump-cmd "$dump_cmd")
   [ "$allow_persistent" = 0 ] || applier_cmd+=(--allow-persistent-key-dir)
@@ -181,10 +182,12 @@ summary_field() {
   python3 -c 'import json, sys; value = json.loads(sys.argv[1]).get(sys.argv[2]); print("" if value is None else value)' "$1" "$2" 2>/dev/null || true
 }
 
-# Milliseconds since the epoch (EPOCHREALTIME's separator follows the locale).
+# Milliseconds since boot, from /proc/uptime: monotonic (a clock stepped at boot does not
+# stretch the wait), and read the same way by every bash.
 now_ms() {
-  local now=${EPOCHREALTIME//[.,]/}
-  echo $((now / 1000))
+  local uptime _
+  read -r uptime _ </proc/uptime
+  echo $((${uptime%.*} * 1000 + 10#${uptime#*.} * 10))
 }
 
 # Fetches the current key set, waiting up to --fetch-wait seconds while the store cannot be

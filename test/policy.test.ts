@@ -23,6 +23,12 @@ describe('retention policy', () => {
     expect(defaultTicketLifetimeSeconds({ ...scheduled, flavor: 'haproxy' })).toBe(10 * 3600);
     expect(defaultTicketLifetimeSeconds({ ...scheduled, flavor: 'haproxy', rotationIntervalSeconds: 24 * 3600 })).toBe(12 * 3600);
     expect(previousKeysToKeep({ ...scheduled, flavor: 'haproxy', ticketLifetimeSeconds: defaultTicketLifetimeSeconds({ ...scheduled, flavor: 'haproxy' }) })).toBe(1);
+    // Under an hour, minutes: every 30 minutes on the Scheduler (21 minutes late at most) leaves HAProxy 9 minutes.
+    for (const minutes of [30, 45, 60, 75, 120]) {
+      const frequent = { ...scheduled, flavor: 'haproxy' as const, rotationIntervalSeconds: minutes * 60, rotationLatenessSeconds: 21 * 60 };
+      expect(previousKeysToKeep({ ...frequent, ticketLifetimeSeconds: defaultTicketLifetimeSeconds(frequent) }), `${minutes} minutes`).toBe(1);
+    }
+    expect(defaultTicketLifetimeSeconds({ ...scheduled, flavor: 'haproxy', rotationIntervalSeconds: 30 * 60, rotationLatenessSeconds: 21 * 60 })).toBe(9 * 60);
   });
 
   it('refuses a rotation interval too short for the ticket lifetime, saying what to change', () => {

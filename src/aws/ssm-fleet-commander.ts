@@ -27,8 +27,12 @@ export interface SsmFleetSettings {
 }
 
 const DELIVERY_TIMEOUT_SECONDS = 600;
-/** Longer than a step may run (Lambda's 15 minutes), so a retry finds the command its step sent. */
-const EARLIER_COMMAND_WINDOW_MS = 30 * 60_000;
+/**
+ * How far back a retry looks for the command its rotation sent: far longer than a step (15
+ * minutes) and than Secrets Manager's retries of a rotation that takes several; the version id in
+ * the comment makes any running one this rotation's.
+ */
+const EARLIER_COMMAND_WINDOW_MS = 6 * 3600_000;
 const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'Delivery Timed Out', 'Execution Timed Out', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied']);
 
 /** What a command is sent for, in its Comment (at most 100 characters): how a retry finds it. */

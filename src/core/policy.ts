@@ -89,12 +89,15 @@ export function keySetCapacity(keyLength: KeyLength): number {
 
 /**
  * The ticket lifetime when none is given: 12 hours, or less when the server's keys cannot cover
- * that at this interval (HAProxy's three): the longest whole number of hours they cover.
+ * that at this interval (HAProxy's three): the longest whole number of hours they cover, or of
+ * minutes under an hour. (An interval no longer than the lateness covers nothing: the policy
+ * refuses it, saying so.)
  */
 export function defaultTicketLifetimeSeconds(policy: Omit<RotationPolicy, 'ticketLifetimeSeconds'>): number {
   const capacity = SERVER_KEY_CAPACITY[policy.flavor ?? 'nginx'] ?? keySetCapacity(policy.keyLength);
   const covered = policy.rotationIntervalSeconds * (capacity - 2) - (policy.rotationLatenessSeconds ?? 0);
-  return Math.min(DEFAULT_TICKET_LIFETIME_SECONDS, Math.max(3600, Math.floor(covered / 3600) * 3600));
+  const unit = covered >= 3600 ? 3600 : 60;
+  return Math.min(DEFAULT_TICKET_LIFETIME_SECONDS, Math.max(60, Math.floor(covered / unit) * unit));
 }
 
 /**

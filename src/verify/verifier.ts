@@ -291,11 +291,13 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
       offer(node.name, result.session, byName.get(peer) as VerifyNode, version, 'pair');
     }
   }
-  // Tickets from before: every one on every node in a small fleet. Above it, each node gets one
-  // per TLS version, the captured ones in turn: every node is tried, every captured ticket is
-  // tried on some nodes, and the handshakes stay linear in the fleet's size.
+  // Tickets from before: every one on every node in a small fleet. Above it, for continuity,
+  // each node gets one per TLS version, the captured ones in turn: every node is tried, every
+  // captured ticket is tried on some nodes, and the handshakes stay linear in the fleet's size.
+  // A revocation offers every revoked ticket to every node: each may be under another old key,
+  // and no node may accept any of them.
   const offerEverywhere = (tickets: CapturedTicket[], purpose: 'continuity' | 'revoked'): void => {
-    if (reachable.length <= FULL_MESH_MAX_NODES) {
+    if (reachable.length <= FULL_MESH_MAX_NODES || purpose === 'revoked') {
       for (const ticket of tickets) for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, purpose);
       return;
     }
