@@ -402,16 +402,24 @@ install_boot_fetch() {
     [ "$script" -ef "$target" ] || install -D -m 0755 -- "$script" "$target" ||
       fail 8 failed "cannot install $target: apply-ticket-keys.sh must sit beside onboard-node.sh"
   done
+  # A drop-in's ExecStartPre runs after the unit's own. nginx's config test passes with an empty
+  # key directory; an HAProxy unit's own config check (Fedora's has one) fails on the missing
+  # keys file. So for HAProxy the drop-in replaces the unit's ExecStartPre with the prestart,
+  # followed by the config test.
+  local reset='' run=exec
+  [ "$flavor" != haproxy ] || { reset='ExecStartPre='$'\n'; run=''; }
   {
     echo '#!/bin/bash'
     echo "# Written by onboard-node.sh: the boot-time fetch, run before $flavor starts (systemd ExecStartPre)."
-    printf 'exec /bin/bash %q' "$install_dir/onboard-node.sh"
+    printf '%s/bin/bash %q' "${run:+$run }" "$install_dir/onboard-node.sh"
     printf ' %q' "${prestart[@]}"
+    [ -n "$run" ] || printf ' || exit'
     echo
+    [ -n "$run" ] || printf 'exec /bin/bash -c %q\n' "$test_cmd"
   } >"$install_dir/before-start-$flavor.sh" || fail 8 failed "cannot write $install_dir/before-start-$flavor.sh"
   mkdir -p -- "$systemd_dir/$flavor.service.d" || fail 8 failed "cannot create $systemd_dir/$flavor.service.d"
-  printf '# Written by onboard-node.sh: the fleet'"'"'s current TLS ticket keys before %s starts.\n[Unit]\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStartPre=/bin/bash %s/before-start-%s.sh\n' \
-    "$flavor" "$install_dir" "$flavor" >"$systemd_dir/$flavor.service.d/tls-ticket-keys.conf" ||
+  printf '# Written by onboard-node.sh: the fleet'"'"'s current TLS ticket keys before %s starts.\n[Unit]\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\n%sExecStartPre=/bin/bash %s/before-start-%s.sh\n' \
+    "$flavor" "$reset" "$install_dir" "$flavor" >"$systemd_dir/$flavor.service.d/tls-ticket-keys.conf" ||
     fail 8 failed "cannot write the $flavor.service drop-in in $systemd_dir"
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, serializeKeySet } from '../src/core/keyset.js';
@@ -128,6 +128,29 @@ describe('onboarding a node (applier/onboard-node.sh) on real nginx and HAProxy'
     // The fleet's own start finds its (empty) store answering, and keeps what the boot fetch applied.
     expect(await fleet.startNode(node)).toMatchObject({ keySource: 'kept', generation: 3 });
     expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(set).name);
+  });
+
+  it('for HAProxy, the drop-in replaces the unit\'s own ExecStartPre (a config check that fails on the missing keys file) with the boot-time fetch, then the config test', async () => {
+    const systemd = mkdtempSync(join(fleet.baseDir, 'systemd-'));
+    const installDir = mkdtempSync(join(fleet.baseDir, 'lib-'));
+    const args = nodeOnboardingArgs(haproxyNode);
+    args[args.indexOf('--systemd-dir') + 1] = systemd;
+    const install = (testCommand: string) => {
+      const withTest = [...args];
+      withTest[withTest.indexOf('--test-cmd') + 1] = testCommand;
+      expect(runOnboarding([...withTest, '--install-dir', installDir, '--fetch-cmd', 'exit 254', '--fetch-wait', '1']).exitCode).toBe(0);
+    };
+    install(haproxyNode.testCommand);
+    expect(readFileSync(join(systemd, 'haproxy.service.d', 'tls-ticket-keys.conf'), 'utf8')).toContain(`[Service]\nExecStartPre=\nExecStartPre=/bin/bash ${installDir}/before-start-haproxy.sh\n`);
+    await fleet.stopNode(haproxyNode);
+    rmSync(haproxyNode.keyDir, { recursive: true, force: true });
+    const boot = spawnSync('/bin/bash', [join(installDir, 'before-start-haproxy.sh')], { encoding: 'utf8' });
+    expect(boot.status, boot.stderr).toBe(0);
+    expect(JSON.parse(boot.stdout)).toMatchObject({ action: 'prepared', flavor: 'haproxy', keySource: 'own' });
+    // The config test still decides: a failing one fails the start, as the unit's own check did.
+    install('exit 3');
+    expect(spawnSync('/bin/bash', [join(installDir, 'before-start-haproxy.sh')], { encoding: 'utf8' }).status).toBe(3);
+    await fleet.startNode(haproxyNode);
   });
 
   it('gave the HAProxy bind line the managed tls-ticket-keys file, and refuses a bind line that loads another', () => {
