@@ -194,7 +194,7 @@ now_ms() {
 # reached, and applies it with no reload. Sets summary_key_source=store on success, and
 # summary_fetch_error otherwise.
 fetch_and_apply() {
-  local deadline=$(($(now_ms) + fetch_wait * 1000)) delay_ms=1000 left code keyset errors answer
+  local deadline=$(($(now_ms) + fetch_wait * 1000)) delay_ms=1000 left pause code keyset errors failure answer
   errors=$(mktemp)
   while :; do
     left=$((deadline - $(now_ms)))
@@ -205,15 +205,16 @@ fetch_and_apply() {
     case "$code" in 0 | 254) break ;; esac
     left=$((deadline - $(now_ms)))
     [ "$left" -gt 0 ] || break
-    sleep "$(printf '%d.%03d' $(((left < delay_ms ? left : delay_ms) / 1000)) $(((left < delay_ms ? left : delay_ms) % 1000)))"
+    pause=$((left < delay_ms ? left : delay_ms))
+    sleep "$((pause / 1000)).$(printf '%03d' $((pause % 1000)))"
     delay_ms=$((delay_ms * 2))
   done
+  failure=$(tail -n 1 -- "$errors" | cut -c 1-300 || true)
+  rm -f -- "$errors"
   if [ "$code" -ne 0 ]; then
-    summary_fetch_error="could not get the current key set ($(tail -n 1 -- "$errors" | cut -c 1-300 || true); exit $code$([ "$code" -eq 254 ] || echo ", after waiting up to ${fetch_wait} s"))"
-    rm -f -- "$errors"
+    summary_fetch_error="could not get the current key set ($failure; exit $code$([ "$code" -eq 254 ] || echo ", after waiting up to ${fetch_wait} s"))"
     return
   fi
-  rm -f -- "$errors"
   applier_args
   code=0
   answer=$(printf '%s\n' "$keyset" | "${applier_cmd[@]}" --before-start 2>/dev/null) || code=$?

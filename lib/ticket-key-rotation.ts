@@ -320,7 +320,7 @@ export class TicketKeyRotation extends Construct {
       // One vCPU ("At 1,769 MB, a function has the equivalent of one vCPU":
       // https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html). The client side of
       // a handshake measured about 1 ms of CPU, 16 handshakes a node above 12 nodes: 10,000 nodes
-      // took 156 s of the 300 s here, and up to 444 MiB (npm run bench -- fleet-scale).
+      // took 156 s of the 300 s here, and the process grew by up to 444 MiB (npm run bench -- fleet-scale).
       memorySize: VERIFIER_MEMORY_MB,
       timeout: Duration.seconds(VERIFIER_TIMEOUT_SECONDS),
       logGroup,

@@ -183,8 +183,9 @@ export class RunCommandFake {
     const now = Date.now();
     const document = this.documents[command.documentName]!;
     const executionMs = document.executionTimeoutSeconds * 1000;
-    // Run Command starts the next invocation as soon as one ends, not when someone looks: replay
-    // the time since the last look, each freed slot taken at the moment it was freed.
+    // MaxConcurrency bounds the invocations running "at the same time" (rate control page above), so
+    // Run Command starts the next one as soon as one ends, not when someone looks: replay the time
+    // since the last look, each freed slot taken at the moment it was freed.
     const freedAt: number[] = [];
     for (let changed = true; changed; ) {
       changed = false;

@@ -261,13 +261,16 @@ describe('the CDK stack', () => {
   it('keeps each SSM document within the 64 KB that CreateDocument accepts', () => {
     // CreateDocument, Content: "The content of the document must not exceed 64KB."
     // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CreateDocument.html)
+    const sizes: string[] = [];
     for (const flavor of ['nginx', 'haproxy'] as const) {
       const resolved = new ResolvedTemplate((flavor === 'nginx' ? template : synth({ flavor }).template).toJSON() as never);
       for (const name of ['TicketKeysNodeApplier', 'TicketKeysNodeOnboarding']) {
         const size = Buffer.byteLength(JSON.stringify(resolved.one('AWS::SSM::Document', name).properties.Content));
         expect(size, `${flavor} ${name}: ${size} bytes`).toBeLessThanOrEqual(64_000);
+        sizes.push(`${flavor} ${name} ${size} bytes`);
       }
     }
+    console.log(`SSM document sizes: ${sizes.join('; ')}`);
   });
 
   it('builds the document for an HAProxy fleet, and fails synth when HAProxy\'s three keys cannot cover the ticket lifetime', () => {

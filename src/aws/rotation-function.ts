@@ -75,7 +75,7 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     flavor,
     rotationIntervalSeconds,
     ticketLifetimeSeconds: Number(requiredSetting(environment, 'TICKET_LIFETIME_SECONDS')),
-    // The stack's schedule for this interval: rotations may come this much closer than it.
+    // The stack's schedule for this interval: a rotation may take effect this long after its scheduled time.
     rotationLatenessSeconds: rotationScheduleFor(rotationIntervalSeconds).latenessSeconds,
   };
   previousKeysToKeep(policy);
