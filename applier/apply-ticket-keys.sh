@@ -579,8 +579,10 @@ keyset_step validate
 
 command_output=$(mktemp)
 
+# Server commands run without the lock's descriptor: a daemon a reload starts (haproxy -D)
+# would otherwise hold the lock for as long as it lives.
 run_server_command() {
-  bash -c "$1" >"$command_output" 2>&1
+  bash -c "$1" >"$command_output" 2>&1 9>&-
 }
 
 last_output_lines() {
@@ -633,7 +635,7 @@ fi
 # socket, the validate step has already found the file among the running HAProxy's.
 if [ -z "$runtime_socket" ]; then
   loads_code=0
-  config_dump=$(bash -c "$dump_cmd" 2>"$command_output") || loads_code=$?
+  config_dump=$(bash -c "$dump_cmd" 2>"$command_output" 9>&-) || loads_code=$?
   if [ "$loads_code" -ne 0 ]; then
     loads_error="the config dump '$dump_cmd' failed: $(last_output_lines); fix --config-dump-cmd (it must print the server's config)"
   else
