@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   createKeySet,
@@ -29,6 +29,7 @@ import { TLS_VERSIONS, type TlsVersion } from './tls/probe.js';
 import { NodeAddressError, parseNodeList } from './verify/nodes.js';
 import { formatReport, verifyFleet, type VerifyNode } from './verify/verifier.js';
 import { runDemo } from './local/demo.js';
+import { writePrivateFile } from './local/private-file.js';
 
 const USAGE = `Usage: ticket-keys <command> [options]
 
@@ -165,9 +166,7 @@ function writeKeySet(set: KeySet, path: string | undefined): void {
     process.stdout.write(text);
     return;
   }
-  const temp = `${path}.tmp-${process.pid}`;
-  writeFileSync(temp, text, { mode: 0o600 });
-  renameSync(temp, path);
+  writePrivateFile(path, text);
 }
 
 function inspect(set: KeySet, json: boolean): string {

@@ -2,13 +2,25 @@
 // applier runs, can do to the key set. Each case is a reproduction from the security review;
 // the applier, --status, onboarding and the CLI refuse or heal, and nothing is written outside
 // the key directory.
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KeySet } from '../src/core/keyset.js';
-import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
-import { applyTo, lineage } from './helpers.js';
+import { makeMemoryDirectory, startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
+import { applyTo, expectNoMaterial, lineage } from './helpers.js';
+
+const NOBODY = 65534;
+const CLI = join(import.meta.dirname, '..', 'dist', 'src', 'cli.js');
+
+/** Runs a shell command as another user (nobody), as a local attacker on the node would. */
+function asAttacker(command: string): string {
+  return execFileSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'bash', '-c', command], { encoding: 'utf8' });
+}
+
+beforeAll(() => {
+  if (process.getuid?.() !== 0) throw new Error('the attacker tests act as another user (setpriv) and check ownership: run them as root, as .ci/run does');
+});
 
 describe('a server command started by the applier', () => {
   let fleet: LocalFleet;
@@ -36,5 +48,33 @@ describe('a server command started by the applier', () => {
     } finally {
       if (existsSync(pidFile)) execFileSync('kill', [readFileSync(pidFile, 'utf8').trim()]);
     }
+  });
+});
+
+describe('the CLI writing a key set into a directory others can write to', () => {
+  let shared: string;
+  beforeAll(() => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
+    shared = makeMemoryDirectory('shared-');
+    chmodSync(shared, 0o1777);
+  });
+  afterAll(() => rmSync(shared, { recursive: true, force: true }));
+
+  it('never writes key material into a file another user planted, and leaves --out 0600 and its own', () => {
+    const out = join(shared, 'keys.json');
+    // The attacker plants files under every temporary name they can predict: the old one was
+    // <out>.tmp-<pid>, and `exec` keeps the shell's pid for the CLI.
+    const run = spawnSync('bash', ['-c', `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups bash -c 'umask 0; : >"$1.tmp-$2"; : >"$1.tmp"' _ "$1" "$$" && exec "$2" "$3" init --out "$1"`, '_', out, process.execPath, CLI], { encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const written = statSync(out);
+    expect(written.uid).toBe(0);
+    expect(written.mode & 0o777).toBe(0o600);
+    const set = JSON.parse(readFileSync(out, 'utf8')) as KeySet;
+    for (const entry of readdirSync(shared)) {
+      const path = join(shared, entry);
+      if (statSync(path).uid === NOBODY) expectNoMaterial(readFileSync(path, 'utf8'), [set]);
+    }
+    expect(readdirSync(shared).filter((entry) => statSync(join(shared, entry)).uid === NOBODY)).not.toHaveLength(0);
+    expect(asAttacker(`cat ${out} 2>&1 || true`)).toMatch(/Permission denied/);
   });
 });

@@ -1,6 +1,7 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AWSCURRENT, AWSPREVIOUS, REVOCATION_TAG, type SecretStore, type SecretVersion, type VersionReference } from '../core/secret-store.js';
+import { writePrivateFile } from './private-file.js';
 
 interface StoreIndex {
   stages: Record<string, string[]>;
@@ -19,19 +20,13 @@ export class FileSecretStore implements SecretStore {
     mkdirSync(join(dir, 'versions'), { recursive: true, mode: 0o700 });
   }
 
-  private writeAtomically(path: string, content: string): void {
-    const temp = `${path}.tmp`;
-    writeFileSync(temp, content, { mode: 0o600 });
-    renameSync(temp, path);
-  }
-
   private readIndex(): StoreIndex {
     const path = join(this.dir, 'index.json');
     return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as StoreIndex) : { stages: {} };
   }
 
   private writeIndex(index: StoreIndex): void {
-    this.writeAtomically(join(this.dir, 'index.json'), JSON.stringify(index));
+    writePrivateFile(join(this.dir, 'index.json'), JSON.stringify(index));
   }
 
   private versionPath(versionId: string): string {
@@ -73,7 +68,7 @@ export class FileSecretStore implements SecretStore {
         throw new Error(`version ${versionId} already exists with another value: use a new version id`);
       }
     } else {
-      this.writeAtomically(path, value);
+      writePrivateFile(path, value);
     }
     const index = this.readIndex();
     for (const stage of stages) this.assignStage(index, stage, versionId);
