@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { ServerFlavor } from '../src/core/policy.js';
 import { shellQuote } from '../src/core/shell.js';
 import { APPLIER_PATH, ONBOARDING_PATH } from '../src/local/applier.js';
@@ -30,11 +32,30 @@ function checkSetting(name: string, value: string): void {
   if (value.includes('{{')) throw new Error(`${name} must not contain "{{" (got ${JSON.stringify(value)})`);
 }
 
-function readScript(path: string): string {
-  const script = readFileSync(path, 'utf8');
-  if (script.includes('{{')) throw new Error(`${path} contains "{{", which SSM would take for a parameter`);
-  if (script.includes(HEREDOC_END)) throw new Error(`${path} contains ${HEREDOC_END}, the document's heredoc delimiter`);
-  return script;
+/** gzip's header byte for "operating system unknown": the same bytes whichever system synthesizes. */
+const GZIP_OS_UNKNOWN = 255;
+const BASE64_LINE = 1024;
+
+/**
+ * A script as the document carries it: gzip and base64 (both documents must fit in SSM's 64 KB,
+ * and the onboarding one carries two scripts), with the SHA-256 of the script in the clear, so
+ * that a reviewer compares the document with `sha256sum applier/<script>` of a release, and the
+ * node checks what it unpacked before running it.
+ */
+function embeddedScript(path: string): string {
+  const script = readFileSync(path);
+  const packed = gzipSync(script, { level: 9 });
+  packed[9] = GZIP_OS_UNKNOWN;
+  const lines = packed.toString('base64').match(new RegExp(`.{1,${BASE64_LINE}}`, 'g')) ?? [];
+  const name = basename(path);
+  const digest = createHash('sha256').update(script).digest('hex');
+  return [
+    `# applier/${name}: sha256 ${digest} (gzip, base64)`,
+    `base64 -d <<'${HEREDOC_END}' | gunzip >"$work/${name}"`,
+    ...lines,
+    HEREDOC_END,
+    `printf '%s  %s\\n' ${digest} "$work/${name}" | sha256sum -c --quiet -`,
+  ].join('\n');
 }
 
 /**
@@ -51,9 +72,7 @@ set -euo pipefail
 ${Object.entries(variables).map(([name, parameter]) => `${name}='{{ ${parameter} }}'`).join('\n')}
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
-${scriptPaths.map((path) => `cat > "$work/${basename(path)}" <<'${HEREDOC_END}'
-${readScript(path).trimEnd()}
-${HEREDOC_END}`).join('\n')}`;
+${scriptPaths.map(embeddedScript).join('\n')}`;
 }
 
 /**

@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { App, Aspects, Duration } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -25,6 +27,17 @@ function synth(props: Partial<TicketKeyRotationProps> = {}, nag = false): { app:
 }
 
 /** The properties of the one resource of `type` whose logical id starts with TicketKeys<name>. */
+/** The scripts a document carries (gzip, base64), unpacked, each checked against the digest it shows in the clear. */
+function embeddedScripts(command: string): Record<string, string> {
+  const scripts: Record<string, string> = {};
+  for (const [, name, digest, packed] of command.matchAll(/^# applier\/(\S+): sha256 ([0-9a-f]{64}) \(gzip, base64\)\nbase64 -d <<'(?:\w+)' \| gunzip >"\$work\/\1"\n([A-Za-z0-9+/=\n]+?)\n\w+\n/gm)) {
+    const script = gunzipSync(Buffer.from(packed as string, 'base64'));
+    expect(createHash('sha256').update(script).digest('hex'), name).toBe(digest);
+    scripts[name as string] = script.toString('utf8');
+  }
+  return scripts;
+}
+
 function resource(template: Template, type: string, name: string): Record<string, unknown> {
   const matches = Object.entries(template.findResources(type)).filter(([id]) => id.startsWith(`TicketKeys${name}`));
   expect(matches.map(([id]) => id), `${type} ${name}`).toHaveLength(1);
@@ -159,7 +172,7 @@ describe('the CDK stack', () => {
     expect(content.parameters.SecretId?.allowedPattern).toBe(SECRET_ARN_PATTERN);
     expect(content.parameters.Action?.allowedValues).toEqual(['apply', 'status']);
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(command).toContain(readFileSync(join(import.meta.dirname, '..', 'applier', 'apply-ticket-keys.sh'), 'utf8').trimEnd());
+    expect(embeddedScripts(command)).toEqual({ 'apply-ticket-keys.sh': readFileSync(APPLIER_PATH, 'utf8') });
     expect(command).toMatch(/aws secretsmanager get-secret-value .*--query SecretString/);
     expect(command).toContain("'--reload-cmd' 'systemctl reload nginx'");
   });
@@ -241,8 +254,7 @@ describe('the CDK stack', () => {
     };
     expect(content.parameters.ConfigFile).toEqual(expect.objectContaining({ default: '/etc/nginx/nginx.conf', allowedPattern: '^/[A-Za-z0-9._/-]+$' }));
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(command).toContain(readFileSync(ONBOARDING_PATH, 'utf8').trimEnd());
-    expect(command).toContain(readFileSync(APPLIER_PATH, 'utf8').trimEnd());
+    expect(embeddedScripts(command)).toEqual({ 'onboard-node.sh': readFileSync(ONBOARDING_PATH, 'utf8'), 'apply-ticket-keys.sh': readFileSync(APPLIER_PATH, 'utf8') });
     const secretArn = resolved.ref(resolved.one('AWS::SecretsManager::Secret', 'TicketKeysKeySet').id);
     const fetch = `'aws' 'secretsmanager' 'get-secret-value' '--region' '${REGION}' '--secret-id' '${secretArn}' '--version-stage' 'AWSCURRENT' '--query' 'SecretString' '--output' 'text' '--cli-connect-timeout' '5' '--cli-read-timeout' '10'`;
     expect(command).toContain(
