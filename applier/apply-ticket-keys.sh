@@ -40,6 +40,8 @@ Usage: apply-ticket-keys.sh [options] [--input FILE|-]
   --before-start          the server is not running yet (systemd ExecStartPre): write and test the
                           keys, and leave loading them to its start (no reload, no runtime API)
   --status                print the active generation and key names, change nothing
+  --prepare-key-dir       check that only root can write the key directory and its parents, and
+                          create it 0700 (onboarding does this); no key set is read
 EOF
 }
 
@@ -49,6 +51,8 @@ summary_keys=
 summary_active_generation=
 summary_error=
 summary_key_storage=
+summary_removed=
+state_tmp=
 input_file=-
 flavor=nginx
 key_dir=
@@ -62,6 +66,7 @@ lock_timeout=60
 runtime_socket=
 summary_via=
 status_only=0
+prepare_only=0
 before_start=0
 stage_dir=
 config_dump=
@@ -74,7 +79,7 @@ print_summary() {
   local code=$?
   [ -n "$command_output" ] && rm -f -- "$command_output"
   SUMMARY_ACTION=$summary_action SUMMARY_GENERATION=$summary_generation SUMMARY_KEYS=$summary_keys \
-  SUMMARY_ACTIVE=$summary_active_generation SUMMARY_ERROR=$summary_error SUMMARY_FLAVOR=$flavor SUMMARY_EXIT=$code SUMMARY_VIA=$summary_via SUMMARY_STORAGE=$summary_key_storage \
+  SUMMARY_ACTIVE=$summary_active_generation SUMMARY_ERROR=$summary_error SUMMARY_FLAVOR=$flavor SUMMARY_EXIT=$code SUMMARY_VIA=$summary_via SUMMARY_STORAGE=$summary_key_storage SUMMARY_REMOVED=$summary_removed \
     python3 -c '
 import json, os
 e = os.environ
@@ -89,6 +94,8 @@ if e["SUMMARY_VIA"]:
 if e["SUMMARY_STORAGE"]:
     out["keyStorage"] = e["SUMMARY_STORAGE"]
     out["keysInMemory"] = e["SUMMARY_STORAGE"] in ("tmpfs", "ramfs")
+if e["SUMMARY_REMOVED"]:
+    out["removed"] = e["SUMMARY_REMOVED"].split(",")
 if e["SUMMARY_ERROR"]:
     out["error"] = e["SUMMARY_ERROR"]
 print(json.dumps(out, separators=(",", ":")))
@@ -127,6 +134,7 @@ while [ $# -gt 0 ]; do
     --allow-downgrade) allow_downgrade=1; shift ;;
     --allow-persistent-key-dir) allow_persistent=1; shift ;;
     --status) status_only=1; shift ;;
+    --prepare-key-dir) prepare_only=1; shift ;;
     --before-start) before_start=1; shift ;;
     -h | --help) usage >&2; summary_action=help; exit 0 ;;
     *) fail 2 refused "unknown option $1 (see --help)" ;;
@@ -179,7 +187,7 @@ fi
 # generation's files. It reads the key set from stdin and answers with one line of fields
 # separated by \x1f (unit separator), so that empty fields survive `read`.
 read -r -d '' KEYSET_PY <<'PY' || true
-import base64, binascii, fcntl, fnmatch, json, os, re, socket, sys, tempfile, time
+import base64, binascii, fcntl, fnmatch, hashlib, json, os, re, shutil, socket, stat, sys, tempfile, time
 
 mode, flavor, key_dir, include_file, allow_downgrade, lock_timeout, runtime_socket = sys.argv[1:8]
 STATE_FILE = os.path.join(key_dir, "active.json")
@@ -284,105 +292,212 @@ def haproxy_layout(raw):
 def key_file_name(index, name):
     return "%02d-%s.key" % (index, name)
 
-def render_include(generation, names, directory):
+def render_include(generation, names, materials, directory):
     """nginx: an include naming the key files; HAProxy: the keys themselves, one base64 line each."""
     if flavor == "nginx":
         lines = ["# Managed by apply-ticket-keys.sh: generation %d. Do not edit; the next rotation replaces it." % generation]
         lines += ["ssl_session_ticket_key %s;" % os.path.join(directory, key_file_name(i, n)) for i, n in enumerate(names)]
         return "\n".join(lines) + "\n"
-    keys = []
-    for index, name in enumerate(names):
-        with open(os.path.join(directory, key_file_name(index, name)), "rb") as handle:
-            keys.append(haproxy_layout(handle.read()))
+    keys = [haproxy_layout(raw) for raw in materials]
     return "".join(base64.b64encode(key).decode() + "\n" for key in haproxy_order(keys))
 
-def read_state():
+def digest(raw):
+    return hashlib.sha256(raw).hexdigest()
+
+TRUSTED_OWNERS = {0, os.geteuid()}
+OWNER = "root" if os.geteuid() == 0 else "root or uid %d" % os.geteuid()
+
+def path_problem(path, what, sticky_ok):
+    """Why `path` (a directory that exists) cannot be trusted to hold keys, or None."""
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        return "%s %s is not a directory" % (what, path)
+    if info.st_uid not in TRUSTED_OWNERS:
+        return "%s %s is owned by uid %d, not %s: that user could plant or swap the files the server loads" % (what, path, info.st_uid, OWNER)
+    if info.st_mode & 0o022 and not (sticky_ok and info.st_mode & stat.S_ISVTX):
+        return "%s %s is writable by %s: they could plant or swap the files the server loads" % (what, path, "others" if info.st_mode & 0o002 else "its group")
+    return None
+
+def unsafe_paths():
+    """The key directory, the include's directory and every parent must be owned by root (or the
+    user running the applier) and writable by no one else. A parent with the sticky bit (/dev/shm,
+    /tmp) is fine: others cannot rename or remove what is not theirs in it. Paths arrive resolved
+    (realpath), so no component is a symlink."""
+    for directory, what in ((key_dir, "--key-dir"), (os.path.dirname(include_file), "the directory of --include")):
+        parts = directory.strip("/").split("/")
+        for depth in range(len(parts) + 1):
+            path = "/" + "/".join(parts[:depth])
+            if not os.path.lexists(path):
+                break
+            problem = path_problem(path, what if depth == len(parts) else "its parent", depth < len(parts))
+            if problem:
+                return problem
+    return None
+
+def refuse_unsafe_paths():
+    problem = unsafe_paths()
+    if problem:
+        raise Refused(2, "%s; nothing changed: use a directory only %s can write, such as /run/tls-ticket-keys (remove the unsafe one first if you made it)" % (problem, OWNER))
+
+def open_private(path):
+    """Opens a file without following a symlink; None unless it is a regular file of a trusted owner, mode 0600."""
     try:
-        with open(STATE_FILE) as handle:
-            state = json.load(handle)
-        return state["generation"], state["keys"], state["dir"]
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid not in TRUSTED_OWNERS or info.st_mode & 0o777 != 0o600:
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+def read_regular(path):
+    """The bytes of a regular file, never through a symlink."""
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError("not a regular file", path)
+        return handle.read()
+
+def read_state():
+    """The recorded active generation: (generation, names, directory, digests), or None."""
+    try:
+        state = json.loads(read_regular(STATE_FILE))
+        generation, names, directory, digests = state["generation"], state["keys"], state["dir"], state.get("sha256")
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not isinstance(generation, int) or not isinstance(names, list) or not isinstance(directory, str):
+        return None
+    return generation, names, directory, digests
 
-def private(path):
-    return os.stat(path).st_mode & 0o777 == 0o600
+def is_leftover(entry):
+    """What a run killed part-way leaves behind: staged generations and temporary files."""
+    return entry.startswith("gen-") or entry.startswith(".active.json.") or entry.startswith(".%s.tmp." % os.path.basename(include_file))
 
-def active_set_intact(state):
-    """The state file names a generation whose include and key files are all still in place,
-    and every file holding key material is still readable by its owner only."""
-    generation, names, directory = state
+def foreign_entries(state):
+    """Entries of the key directory the applier did not write."""
+    known = {".lock", "active.json"}
+    if os.path.dirname(include_file) == key_dir:
+        known.add(os.path.basename(include_file))
+    return [entry for entry in sorted(os.listdir(key_dir)) if entry not in known and not is_leftover(entry)]
+
+def active_set_problem(state, materials=None):
+    """Why the recorded generation is not intact on disk, or None. Intact: the key directory is
+    safe and holds nothing the applier did not write; the generation directory holds exactly its
+    key files, each 0600 with the recorded digest of its whole material (and the incoming set's
+    material, when given); the include is exactly what the applier renders for them."""
+    generation, names, directory, digests = state
+    problem = unsafe_paths()
+    if problem:
+        return problem
+    foreign = foreign_entries(state)
+    if os.path.dirname(directory) != key_dir or not os.path.basename(directory).startswith("gen-"):
+        return "the state file names %s, not a generation directory of %s" % (directory, key_dir)
+    foreign = [entry for entry in foreign if entry != os.path.basename(directory)]
+    if foreign:
+        return "the key directory holds %s, which the applier did not write" % ", ".join(foreign)
+    if not isinstance(digests, list) or len(digests) != len(names):
+        return "the state file records no digest of the keys"
     try:
-        with open(include_file) as handle:
-            if handle.read() != render_include(generation, names, directory):
-                return False
-        if flavor == "haproxy" and not private(include_file):
-            return False
-        for index, name in enumerate(names):
-            path = os.path.join(directory, key_file_name(index, name))
-            with open(path, "rb") as handle:
-                if handle.read(16).hex() != name or not private(path):
-                    return False
+        info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in TRUSTED_OWNERS or info.st_mode & 0o077:
+            return "the generation directory %s is not a 0700 directory of %s" % (directory, OWNER)
+        expected = [key_file_name(index, name) for index, name in enumerate(names)]
+        extra = sorted(set(os.listdir(directory)) - set(expected))
+        if extra:
+            return "the generation directory holds %s, which the applier did not write" % ", ".join(extra)
     except OSError:
-        return False
-    return True
-
-def active_materials(state):
-    _, names, directory = state
-    out = []
-    for index, name in enumerate(names):
-        with open(os.path.join(directory, key_file_name(index, name)), "rb") as handle:
-            out.append(handle.read())
-    return out
+        return "the generation directory %s is gone" % directory
+    found = []
+    for index, file_name in enumerate(expected):
+        handle = open_private(os.path.join(directory, file_name))
+        if handle is None:
+            return "key file %s is missing, not a regular file, or readable by others" % file_name
+        with handle:
+            raw = handle.read()
+        if digest(raw) != digests[index] or (materials is not None and raw != materials[index]):
+            return "key file %s holds other material than the %s set" % (file_name, "incoming" if materials is not None and digest(raw) == digests[index] else "recorded")
+        found.append(raw)
+    try:
+        if read_regular(include_file).decode(errors="replace") != render_include(generation, names, found, directory):
+            return "the include %s differs from what the applier wrote" % include_file
+    except OSError:
+        return "the include %s is missing or not a regular file" % include_file
+    if flavor == "haproxy" and open_private(include_file) is None:
+        return "the include %s holds keys but is readable by others" % include_file
+    return None
 
 def referenced_dir():
     try:
-        with open(include_file) as handle:
-            for line in handle:
-                match = re.match(r"^ssl_session_ticket_key (.+)/[^/]+;$", line.strip())
-                if match:
-                    return match.group(1)
+        for line in read_regular(include_file).decode(errors="replace").splitlines():
+            match = re.match(r"^ssl_session_ticket_key (.+)/[^/]+;$", line.strip())
+            if match:
+                return match.group(1)
     except OSError:
         pass
     return None
 
+def remove_entry(path):
+    """Removes a file, a symlink (not what it points to) or a whole directory, never following a symlink."""
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        shutil.rmtree(path)  # fd-based on Linux: it never follows a symlink inside
+    else:
+        os.unlink(path)
+
 def remove_leftovers(keep):
-    """Removes what a run killed part-way left behind: staged generations and temp files."""
     for entry in os.listdir(key_dir):
         path = os.path.join(key_dir, entry)
-        if entry.startswith("gen-") and path not in keep and os.path.isdir(path):
-            for child in os.listdir(path):
-                os.unlink(os.path.join(path, child))
-            os.rmdir(path)
+        if is_leftover(entry) and path not in keep:
+            remove_entry(path)
     include_dir, base = os.path.split(include_file)
-    for entry in os.listdir(include_dir):
-        if entry.startswith(".%s.tmp." % base):
-            os.unlink(os.path.join(include_dir, entry))
+    if include_dir != key_dir:
+        for entry in os.listdir(include_dir):
+            if entry.startswith(".%s.tmp." % base):
+                os.unlink(os.path.join(include_dir, entry))
 
 def write_file(path, data, mode):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
 
+def write_temporary(directory, prefix, data, mode):
+    """A new file with a unique name (mkstemp: O_EXCL, never through a symlink); returns its path."""
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=directory)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
 def prepare(generation, names, materials):
+    refuse_unsafe_paths()
     state = read_state()
     if state is not None:
-        active_generation, active_names, _ = state
-        intact = active_set_intact(state)
+        active_generation, active_names = state[0], state[1]
         if generation < active_generation and allow_downgrade != "1":
             raise Refused(4, "generation %d is older than the active generation %d: nothing changed; pass --allow-downgrade to go back on purpose" % (generation, active_generation))
         if generation == active_generation:
-            if names != active_names or (intact and materials != active_materials(state)):
+            if names != active_names:
                 raise Refused(4, "generation %d is already active with other keys: two writers made different sets of one generation; nothing changed, find the other writer and rotate again" % generation)
-            if intact and runtime_socket and running_keys_differ():
-                intact = False  # the file is right but HAProxy runs other keys: apply again to repair
-            if intact:
+            problem = active_set_problem(state, materials)
+            if problem is None and runtime_socket and running_keys_differ():
+                problem = "HAProxy runs other keys than its file"
+            if problem is None:
                 # A run killed after it recorded this generation may have left the older one behind.
                 remove_leftovers({state[2]})
-                return "unchanged", "", "", ""
+                return "unchanged", "", "", "", []
+            print("generation %d is active but damaged (%s): applying it again" % (generation, problem), file=sys.stderr)
+    foreign = foreign_entries(state)
     keep = {d for d in (referenced_dir(), state[2] if state else None) if d}
+    for entry in foreign:
+        if os.path.join(key_dir, entry) not in keep:
+            remove_entry(os.path.join(key_dir, entry))
+    if foreign:
+        print("removed from %s what the applier did not write: %s" % (key_dir, ", ".join(foreign)), file=sys.stderr)
     remove_leftovers(keep)
     stage = tempfile.mkdtemp(prefix="gen-%d." % generation, dir=key_dir)
     for index, (name, raw) in enumerate(zip(names, materials)):
@@ -390,15 +505,16 @@ def prepare(generation, names, materials):
     dir_fd = os.open(stage, os.O_RDONLY)
     os.fsync(dir_fd)
     os.close(dir_fd)
+    state_record = {"generation": generation, "keys": names, "dir": stage, "sha256": [digest(raw) for raw in materials]}
+    state_tmp = write_temporary(key_dir, ".active.json.", json.dumps(state_record).encode(), 0o600)
     include_dir, base = os.path.split(include_file)
-    write_file(os.path.join(stage, "state.json"), json.dumps({"generation": generation, "keys": names, "dir": stage}).encode(), 0o600)
-    fd, include_tmp = tempfile.mkstemp(prefix=".%s.tmp." % base, dir=include_dir)
-    os.write(fd, render_include(generation, names, stage).encode())
     # HAProxy's file holds the keys themselves.
-    os.fchmod(fd, 0o600 if flavor == "haproxy" else 0o644)
-    os.fsync(fd)
-    os.close(fd)
-    return "apply", stage, include_tmp, state[0] if state else ""
+    include_tmp = write_temporary(include_dir, ".%s.tmp." % base, render_include(generation, names, materials, stage).encode(), 0o600 if flavor == "haproxy" else 0o644)
+    return "apply", stage, include_tmp, state_tmp, foreign
+
+def answer(action, stage="", include_tmp="", state_tmp="", generation="", names=(), active="", note=""):
+    """The one line the shell reads: fields separated by \x1f, so that empty ones survive `read`."""
+    print(SEP.join([action, stage, include_tmp, state_tmp, str(generation), ",".join(names), str(active), note.replace("\n", " ")]))
 
 class RuntimeFailure(Exception):
     pass
@@ -443,15 +559,13 @@ def sync_running(target):
 
 def running_keys_differ():
     try:
-        with open(include_file) as handle:
-            return running_keys() != handle.read().split()
+        return running_keys() != read_regular(include_file).decode().split()
     except (OSError, RuntimeFailure):
         return True
 
 def runtime_update():
     """Exit 0: running keys equal the new file. 11: failed, the previous keys run again. 12: failed, unknown."""
-    with open(include_file) as handle:
-        target = handle.read().split()
+    target = read_regular(include_file).decode().split()
     previous = running_keys()
     try:
         sync_running(target)
@@ -463,7 +577,7 @@ def runtime_update():
             return 12
         print("%s; the previous keys run again" % failure, file=sys.stderr)
         return 11
-    print(SEP.join(["synced", "", "", "", "", ""]))
+    answer("synced")
     return 0
 
 def runtime_check():
@@ -491,7 +605,11 @@ def config_loads_keys(dump):
     return False
 
 def lock():
-    """flock(2) on descriptor 9, opened by the shell: the lock stays with the shell until it exits, even if killed."""
+    """flock(2) on descriptor 9, opened by the shell: the lock stays with the shell until it exits,
+    even if killed. Descriptor 9 must be the key directory's own .lock, not what a symlink named."""
+    opened, named = os.fstat(9), os.lstat(os.path.join(key_dir, ".lock"))
+    if not stat.S_ISREG(named.st_mode) or (opened.st_dev, opened.st_ino) != (named.st_dev, named.st_ino):
+        raise Refused(8, "the lock file %s is not the regular file this run opened: remove it and run again" % os.path.join(key_dir, ".lock"))
     deadline = time.time() + int(lock_timeout)
     while True:
         try:
@@ -506,29 +624,36 @@ def main():
     if mode == "loads-keys":
         if not config_loads_keys(sys.stdin.read()):
             if flavor == "nginx":
-                fix = "add `include %s/*.conf;` to each server block that terminates TLS (the onboarding step does it)" % os.path.dirname(include_file)
+                fix = "add `include %s[%s];` to each server block that terminates TLS (the onboarding step does it)" % (include_file[:-1], include_file[-1])
             else:
                 fix = "add `tls-ticket-keys %s` to each bind line with ssl (the onboarding step does it)" % include_file
             raise Refused(9, "the server's config does not load the managed keys (%s): keys written there would never be used; %s, then run again" % (include_file, fix))
         return 0
     if mode == "runtime-update":
         return runtime_update()
+    if mode == "check-paths":
+        refuse_unsafe_paths()
+        return 0
     if mode == "status":
         state = read_state()
         if state is None:
-            print(SEP.join(["none", "", "", "", "", ""]))
+            problem = unsafe_paths() or (os.path.isdir(key_dir) and foreign_entries(None) and "the key directory holds %s, which the applier did not write" % ", ".join(foreign_entries(None)))
+            answer("damaged" if problem else "none", note=problem or "")
         else:
-            print(SEP.join(["active" if active_set_intact(state) else "damaged", "", "", str(state[0]), ",".join(state[1]), ""]))
+            problem = active_set_problem(state)
+            answer("damaged" if problem else "active", generation=state[0], names=state[1], note=problem or "")
         return 0
     generation, names, materials = validate(sys.stdin.read())
     if mode == "validate":
+        refuse_unsafe_paths()
         if runtime_socket:
             runtime_check()
-        print(SEP.join(["valid", "", "", str(generation), ",".join(names), ""]))
+        answer("valid", generation=generation, names=names)
         return 0
     lock()
-    action, stage, include_tmp, active = prepare(generation, names, materials)
-    print(SEP.join([action, stage, include_tmp, str(generation), ",".join(names), str(active)]))
+    action, stage, include_tmp, state_tmp, removed = prepare(generation, names, materials)
+    active = read_state() if action == "apply" else None
+    answer(action, stage, include_tmp, state_tmp, generation, names, active[0] if active else "", ",".join(removed))
     return 0
 
 try:
@@ -545,7 +670,7 @@ PY
 keyset_step() {
   local mode=$1 answer code=0 errors input
   case "$mode" in
-    status) input= ;;
+    status | check-paths) input= ;;
     *) input=$keyset ;;
   esac
   errors=$(mktemp)
@@ -559,12 +684,34 @@ keyset_step() {
       *) fail 8 failed "${message:-the key set step failed with exit code $code}" ;;
     esac
   fi
-  IFS=$'\x1f' read -r step_action stage_dir include_tmp summary_generation summary_keys summary_active_generation <<<"$answer"
+  # What it healed (a damaged active set, entries it did not write), for the operator's log.
+  [ -z "$message" ] || printf 'apply-ticket-keys: %s\n' "$message" >&2
+  IFS=$'\x1f' read -r step_action stage_dir include_tmp state_tmp summary_generation summary_keys summary_active_generation step_note <<<"$answer"
 }
+
+# Makes the key directory 0700, after the check-paths or validate step found its path safe.
+# Another user may have made it since, in a parent such as /dev/shm: once it is ours, no one
+# else can put anything in it.
+prepare_key_dir() {
+  mkdir -p -- "$key_dir" 2>/dev/null || fail 8 failed "cannot create --key-dir $key_dir: check its parent and permissions"
+  local owner
+  owner=$(stat -c %u -- "$key_dir")
+  { [ ! -L "$key_dir" ] && { [ "$owner" = 0 ] || [ "$owner" = "$EUID" ]; }; } ||
+    fail 2 refused "--key-dir $key_dir was just made by uid $owner, not by this run: another user raced for it; remove it and run again, or use a directory only root can write, such as /run/tls-ticket-keys"
+  chmod 700 -- "$key_dir" || fail 8 failed "cannot set the mode of $key_dir to 0700"
+}
+
+if [ "$prepare_only" = 1 ]; then
+  keyset_step check-paths
+  prepare_key_dir
+  summary_action=prepared
+  exit 0
+fi
 
 if [ "$status_only" = 1 ]; then
   keyset_step status
   summary_action=$step_action
+  summary_error=$step_note
   exit 0
 fi
 
@@ -591,10 +738,11 @@ last_output_lines() {
   printf '%s' "${lines% }"
 }
 
-mkdir -p -- "$key_dir" 2>/dev/null || fail 8 failed "cannot create --key-dir $key_dir: check its parent and permissions"
-chmod 700 -- "$key_dir" || fail 8 failed "cannot set the mode of $key_dir to 0700"
+prepare_key_dir
+if [ -L "$key_dir/.lock" ]; then rm -f -- "$key_dir/.lock"; fi
 exec 9>>"$key_dir/.lock" || fail 8 failed "cannot open the lock file in $key_dir"
 keyset_step prepare
+summary_removed=$step_note
 if [ "$step_action" = unchanged ]; then
   summary_action=unchanged
   exit 0
@@ -602,6 +750,7 @@ fi
 
 cleanup_stage() {
   [ -n "$stage_dir" ] && rm -rf -- "$stage_dir"
+  [ -n "$state_tmp" ] && rm -f -- "$state_tmp"
   [ -n "$include_tmp" ] && rm -f -- "$include_tmp"
   [ -n "$include_rollback" ] && rm -f -- "$include_rollback"
   return 0
@@ -676,12 +825,13 @@ else
   summary_via=reload
 fi
 
-{ cp -- "$stage_dir/state.json" "$key_dir/active.json.tmp" && mv -f -- "$key_dir/active.json.tmp" "$key_dir/active.json"; } ||
+mv -f -- "$state_tmp" "$key_dir/active.json" ||
   fail 8 failed "the new key set is loaded but the state file in $key_dir could not be written: run again"
+state_tmp=
 
-for old in "$key_dir"/gen-*; do
-  [ "$old" = "$stage_dir" ] || rm -rf -- "$old"
-done
+# The key directory now holds only what this run wrote: older generations go, and so does
+# anything the applier did not write (find does not follow symlinks; rm removes the link).
 [ -n "$include_rollback" ] && rm -f -- "$include_rollback"
+find "$key_dir" -mindepth 1 -maxdepth 1 ! -name .lock ! -name active.json ! -name "$(basename "$include_file")" ! -name "$(basename "$stage_dir")" -exec rm -rf -- {} +
 summary_action=applied
 exit 0

@@ -156,16 +156,25 @@ case "$summary_storage" in
     ;;
 esac
 
+# The applier checks that only root can write the key directory and its parents, then makes it.
 make_key_dir() {
-  mkdir -p -- "$key_dir" || fail 8 failed "cannot create $key_dir: check its parent and permissions"
-  chmod 700 -- "$key_dir" || fail 8 failed "cannot set the mode of $key_dir to 0700"
+  local answer code=0
+  applier_args
+  answer=$("${applier_cmd[@]}" --prepare-key-dir 2>/dev/null) || code=$?
+  case "$code" in
+    0) ;;
+    2) fail 3 refused "$(summary_field "$answer" error)" ;;
+    *) fail 8 failed "$(summary_field "$answer" error)" ;;
+  esac
 }
 
 write_own_haproxy_keys() {
   if [ "$flavor" = haproxy ] && [ ! -s "$include_file" ]; then
     # Keys of this node's own, shared with nobody, until the applier writes the fleet's.
-    (umask 077 && for _ in 1 2 3; do head -c 80 /dev/urandom | base64 -w 0 && echo; done >"$include_file.tmp" && mv -f -- "$include_file.tmp" "$include_file") ||
-      fail 8 failed "cannot write $include_file"
+    local staged
+    staged=$(mktemp "$(dirname "$include_file")/.$(basename "$include_file").tmp.XXXXXX") || fail 8 failed "cannot write beside $include_file"
+    { for _ in 1 2 3; do head -c 80 /dev/urandom | base64 -w 0 && echo; done >"$staged" && mv -f -- "$staged" "$include_file"; } ||
+      { rm -f -- "$staged"; fail 8 failed "cannot write $include_file"; }
   fi
 }
 
@@ -257,6 +266,8 @@ fi
 
 [ -n "$config" ] || fail 2 refused "--config is required: the file that holds the TLS server blocks (nginx) or haproxy.cfg"
 { [ -f "$config" ] && [ -r "$config" ]; } || fail 2 refused "cannot read --config $config: check the path"
+# A config that is a symlink (sites-enabled/default) is edited where it points, and stays a link.
+config_file=$(realpath -e -- "$config")
 case "$flavor" in
   nginx) test_cmd=${test_cmd:-nginx -t -q} ;;
   haproxy) test_cmd=${test_cmd:-haproxy -c -q -f $config} ;;
@@ -286,7 +297,12 @@ def code_of(line):
     return line
 
 def nginx(lines):
-    pattern = key_dir + "/*.conf"
+    if re.search(r"[*?\[\]\s;'\"{}#$]", include_file):
+        raise Unsafe("--include %s has characters nginx would read as a pattern or syntax: use a plain file name" % include_file)
+    # The include names the managed file alone, as a pattern that matches nothing else, so that
+    # nginx still starts with an empty key directory and never loads a file planted beside it.
+    pattern = include_file[:-1] + "[" + include_file[-1] + "]"
+    broad = key_dir + "/*.conf"  # what earlier versions added
     blocks, stack, statement, start_line = [], [], [], None
     for number, line in enumerate(lines):
         for token in re.findall(r"[{};]|\"[^\"]*\"|'[^']*'|[^\s{};]+", code_of(line)):
@@ -314,6 +330,8 @@ def nginx(lines):
                     current["listen"] = number
                 if current is not None and words[:1] == ["include"] and len(words) > 1 and (words[1] == pattern or fnmatch.fnmatchcase(include_file, words[1])):
                     current["included"] = True
+                    if words[1] == broad and MARK in line:
+                        current["broad"] = number
                 statement = []
             else:
                 if not statement:
@@ -327,6 +345,9 @@ def nginx(lines):
     out = list(lines)
     changed = 0
     for block in sorted(tls, key=lambda block: block["listen"], reverse=True):
+        if "broad" in block:
+            out[block["broad"]] = out[block["broad"]].replace("include %s;" % broad, "include %s;" % pattern, 1)
+            changed += 1
         if block["included"]:
             continue
         listen = lines[block["listen"]]
@@ -373,10 +394,10 @@ PY
 edit_output=$(mktemp)
 edit_errors=$(mktemp)
 edit_code=0
-python3 -c "$EDIT_PY" "$flavor" "$config" "$key_dir" "$include_file" >"$edit_output" 2>"$edit_errors" || edit_code=$?
+python3 -c "$EDIT_PY" "$flavor" "$config_file" "$key_dir" "$include_file" >"$edit_output" 2>"$edit_errors" || edit_code=$?
 edit_message=$(cat -- "$edit_errors")
 summary_changed=$(head -n 1 -- "$edit_output")
-staged=$(mktemp "$(dirname "$config")/.$(basename "$config").new.XXXXXX") || fail 8 failed "cannot write beside $config"
+staged=$(mktemp "$(dirname "$config_file")/.$(basename "$config_file").new.XXXXXX") || fail 8 failed "cannot write beside $config"
 tail -n +2 -- "$edit_output" >"$staged"
 rm -f -- "$edit_output" "$edit_errors"
 if [ "$edit_code" -ne 0 ]; then
@@ -435,15 +456,15 @@ if [ "$summary_changed" = 0 ]; then
   exit 0
 fi
 
-backup=$(mktemp "$(dirname "$config")/.$(basename "$config").onboard.XXXXXX") || fail 8 failed "cannot write beside $config"
-cp -p -- "$config" "$backup" || fail 8 failed "cannot copy $config aside"
-if ! { chmod --reference="$config" -- "$staged" && chown --reference="$config" -- "$staged" && mv -f -- "$staged" "$config"; }; then
+backup=$(mktemp "$(dirname "$config_file")/.$(basename "$config_file").onboard.XXXXXX") || fail 8 failed "cannot write beside $config"
+cp -p -- "$config_file" "$backup" || fail 8 failed "cannot copy $config aside"
+if ! { chmod --reference="$config_file" -- "$staged" && chown --reference="$config_file" -- "$staged" && mv -f -- "$staged" "$config_file"; }; then
   rm -f -- "$staged"
   fail 8 failed "cannot replace $config"
 fi
 
 if ! test_output=$(bash -c "$test_cmd" 2>&1); then
-  mv -f -- "$backup" "$config" && backup=
+  mv -f -- "$backup" "$config_file" && backup=
   fail 5 restored "config test '$test_cmd' failed after adding the managed keys: $(printf '%s' "$test_output" | tail -n 3 | tr '\n' ' '); $config was restored as it was"
 fi
 install_boot_fetch

@@ -17,7 +17,7 @@ import { applyTo, freshTicket, lineage, resumes } from './helpers.js';
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Every command the applier runs on the path of an apply. Its PATH holds the shims only, so a command missing here fails the test. */
-const SHIMMED = ['python3', 'bash', 'mktemp', 'cat', 'rm', 'mkdir', 'chmod', 'cp', 'mv', 'dirname', 'basename', 'realpath', 'stat', 'tail', 'tr'];
+const SHIMMED = ['python3', 'bash', 'mktemp', 'cat', 'rm', 'mkdir', 'chmod', 'cp', 'mv', 'dirname', 'basename', 'realpath', 'stat', 'tail', 'tr', 'find'];
 
 const SHIM = `#!/bin/bash
 set -euo pipefail

@@ -3,12 +3,14 @@
 // the applier, --status, onboarding and the CLI refuse or heal, and nothing is written outside
 // the key directory.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KeySet } from '../src/core/keyset.js';
+import { currentKey, serializeKeySet, type KeySet } from '../src/core/keyset.js';
+import { nodeApplierArgs, nodeOnboardingArgs, runApplier, runOnboarding } from '../src/local/applier.js';
 import { makeMemoryDirectory, startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
-import { applyTo, expectNoMaterial, lineage } from './helpers.js';
+import { applyTo, expectNoMaterial, freshTicket, lineage, resumes } from './helpers.js';
 
 const NOBODY = 65534;
 const CLI = join(import.meta.dirname, '..', 'dist', 'src', 'cli.js');
@@ -76,5 +78,163 @@ describe('the CLI writing a key set into a directory others can write to', () =>
     }
     expect(readdirSync(shared).filter((entry) => statSync(join(shared, entry)).uid === NOBODY)).not.toHaveLength(0);
     expect(asAttacker(`cat ${out} 2>&1 || true`)).toMatch(/Permission denied/);
+  });
+});
+
+/** The applier's options for `node`, with another key directory (and the include in it). */
+function withKeyDir(node: FleetNode, keyDir: string, base: string[] = nodeApplierArgs(node)): string[] {
+  const args = [...base];
+  args[args.indexOf('--key-dir') + 1] = keyDir;
+  args[args.indexOf('--include') + 1] = join(keyDir, 'ticket-keys.conf');
+  return args;
+}
+
+describe('a key directory another user can reach, on a real nginx node', () => {
+  let fleet: LocalFleet;
+  let node: FleetNode;
+  let peer: FleetNode;
+  let victimDir: string;
+  const [gen1, gen2] = lineage(2) as [KeySet, KeySet];
+  const attackerKey = randomBytes(80);
+
+  beforeAll(async () => {
+    fleet = await startLocalFleet({ nodeCount: 2 });
+    [node, peer] = fleet.nodes as [FleetNode, FleetNode];
+    for (const each of fleet.nodes) expect((await applyTo(fleet, each, gen1)).exitCode).toBe(0);
+    victimDir = mkdtempSync(join(fleet.memoryDir, 'victim-'));
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+  });
+
+  /** A file only root can read, that the applier must never write through a symlink. */
+  const victimFile = (): string => {
+    const path = join(victimDir, `root-only-${randomBytes(4).toString('hex')}`);
+    writeFileSync(path, 'root only\n', { mode: 0o600 });
+    return path;
+  };
+
+  it('refuses a key directory another user made in a shared tmpfs (/dev/shm), with an include and symlinks planted in it, writing nothing anywhere', async () => {
+    const shared = `/dev/shm/ticket-keys-attack-${randomBytes(4).toString('hex')}`;
+    const victim = victimFile();
+    const throughLock = join(victimDir, 'created-through-lock');
+    try {
+      asAttacker(
+        [
+          `mkdir ${shared} && chmod 777 ${shared}`,
+          `head -c 80 /dev/urandom >${shared}/attacker.key`,
+          `echo 'ssl_session_ticket_key ${shared}/attacker.key;' >${shared}/a.conf`,
+          `ln -s ${throughLock} ${shared}/.lock`,
+          `ln -s ${victim} ${shared}/active.json.tmp`,
+        ].join(' && '),
+      );
+      const args = withKeyDir(node, shared);
+      const applied = await runApplier(args, serializeKeySet(gen2));
+      expect(applied.exitCode, applied.stderr).toBe(2);
+      expect(applied.summary.error).toMatch(/--key-dir \/dev\/shm\/ticket-keys-attack-\w+ is owned by uid 65534, not root: that user could plant or swap the files the server loads; nothing changed/);
+      const status = await runApplier([...args, '--status']);
+      expect(status.summary).toMatchObject({ action: 'damaged' });
+      expect(status.summary.error).toMatch(/owned by uid 65534/);
+      const onboarding = runOnboarding(withKeyDir(node, shared, nodeOnboardingArgs(node)));
+      expect(onboarding.exitCode).toBe(3);
+      expect(onboarding.summary.error).toMatch(/owned by uid 65534/);
+      expect(readFileSync(victim, 'utf8')).toBe('root only\n');
+      expect(existsSync(throughLock)).toBe(false);
+      expect(readdirSync(shared).sort()).toEqual(['.lock', 'a.conf', 'active.json.tmp', 'attacker.key']);
+      expect(statSync(shared).mode & 0o777).toBe(0o777);
+      expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(gen1).name);
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a key directory, or a parent, that others can write to, and one owned by the web server\'s user', async () => {
+    const open = mkdtempSync(join(fleet.memoryDir, 'open-'));
+    chmodSync(open, 0o777);
+    const underOpen = join(open, 'keys');
+    const serverOwned = mkdtempSync(join(fleet.memoryDir, 'www-'));
+    execFileSync('chown', [String(NOBODY), serverOwned]);
+    for (const [keyDir, message] of [
+      [open, /--key-dir \S+ is writable by others/],
+      [underOpen, /its parent \S+open-\w+ is writable by others/],
+      [serverOwned, /--key-dir \S+ is owned by uid 65534, not root/],
+    ] as const) {
+      const run = await runApplier(withKeyDir(node, keyDir), serializeKeySet(gen2));
+      expect(run.exitCode, keyDir).toBe(2);
+      expect(run.summary.error, keyDir).toMatch(message);
+    }
+    expect(readdirSync(open)).toEqual([]);
+    expect(readdirSync(serverOwned)).toEqual([]);
+  });
+
+  it('names a file it did not write in the key directory (--status: damaged), and the next apply removes it', async () => {
+    const attackerFile = join(victimDir, 'attacker.key');
+    writeFileSync(attackerFile, attackerKey, { mode: 0o600 });
+    const planted = join(node.keyDir, 'a.conf');
+    writeFileSync(planted, `ssl_session_ticket_key ${attackerFile};\n`);
+    const status = await runApplier([...nodeApplierArgs(node), '--status']);
+    expect(status.summary).toMatchObject({ action: 'damaged', generation: 1 });
+    expect(status.summary.error).toMatch(/the key directory holds a\.conf, which the applier did not write/);
+    // The include names the managed file alone: nginx does not load the planted one.
+    execFileSync('bash', ['-c', node.reloadCommand]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(gen1).name);
+    const healed = await applyTo(fleet, node, gen1);
+    expect(healed.summary).toMatchObject({ action: 'applied', generation: 1, removed: ['a.conf'] });
+    expect(existsSync(planted)).toBe(false);
+    expect((await runApplier([...nodeApplierArgs(node), '--status'])).summary.action).toBe('active');
+  });
+
+  it('names a key file whose name was kept and material swapped, and applying the set again repairs it (not "two writers")', async () => {
+    const state = JSON.parse(readFileSync(join(node.keyDir, 'active.json'), 'utf8')) as { dir: string };
+    const keyFile = join(state.dir, readdirSync(state.dir).sort()[0] as string);
+    const swapped = Buffer.concat([readFileSync(keyFile).subarray(0, 16), randomBytes(64)]);
+    writeFileSync(keyFile, swapped);
+    const status = await runApplier([...nodeApplierArgs(node), '--status']);
+    expect(status.summary).toMatchObject({ action: 'damaged', generation: 1 });
+    expect(status.summary.error).toMatch(/key file 00-\w+\.key holds other material than the recorded set/);
+    // Loaded, the swapped key breaks resumption across nodes: the damage is real.
+    const workers = fleet.workerPids(node);
+    execFileSync('bash', ['-c', node.reloadCommand]);
+    await fleet.waitForReload(node, workers);
+    expect(await resumes(peer, (await freshTicket(node, 'TLSv1.2')).session, 'TLSv1.2')).toBe(false);
+    const healed = await applyTo(fleet, node, gen1);
+    expect(healed.exitCode, healed.summary.error).toBe(0);
+    expect(healed.summary.action).toBe('applied');
+    expect(healed.stderr).toMatch(/generation 1 is active but damaged \(key file 00-\w+\.key holds other material than the recorded set\): applying it again/);
+    expect(await resumes(peer, (await freshTicket(node, 'TLSv1.2')).session, 'TLSv1.2')).toBe(true);
+  });
+
+  it('removes symlinks it finds in the key directory without following them: nothing outside is deleted, overwritten or created', async () => {
+    const victim = victimFile();
+    const victimTree = mkdtempSync(join(victimDir, 'tree-'));
+    writeFileSync(join(victimTree, 'precious'), 'keep me\n');
+    const throughLock = join(victimDir, 'created-through-lock');
+    symlinkSync(victimTree, join(node.keyDir, 'gen-7.planted'));
+    symlinkSync(victim, join(node.keyDir, 'active.json.tmp'));
+    rmSync(join(node.keyDir, '.lock'));
+    symlinkSync(throughLock, join(node.keyDir, '.lock'));
+    const run = await applyTo(fleet, node, gen2);
+    expect(run.exitCode, run.summary.error).toBe(0);
+    expect(readFileSync(join(victimTree, 'precious'), 'utf8')).toBe('keep me\n');
+    expect(readFileSync(victim, 'utf8')).toBe('root only\n');
+    expect(existsSync(throughLock)).toBe(false);
+    const entries = readdirSync(node.keyDir).sort();
+    expect(entries.filter((entry) => !entry.startsWith('gen-'))).toEqual(['.lock', 'active.json', 'ticket-keys.conf']);
+    expect(entries.filter((entry) => entry.startsWith('gen-'))).toHaveLength(1);
+    expect(lstatSync(join(node.keyDir, '.lock')).isFile()).toBe(true);
+    expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(gen2).name);
+  });
+
+  it('onboarding writes its own HAProxy keys through a new temporary file, never through a planted symlink', () => {
+    const keyDir = mkdtempSync(join(fleet.memoryDir, 'haproxy-keys-'));
+    const victim = victimFile();
+    symlinkSync(victim, join(keyDir, 'tls-ticket-keys.tmp'));
+    const run = runOnboarding(['--prestart', '--flavor', 'haproxy', '--key-dir', keyDir, '--tmpfiles-dir', 'none', '--systemd-dir', 'none']);
+    expect(run.exitCode, run.summary.error).toBe(0);
+    expect(run.summary.keySource).toBe('own');
+    expect(readFileSync(victim, 'utf8')).toBe('root only\n');
+    expect(readFileSync(join(keyDir, 'tls-ticket-keys'), 'utf8').trim().split('\n')).toHaveLength(3);
+    expect(statSync(join(keyDir, 'tls-ticket-keys')).mode & 0o777).toBe(0o600);
   });
 });

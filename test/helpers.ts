@@ -98,3 +98,8 @@ export function logLines(output: string[], message: string): Record<string, unkn
     .filter((line) => line.includes(`"message":"${message}"`))
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
+
+/** The include onboarding adds for an nginx node: its managed file alone, as a pattern that matches nothing else. */
+export function managedInclude(node: FleetNode): string {
+  return `include ${node.includeFile.slice(0, -1)}[${node.includeFile.slice(-1)}];`;
+}

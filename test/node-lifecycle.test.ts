@@ -13,7 +13,7 @@ import { startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
 import { captureTickets, verifyFleet } from '../src/verify/verifier.js';
-import { applyTo, expectNoMaterial, freshTicket, resumes } from './helpers.js';
+import { applyTo, expectNoMaterial, freshTicket, managedInclude, resumes } from './helpers.js';
 
 const TMPFS_MAGIC = 0x01021994;
 
@@ -93,7 +93,7 @@ describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes
     outputs.push(run.stdout, run.stderr);
     expect(run.exitCode).toBe(0);
     expect(run.summary).toMatchObject({ keyStorage: 'tmpfs', keysInMemory: true });
-    expect(readFileSync(node.configFile, 'utf8')).toContain(`include ${node.keyDir}/*.conf;`);
+    expect(readFileSync(node.configFile, 'utf8')).toContain(managedInclude(node));
   });
 
   it('refuses a key directory on a persistent filesystem, touching nothing, unless asked to accept it', async () => {
@@ -127,7 +127,7 @@ describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes
   it('fails the apply with exit 9 when the server config does not load the managed keys, and restores the include', async () => {
     const node = fleet.nodes[2]!;
     const config = readFileSync(node.configFile, 'utf8');
-    writeFileSync(node.configFile, config.replace(`include ${node.keyDir}/*.conf;`, '# the include was removed'));
+    writeFileSync(node.configFile, config.replace(managedInclude(node), '# the include was removed'));
     try {
       const includeBefore = readFileSync(node.includeFile, 'utf8');
       const workers = fleet.workerPids(node);
@@ -140,7 +140,7 @@ describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes
       expect(run.exitCode).toBe(9);
       expect(run.summary.action).toBe('restored');
       expect(run.summary.error).toMatch(
-        new RegExp(`the server's config does not load the managed keys \\(${node.includeFile}\\): keys written there would never be used; add \`include ${node.keyDir}/\\*\\.conf;\` to each server block that terminates TLS`),
+        new RegExp(`the server's config does not load the managed keys \\(${node.includeFile}\\): keys written there would never be used; add \`${managedInclude(node).replace(/[[\]]/g, '\\$&')}\` to each server block that terminates TLS`),
       );
       expect(readFileSync(node.includeFile, 'utf8')).toBe(includeBefore);
       expect(fleet.workerPids(node)).toEqual(workers);

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, serializeKeySet } from '../src/core/keyset.js';
 import { nodeOnboardingArgs, runOnboarding } from '../src/local/applier.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
-import { applyTo, freshTicket, lineage } from './helpers.js';
+import { applyTo, freshTicket, lineage, managedInclude } from './helpers.js';
 
 const MARK = '# TLS session ticket keys, managed by apply-ticket-keys.sh';
 
@@ -35,7 +35,7 @@ describe('onboarding a node (applier/onboard-node.sh) on real nginx and HAProxy'
   it('gave a fresh nginx config the include in its TLS server block; the config test passes and the managed keys load', async () => {
     const config = readFileSync(node.configFile, 'utf8');
     const listen = config.split('\n').findIndex((line) => /listen .* ssl;/.test(line));
-    expect(config.split('\n')[listen + 1]).toBe(`    include ${node.keyDir}/*.conf;  ${MARK}`);
+    expect(config.split('\n')[listen + 1]).toBe(`    ${managedInclude(node)}  ${MARK}`);
     const [, gen2] = lineage(2);
     expect((await applyTo(fleet, node, gen2!)).exitCode).toBe(0);
     expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(gen2!).name);
@@ -49,9 +49,37 @@ describe('onboarding a node (applier/onboard-node.sh) on real nginx and HAProxy'
     expect(readFileSync(node.configFile, 'utf8')).toBe(before);
   });
 
+  it('narrows the include an earlier version added (every *.conf in the key directory) to the managed file alone', () => {
+    const current = readFileSync(node.configFile, 'utf8');
+    writeFileSync(node.configFile, current.replace(managedInclude(node), `include ${node.keyDir}/*.conf;`));
+    try {
+      const run = runOnboarding(nodeOnboardingArgs(node));
+      expect(run.exitCode, run.summary.error).toBe(0);
+      expect(run.summary).toMatchObject({ action: 'onboarded', changed: 1 });
+      expect(readFileSync(node.configFile, 'utf8')).toBe(current);
+    } finally {
+      writeFileSync(node.configFile, current);
+    }
+  });
+
+  it('edits where a symlinked config points (sites-enabled → sites-available) and keeps the link', () => {
+    const available = join(dir, 'sites-available');
+    const enabled = join(dir, 'sites-enabled');
+    mkdirSync(available);
+    mkdirSync(enabled);
+    const text = server('    listen 127.0.0.1:9 ssl;');
+    writeFileSync(join(available, 'default'), text);
+    symlinkSync(join(available, 'default'), join(enabled, 'default'));
+    const run = runOnboarding(argsFor(node, join(enabled, 'default'), 'true'));
+    expect(run.exitCode, run.summary.error).toBe(0);
+    expect(lstatSync(join(enabled, 'default')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(available, 'default'), 'utf8')).toContain(managedInclude(node));
+    expect(readdirSync(available)).toEqual(['default']);
+  });
+
   const server = (body: string): string => `events {}\nhttp {\n  server {\n${body}\n  }\n}\n`;
   const unsafe: [string, string, RegExp][] = [
-    ['a TLS listen sharing its line', 'events {}\nhttp { server { listen 127.0.0.1:9 ssl; ssl_certificate x.pem; } }\n', /the TLS listen at line 2 shares its line with other statements: put it on a line of its own, or add `include .*\/\*\.conf;` to that server block by hand/],
+    ['a TLS listen sharing its line', 'events {}\nhttp { server { listen 127.0.0.1:9 ssl; ssl_certificate x.pem; } }\n', /the TLS listen at line 2 shares its line with other statements: put it on a line of its own, or add `include .*\.con\[f\];` to that server block by hand/],
     ['a listen spread over two lines', server('    listen 127.0.0.1:9\n      ssl;'), /the TLS listen at line 5 shares its line with other statements/],
     ['keys of its own already', server('    listen 127.0.0.1:9 ssl;\n    ssl_session_ticket_key /etc/nginx/ticket.key;'), /line 5 sets ssl_session_ticket_key: the managed keys replace such keys; remove those lines, then run again/],
     ['tickets turned off', server('    listen 127.0.0.1:9 ssl;\n    ssl_session_tickets off;'), /line 5 turns session tickets off \(ssl_session_tickets off\): remove it, then run again/],

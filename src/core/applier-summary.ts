@@ -13,6 +13,9 @@ export interface ApplierSummary {
   /** The key directory's filesystem type (tmpfs, ramfs, ext4…), and whether that keeps keys in memory only. */
   keyStorage?: string;
   keysInMemory?: boolean;
+  /** Entries of the key directory the applier did not write, removed by this run. */
+  removed?: string[];
+  /** Why a run failed, or (with --status) why the active set is damaged. */
   error?: string;
 }
 
@@ -38,7 +41,7 @@ export function resultFromSummary(node: string, summary: ApplierSummary): NodeRe
 /** A node's status from the summary of a `--status` run. */
 export function statusFromSummary(node: string, summary: ApplierSummary): NodeStatus {
   if (summary.action === 'damaged') {
-    return { node, keys: summary.keys ?? [], error: 'its key files or include no longer match its recorded generation' };
+    return { node, keys: summary.keys ?? [], error: summary.error ?? 'its key files or include no longer match its recorded generation' };
   }
   return { node, keys: summary.keys ?? [], ...(summary.generation !== undefined ? { generation: summary.generation } : {}) };
 }
