@@ -19,6 +19,7 @@
 #   other: an unexpected failure; the summary's error says where
 set -euo pipefail
 set -o errtrace # the ERR trap below also sees failures inside functions
+ulimit -c 0     # it holds keys: a crash must not write them to a core file
 
 usage() {
   cat <<'EOF'
@@ -190,6 +191,11 @@ read -r -d '' KEYSET_PY <<'PY' || true
 import base64, binascii, fcntl, fnmatch, hashlib, json, os, re, shutil, socket, stat, sys, tempfile, time
 
 mode, flavor, key_dir, include_file, allow_downgrade, lock_timeout, runtime_socket = sys.argv[1:8]
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no core dump, no ptrace by other processes of this user
+except (OSError, AttributeError):
+    pass  # not Linux: the shell's `ulimit -c 0` still holds
 STATE_FILE = os.path.join(key_dir, "active.json")
 SEP = "\x1f"
 HAPROXY_SLOTS = 3  # TLS_TICKETS_NO, HAProxy's build-time number of ticket keys per file
@@ -580,8 +586,28 @@ def runtime_update():
     answer("synced")
     return 0
 
+def runtime_socket_problem():
+    """Why others could reach HAProxy's runtime API, where `show tls-keys` prints the keys, or None."""
+    try:
+        info = os.lstat(runtime_socket)
+    except OSError:
+        return None  # connecting fails next, with its own message
+    if not stat.S_ISSOCK(info.st_mode):
+        return "--runtime-socket %s is not a socket (a symlink is not followed)" % runtime_socket
+    if info.st_uid not in TRUSTED_OWNERS:
+        return "--runtime-socket %s is owned by uid %d, not %s" % (runtime_socket, info.st_uid, OWNER)
+    if info.st_mode & 0o002:
+        return "--runtime-socket %s lets every user on the node connect (mode %o)" % (runtime_socket, info.st_mode & 0o777)
+    if info.st_mode & 0o020 and info.st_gid not in (0, os.getegid()):
+        return "--runtime-socket %s lets group %d connect (mode %o)" % (runtime_socket, info.st_gid, info.st_mode & 0o777)
+    return None
+
 def runtime_check():
-    """Before anything is touched: the socket answers and this HAProxy holds as many keys as the file."""
+    """Before anything is touched: only root can reach the socket, it answers, and this HAProxy
+    holds as many keys as the file."""
+    problem = runtime_socket_problem()
+    if problem:
+        raise Refused(2, "%s: whoever can connect reads every ticket key with `show tls-keys`; nothing changed: declare it `stats socket %s mode 600 level admin` in HAProxy's global section (owner root), or drop --runtime-socket" % (problem, runtime_socket))
     try:
         count = len(running_keys())
     except RuntimeFailure as failure:

@@ -24,6 +24,7 @@
 #   5  the config test failed after the change; the config was restored byte for byte
 #   8  could not write; nothing changed
 set -euo pipefail
+ulimit -c 0 # a prestart holds the key set: a crash must not write it to a core file
 
 usage() {
   cat <<'EOF'

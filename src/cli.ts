@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
@@ -131,7 +132,7 @@ function tlsVersions(text: string | undefined): TlsVersion[] {
 async function verify(values: Values): Promise<number> {
   const nodes = verifyTargets(values);
   if (values['expect-key'] !== undefined && values['key-set'] !== undefined) throw new UsageError('give --expect-key or --key-set, not both');
-  const expectedKey = values['key-set'] !== undefined ? currentKey(readKeySet(values['key-set'])).name : values['expect-key'];
+  const expectedKey = values['key-set'] !== undefined ? currentKey(await readKeySet(values['key-set'])).name : values['expect-key'];
   if (expectedKey !== undefined && !/^[0-9a-f]{32}$/.test(expectedKey)) throw new UsageError(`--expect-key "${expectedKey}" is not a key name (32 lowercase hex digits)`);
   const report = await verifyFleet(nodes, {
     versions: tlsVersions(values.tls),
@@ -144,13 +145,20 @@ async function verify(values: Values): Promise<number> {
   return report.ok ? 0 : 1;
 }
 
-function readKeySet(path: string | undefined): KeySet {
+/** Standard input to its end, however slowly a pipe fills (readFileSync(0) fails with EAGAIN on an empty non-blocking pipe). */
+async function readStandardInput(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readKeySet(path: string | undefined): Promise<KeySet> {
   if (path === undefined && process.stdin.isTTY) {
     throw new UsageError('no key set given: pass --in FILE or pipe a key set to standard input');
   }
   let text: string;
   try {
-    text = readFileSync(path ?? 0, 'utf8');
+    text = path === undefined ? await readStandardInput() : readFileSync(path, 'utf8');
   } catch (error) {
     throw new UsageError(`cannot read ${path ?? 'standard input'}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
@@ -178,7 +186,18 @@ function inspect(set: KeySet, json: boolean): string {
   ].join('\n');
 }
 
+/**
+ * Node has no setrlimit: util-linux's prlimit sets this process's core file limit to 0, so that a
+ * crash while it holds keys writes none to a core file. Says so when it cannot.
+ */
+function disableCoreDumps(): void {
+  if (process.platform !== 'linux') return;
+  const run = spawnSync('prlimit', ['--pid', String(process.pid), '--core=0:0'], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (run.status !== 0) process.stderr.write(`ticket-keys: could not turn core dumps off (prlimit: ${run.error?.message ?? run.stderr.trim()}); a crash could write keys to a core file: install util-linux, or run \`ulimit -c 0\` first\n`);
+}
+
 export async function main(argv: string[]): Promise<number> {
+  disableCoreDumps();
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
@@ -201,7 +220,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'rotate': {
         const policy = policyFrom(values);
-        const set = readKeySet(values.in);
+        const set = await readKeySet(values.in);
         if (values['key-length'] !== undefined && policy.keyLength !== set.keyLength) {
           throw new UsageError(`--key-length ${policy.keyLength} differs from the set's ${set.keyLength}: a length change needs \`ticket-keys init\` and a revocation-style cut-over`);
         }
@@ -209,11 +228,11 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'revoke': {
-        writeKeySet(revokeKeySet(readKeySet(values.in)), values.out);
+        writeKeySet(revokeKeySet(await readKeySet(values.in)), values.out);
         return 0;
       }
       case 'inspect': {
-        process.stdout.write(`${inspect(readKeySet(values.in), values.json ?? false)}\n`);
+        process.stdout.write(`${inspect(await readKeySet(values.in), values.json ?? false)}\n`);
         return 0;
       }
       case 'verify':

@@ -43,6 +43,14 @@ describe('ticket-keys CLI', () => {
     expect(third.keys.map((key) => key.name)).not.toContain(second.keys[0]!.name);
   });
 
+  it('reads a key set from a pipe that fills slowly (as `aws secretsmanager get-secret-value … |` does)', () => {
+    const file = join(dir, 'slow.json');
+    expect(cli(['init', '--out', file]).status).toBe(0);
+    const run = spawnSync('bash', ['-c', '(sleep 0.5; cat "$1") | "$2" "$3" inspect', '_', file, process.execPath, CLI], { encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toMatch(/^generation 1, 80-byte keys/);
+  });
+
   it('makes 48-byte keys on request', () => {
     const set = parseKeySet(cli(['init', '--key-length', '48']).stdout);
     expect(Buffer.from(set.keys[0]!.material, 'base64')).toHaveLength(48);

@@ -2,13 +2,13 @@
 // applier runs, can do to the key set. Each case is a reproduction from the security review;
 // the applier, --status, onboarding and the CLI refuse or heal, and nothing is written outside
 // the key directory.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, serializeKeySet, type KeySet } from '../src/core/keyset.js';
-import { nodeApplierArgs, nodeOnboardingArgs, runApplier, runOnboarding } from '../src/local/applier.js';
+import { APPLIER_PATH, nodeApplierArgs, nodeOnboardingArgs, runApplier, runOnboarding } from '../src/local/applier.js';
 import { makeMemoryDirectory, startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, expectNoMaterial, freshTicket, lineage, resumes } from './helpers.js';
 
@@ -51,6 +51,15 @@ describe('a server command started by the applier', () => {
       if (existsSync(pidFile)) execFileSync('kill', [readFileSync(pidFile, 'utf8').trim()]);
     }
   });
+
+  it('runs with core dumps off, and so does every command it starts: a crash writes no key to a core file', () => {
+    const limitFile = join(fleet.baseDir, 'core-limit');
+    const args = [...nodeApplierArgs(node), '--allow-downgrade', '--test-cmd', `ulimit -c >${limitFile}; ${node.testCommand}`];
+    // Started with core dumps allowed, as a shell with `ulimit -c unlimited` would start it.
+    const run = spawnSync('bash', ['-c', 'ulimit -c unlimited && exec bash "$0" "$@"', APPLIER_PATH, ...args], { input: serializeKeySet(gen1), encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    expect(readFileSync(limitFile, 'utf8').trim()).toBe('0');
+  });
 });
 
 describe('the CLI writing a key set into a directory others can write to', () => {
@@ -61,6 +70,21 @@ describe('the CLI writing a key set into a directory others can write to', () =>
     chmodSync(shared, 0o1777);
   });
   afterAll(() => rmSync(shared, { recursive: true, force: true }));
+
+  it('turns core dumps off while it runs: a crash writes no key to a core file', async () => {
+    // Started with core dumps allowed; `inspect` then waits for a key set on its standard input.
+    const child = spawn('bash', ['-c', 'ulimit -c unlimited && exec "$0" "$@"', process.execPath, CLI, 'inspect'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const closed = new Promise((resolve) => child.once('close', resolve));
+    try {
+      const coreLimit = (): string | undefined => /^Max core file size\s+(\S+)\s+(\S+)/m.exec(readFileSync(`/proc/${child.pid}/limits`, 'utf8'))?.slice(1).join(' ');
+      const deadline = Date.now() + 10_000;
+      while (coreLimit() !== '0 0' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(coreLimit()).toBe('0 0');
+    } finally {
+      child.stdin.end('');
+      await closed;
+    }
+  });
 
   it('never writes key material into a file another user planted, and leaves --out 0600 and its own', () => {
     const out = join(shared, 'keys.json');
@@ -236,5 +260,43 @@ describe('a key directory another user can reach, on a real nginx node', () => {
     expect(readFileSync(victim, 'utf8')).toBe('root only\n');
     expect(readFileSync(join(keyDir, 'tls-ticket-keys'), 'utf8').trim().split('\n')).toHaveLength(3);
     expect(statSync(join(keyDir, 'tls-ticket-keys')).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('HAProxy\'s runtime API socket, where `show tls-keys` prints the keys', () => {
+  let fleet: LocalFleet;
+  let node: FleetNode;
+  const [gen1, gen2] = lineage(2) as [KeySet, KeySet];
+
+  beforeAll(async () => {
+    fleet = await startLocalFleet({ nodeCount: 1, flavor: 'haproxy' });
+    node = fleet.nodes[0] as FleetNode;
+    expect((await applyTo(fleet, node, gen1, ['--runtime-socket', node.runtimeSocket as string])).exitCode).toBe(0);
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+  });
+
+  it('is refused when others can connect to it, changing nothing, with how to declare it', async () => {
+    const socket = node.runtimeSocket as string;
+    const before = readFileSync(node.includeFile, 'utf8');
+    try {
+      for (const [prepare, message] of [
+        [() => chmodSync(socket, 0o666), /--runtime-socket \S+ lets every user on the node connect \(mode 666\)/],
+        [() => { chmodSync(socket, 0o660); execFileSync('chgrp', [String(NOBODY), socket]); }, /--runtime-socket \S+ lets group 65534 connect \(mode 660\)/],
+      ] as const) {
+        prepare();
+        const run = await applyTo(fleet, node, gen2, ['--runtime-socket', socket]);
+        expect(run.exitCode).toBe(2);
+        expect(run.summary.error).toMatch(message);
+        expect(run.summary.error).toMatch(/declare it `stats socket \S+ mode 600 level admin`/);
+        expect(readFileSync(node.includeFile, 'utf8')).toBe(before);
+      }
+    } finally {
+      execFileSync('chgrp', ['0', socket]);
+      chmodSync(socket, 0o600);
+    }
+    const run = await applyTo(fleet, node, gen2, ['--runtime-socket', socket]);
+    expect(run.summary).toMatchObject({ action: 'applied', via: 'runtime-api' });
   });
 });
