@@ -108,7 +108,7 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
     flavor: settings.flavor,
     exitCode: FETCH_FAILED_EXIT,
     keys: [],
-    error: 'could not fetch the key set from Secrets Manager: attach the stack\'s node policy to the instance role and install the AWS CLI',
+    error: 'could not fetch the key set from Secrets Manager: attach the stack\'s node policy to the instance role, tag that role (or list it in nodeRoleArns) and install the AWS CLI',
   });
   return `${documentScript('Applies a TLS ticket key set version on this node.', { secret_id: 'SecretId', version_id: 'VersionId', action: 'Action' }, [APPLIER_PATH])}
 applier=(bash "$work/apply-ticket-keys.sh" ${applierArgs})
@@ -117,8 +117,15 @@ if [ "$action" = status ]; then
   exit
 fi
 region=$(printf '%s' "$secret_id" | cut -d: -f4)
-if [ -n "$version_id" ]; then selector=(--version-id "$version_id"); else selector=(--version-stage AWSCURRENT); fi
-if ! keyset=$(aws secretsmanager get-secret-value --region "$region" --secret-id "$secret_id" "\${selector[@]}" --query SecretString --output text); then
+fetch() { aws secretsmanager get-secret-value --region "$region" --secret-id "$secret_id" "$@" --query SecretString --output text; }
+# The node's role reads AWSPENDING and AWSCURRENT only, named in the request
+# (secretsmanager:VersionStage): a rotation's version is pending while it runs, current after.
+if [ -n "$version_id" ]; then
+  keyset=$(fetch --version-id "$version_id" --version-stage AWSPENDING 2>/dev/null) || keyset=$(fetch --version-id "$version_id" --version-stage AWSCURRENT) || fetched=no
+else
+  keyset=$(fetch --version-stage AWSCURRENT) || fetched=no
+fi
+if [ "\${fetched:-yes}" = no ]; then
   echo ${shellQuote(fetchFailed)}
   exit ${FETCH_FAILED_EXIT}
 fi

@@ -9,6 +9,7 @@ import type { TicketKeyRotationProps } from './ticket-key-rotation.js';
 export const SETTING_KEYS = [
   'targetTagKey',
   'targetTagValue',
+  'nodeRoleArns',
   'rotationInterval',
   'ticketLifetime',
   'keyLength',
@@ -99,6 +100,7 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
   return {
     targetTagKey: need('targetTagKey'),
     targetTagValue: need('targetTagValue'),
+    ...optional('nodeRoleArns', list('nodeRoleArns')),
     ...optional('rotationInterval', duration('rotationInterval')),
     ...optional('ticketLifetime', duration('ticketLifetime')),
     ...optional('keyLength', keyLength),

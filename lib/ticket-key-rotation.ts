@@ -20,7 +20,7 @@ import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, defaultTicketLifetimeSeconds, previousKeysToKeep, type ServerFlavor } from '../src/core/policy.js';
 import { rotationScheduleFor, SCHEDULER_MAX_EVENT_AGE_SECONDS } from '../src/core/schedule.js';
-import { REVOCATION_TAG } from '../src/core/secret-store.js';
+import { AWSCURRENT, AWSPENDING, REVOCATION_TAG } from '../src/core/secret-store.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
 import { nodeApplierDocument, nodeOnboardingDocument, type NodeApplierSettings } from './node-applier-document.js';
 
@@ -63,6 +63,12 @@ export interface TicketKeyRotationProps {
   /** The EC2 tag that selects the fleet's nodes. */
   readonly targetTagKey: string;
   readonly targetTagValue: string;
+  /**
+   * The nodes' instance roles: with the rotation function (and the verifier), the only principals
+   * that may read the key set. @default any role tagged with targetTagKey=targetTagValue (tag the
+   * nodes' instance role itself, not only the instances)
+   */
+  readonly nodeRoleArns?: string[];
   /** @default 12 hours */
   readonly rotationInterval?: Duration;
   /** How long clients may resume with a ticket (nginx `ssl_session_timeout`). @default 12 hours, or the longest whole number of hours the flavor's keys cover at this interval (HAProxy every 12 hours: 10 hours) */
@@ -250,7 +256,13 @@ export class TicketKeyRotation extends Construct {
     this.nodePolicy = new iam.ManagedPolicy(this, 'NodePolicy', {
       description: 'Attach to the fleet nodes\' instance role: read the ticket key set and write command output',
       statements: [
-        new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [this.secret.secretArn] }),
+        // Only the stages a node applies, named in the request: never AWSPREVIOUS, never an old
+        // version by its id (the key is absent from a request that names no stage).
+        new iam.PolicyStatement({
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: [this.secret.secretArn],
+          conditions: { 'ForAnyValue:StringEquals': { 'secretsmanager:VersionStage': [AWSCURRENT, AWSPENDING] } },
+        }),
         new iam.PolicyStatement({
           actions: ['kms:Decrypt'],
           resources: [this.key.keyArn],
@@ -270,13 +282,14 @@ export class TicketKeyRotation extends Construct {
       { id: 'AwsSolutions-IAM5', reason: 'logs:DescribeLogGroups has no resource-level permissions; the stream actions are limited to the command output group\'s own streams', appliesTo: ['Resource::*', `Resource::<${Stack.of(this).getLogicalId(this.commandOutput.node.defaultChild as logs.CfnLogGroup)}.Arn>`] },
     ]);
 
+    this.restrictKeySetReads([rotationRole.roleArn, verifier.role.roleArn], props);
     this.saveAuditQueries();
     this.scheduleCanary(props.canarySchedule ?? 'rate(5 minutes)');
     this.alarmTopic = this.createAlarms(props.alarmEmail, props.skippedNodesAlarmThreshold ?? 0);
     this.createDashboard();
   }
 
-  private createVerifier(props: TicketKeyRotationProps, retention: logs.RetentionDays): { fn: nodejs.NodejsFunction; securityGroup?: ec2.SecurityGroup } {
+  private createVerifier(props: TicketKeyRotationProps, retention: logs.RetentionDays): { fn: nodejs.NodejsFunction; role: iam.Role; securityGroup?: ec2.SecurityGroup } {
     const port = props.verifierPort ?? 443;
     const ticketStore = new secretsmanager.Secret(this, 'TicketStore', {
       description: 'Session tickets the verifier takes before a rotation, to resume after it (holds session secrets; overwritten every rotation)',
@@ -358,7 +371,42 @@ export class TicketKeyRotation extends Construct {
       [{ id: 'AwsSolutions-IAM5', reason: 'ec2:DescribeInstances and the Lambda VPC network-interface actions have no resource-level permissions', appliesTo: ['Resource::*'] }],
       true,
     );
-    return { fn, ...(securityGroup ? { securityGroup } : {}) };
+    return { fn, role, ...(securityGroup ? { securityGroup } : {}) };
+  }
+
+  /**
+   * Nobody but `readers` and the nodes reads the key set, whatever their own policies allow (an
+   * account administrator's `*` included): a Deny in the secret's policy, and the same Deny on
+   * kms:Decrypt in its key's policy. Secrets Manager's own check of the key when a secret is
+   * created ("SecretVersionId": "RequestToValidateKeyAccess", which decrypts no secret) stays
+   * open, so that CloudFormation can create the secrets:
+   * https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html
+   */
+  private restrictKeySetReads(readers: string[], props: TicketKeyRotationProps): void {
+    const notAReader: Record<string, Record<string, string | string[]>> = {
+      ArnNotEquals: { 'aws:PrincipalArn': [...readers, ...(props.nodeRoleArns ?? [])] },
+      ...(props.nodeRoleArns === undefined ? { StringNotEquals: { [`aws:PrincipalTag/${props.targetTagKey}`]: props.targetTagValue } } : {}),
+    };
+    this.secret.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyItsReadersReadTheKeySet',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: ['*'],
+        conditions: notAReader,
+      }),
+    );
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyItsReadersDecrypt',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['kms:Decrypt'],
+        resources: ['*'],
+        conditions: { ...notAReader, StringNotEquals: { ...notAReader.StringNotEquals, 'kms:EncryptionContext:SecretVersionId': 'RequestToValidateKeyAccess' } },
+      }),
+    );
   }
 
   private scheduleCanary(expression: string): void {

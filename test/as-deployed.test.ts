@@ -88,12 +88,17 @@ describe('the functions as deployed: bundles from the cloud assembly, the templa
   const grantRead = (stubDir: string): void => {
     writeFileSync(join(stubDir, 'arn'), secret.arn);
     for (const [id, value] of secret.values) writeFileSync(join(stubDir, `version-${id}`), value, { mode: 0o600 });
-    writeFileSync(join(stubDir, 'stage-AWSCURRENT'), secret.holder('AWSCURRENT') ?? '');
+    for (const stage of ['AWSCURRENT', 'AWSPENDING']) writeFileSync(join(stubDir, `stage-${stage}`), secret.holder(stage) ?? '');
   };
   const stubDirOf = (node: FleetNode): string => join(fleet.memoryDir, `aws-stub-${node.name}`);
   const nodeEnvironment = (stubDir: string) => ({ PATH: `${stubDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: stubDir });
 
-  /** A stub AWS CLI that answers `secretsmanager get-secret-value` from the fake secret, as the node's role would. */
+  /**
+   * A stub AWS CLI that answers `secretsmanager get-secret-value` from the fake secret, as the
+   * node's role would: the node policy allows it only with AWSCURRENT or AWSPENDING named in the
+   * request (test/iam.test.ts proves it), and a version id given with a stage "must refer to the
+   * same secret version" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
+   */
   const stubCli = (dir: string): void => {
     writeFileSync(
       join(dir, 'aws'),
@@ -101,17 +106,24 @@ describe('the functions as deployed: bundles from the cloud assembly, the templa
 set -euo pipefail
 [ "$1 $2" = "secretsmanager get-secret-value" ] || { echo "stub aws: $1 $2 is not modelled" >&2; exit 252; }
 shift 2
-selector=
+version=
+stage=
 while [ $# -gt 0 ]; do
   case "$1" in
     --secret-id) [ "$2" = "$(cat "${dir}/arn")" ] || { echo "An error occurred (AccessDeniedException): not this secret: $2" >&2; exit 254; }; shift 2 ;;
-    --version-id) selector=$2; shift 2 ;;
-    --version-stage) selector=$(cat "${dir}/stage-$2"); shift 2 ;;
+    --version-id) version=$2; shift 2 ;;
+    --version-stage) stage=$2; shift 2 ;;
     *) shift ;;
   esac
 done
-[ -f "${dir}/version-$selector" ] || { echo "An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation" >&2; exit 254; }
-cat "${dir}/version-$selector"
+case "$stage" in
+  AWSCURRENT | AWSPENDING) ;;
+  *) echo "An error occurred (AccessDeniedException) when calling the GetSecretValue operation: no identity-based policy allows the secretsmanager:GetSecretValue action" >&2; exit 254 ;;
+esac
+holder=$(cat "${dir}/stage-$stage")
+[ -z "$version" ] || [ "$version" = "$holder" ] || { echo "An error occurred (InvalidRequestException) when calling the GetSecretValue operation: You provided a VersionStage that is not associated to the provided VersionId." >&2; exit 254; }
+[ -f "${dir}/version-$holder" ] || { echo "An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation" >&2; exit 254; }
+cat "${dir}/version-$holder"
 `,
       { mode: 0o755 },
     );

@@ -1,7 +1,8 @@
 import { renameSync } from 'node:fs';
 import net from 'node:net';
 import { expect, vi } from 'vitest';
-import { createKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
+import { createKeySet, parseKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
+import type { SecretStore } from '../src/core/secret-store.js';
 import { reloaded } from '../src/core/applier-summary.js';
 import { nodeApplierArgs, runApplier, type ApplierRun, type OnboardingSummary } from '../src/local/applier.js';
 import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
@@ -102,4 +103,13 @@ export function logLines(output: string[], message: string): Record<string, unkn
 /** The include onboarding adds for an nginx node: its managed file alone, as a pattern that matches nothing else. */
 export function managedInclude(node: FleetNode): string {
   return `include ${node.includeFile.slice(0, -1)}[${node.includeFile.slice(-1)}];`;
+}
+
+/** The set one generation below `set`, among the versions that keep no stage. */
+export async function olderSet(store: SecretStore, set: KeySet): Promise<KeySet> {
+  for (const versionId of await store.unlabelledVersionIds()) {
+    const older = parseKeySet((await store.getVersion({ versionId }))!.value);
+    if (older.generation === set.generation - 1) return older;
+  }
+  throw new Error(`no version holds generation ${set.generation - 1}`);
 }

@@ -6,14 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, parseKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } from '../src/core/policy.js';
 import { rotateNow, type RotationContext } from '../src/core/rotation.js';
-import { AWSCURRENT, AWSPREVIOUS } from '../src/core/secret-store.js';
+import { AWSCURRENT } from '../src/core/secret-store.js';
 import { nodeApplierArgs, runApplier } from '../src/local/applier.js';
 import { FileSecretStore } from '../src/local/file-secret-store.js';
 import { startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
 import { captureTickets, verifyFleet } from '../src/verify/verifier.js';
-import { applyTo, expectNoMaterial, freshTicket, managedInclude, resumes } from './helpers.js';
+import { applyTo, expectNoMaterial, freshTicket, managedInclude, olderSet, resumes } from './helpers.js';
 
 const TMPFS_MAGIC = 0x01021994;
 
@@ -196,7 +196,7 @@ describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes
 
   it('revokes end to end: the gate relaxed on purpose, tickets from before resume on no node, tickets after on every node', async () => {
     const before = await rotate();
-    const previous = parseKeySet((await store.getVersion({ stage: AWSPREVIOUS }))!.value);
+    const previous = await olderSet(store, before);
     const lagging = fleet.nodes[0]!;
     expect((await applyTo(fleet, lagging, previous, ['--allow-downgrade'])).exitCode).toBe(0);
     await expect(rotate()).rejects.toThrow(/gate closed: node1 \(generation \d+\) below the current generation/);

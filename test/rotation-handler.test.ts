@@ -117,7 +117,9 @@ describe('the rotation function handler (AWS mocked)', () => {
     expect(fleet.nodes.map((node) => node.generation)).toEqual([1, 1, 1]);
     const second = await rotate();
     expect(secret.currentGeneration()).toBe(2);
-    expect(secret.holder('AWSPREVIOUS')).toBe(first);
+    // The version before keeps no stage (finishSecret takes AWSPREVIOUS off it).
+    expect(secret.holder('AWSPREVIOUS')).toBeUndefined();
+    expect(secret.describe().VersionIdsToStages[first]).toBeUndefined();
     expect(secret.holder('AWSCURRENT')).toBe(second);
     expect(secret.holder('AWSPENDING')).toBeUndefined();
     const logs = stepLogs();

@@ -10,7 +10,7 @@ import { FileSecretStore } from '../src/local/file-secret-store.js';
 import { freePort, startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
-import { applyTo, expectNoMaterial, freshTicket } from './helpers.js';
+import { applyTo, expectNoMaterial, freshTicket, olderSet } from './helpers.js';
 
 describe('rotation steps on a real local fleet', () => {
   let fleet: LocalFleet;
@@ -38,7 +38,7 @@ describe('rotation steps on a real local fleet', () => {
 
   const current = async () => parseKeySet((await store.getVersion({ stage: AWSCURRENT }))!.value);
 
-  it('the first rotation creates generation 1 on every node; the next moves the stages', async () => {
+  it('the first rotation creates generation 1 on every node; the next moves AWSCURRENT and leaves the version before with no stage', async () => {
     const first = await rotateNow(context, randomUUID());
     reported.push(JSON.stringify(first.results));
     expect(first.keySet.generation).toBe(1);
@@ -46,7 +46,9 @@ describe('rotation steps on a real local fleet', () => {
     const second = await rotateNow(context, randomUUID());
     reported.push(JSON.stringify(second.results), JSON.stringify(await context.commander.status()));
     expect(second.keySet.generation).toBe(2);
-    expect(await store.versionStages()).toEqual({ [first.versionId]: [AWSPREVIOUS], [second.versionId]: [AWSCURRENT] });
+    expect(await store.versionStages()).toEqual({ [second.versionId]: [AWSCURRENT] });
+    expect(await store.getVersion({ stage: AWSPREVIOUS })).toBeUndefined();
+    expect(await store.unlabelledVersionIds()).toEqual([first.versionId]);
     for (const node of fleet.nodes) expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(second.keySet).name);
   });
 
@@ -85,7 +87,7 @@ describe('rotation steps on a real local fleet', () => {
   it('the gate refuses to publish g+1 while a node is below g, and touches no node', async () => {
     const before = await current();
     const lagging = fleet.nodes[2]!;
-    const older = parseKeySet((await store.getVersion({ stage: AWSPREVIOUS }))!.value);
+    const older = await olderSet(store, before);
     expect((await applyTo(fleet, lagging, older, ['--allow-downgrade'])).exitCode).toBe(0);
     const token = randomUUID();
     await createPending(context, token);

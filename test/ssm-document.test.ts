@@ -52,7 +52,11 @@ describe('the synthesized SSM document, run on real nginx nodes with a stub AWS 
     mkdirSync(join(stubDir, 'versions'), { recursive: true });
     sets.forEach((set, index) => writeFileSync(join(stubDir, 'versions', versions[index] as string), serializeKeySet(set), { mode: 0o600 }));
     writeFileSync(join(stubDir, 'AWSCURRENT'), versions[0] as string);
-    // Serves `aws secretsmanager get-secret-value ... --query SecretString --output text` from files.
+    writeFileSync(join(stubDir, 'AWSPENDING'), versions[1] as string);
+    // Serves `aws secretsmanager get-secret-value ... --query SecretString --output text` from files,
+    // as to the node's role: only a request naming AWSCURRENT or AWSPENDING is allowed (the node
+    // policy, proven in test/iam.test.ts), and a version id given with a stage "must refer to the
+    // same secret version" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
     writeFileSync(
       join(stubDir, 'aws'),
       `#!/bin/bash
@@ -60,18 +64,24 @@ set -euo pipefail
 dir=${stubDir}
 echo "$*" >> "$dir/calls"
 version=
+stage=
 while [ $# -gt 0 ]; do
   case "$1" in
     --version-id) version=$2; shift 2 ;;
-    --version-stage) version=$(cat "$dir/$2"); shift 2 ;;
+    --version-stage) stage=$2; shift 2 ;;
     *) shift ;;
   esac
 done
-if [ ! -f "$dir/versions/$version" ]; then
-  echo "An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation: Secrets Manager can't find the specified secret value for VersionId: $version" >&2
+case "$stage" in
+  AWSCURRENT | AWSPENDING) ;;
+  *) echo "An error occurred (AccessDeniedException) when calling the GetSecretValue operation: no identity-based policy allows the secretsmanager:GetSecretValue action" >&2; exit 254 ;;
+esac
+holder=$(cat "$dir/$stage")
+if [ -n "$version" ] && [ "$version" != "$holder" ]; then
+  echo "An error occurred (InvalidRequestException) when calling the GetSecretValue operation: You provided a VersionStage that is not associated to the provided VersionId." >&2
   exit 254
 fi
-cat "$dir/versions/$version"
+cat "$dir/versions/$holder"
 `,
       { mode: 0o755 },
     );
@@ -99,7 +109,7 @@ cat "$dir/versions/$version"
     return JSON.parse(lines[0] as string) as Record<string, unknown>;
   };
 
-  it('applies the requested version, fetched by version id in the secret\'s region, on every node', async () => {
+  it('applies the requested version, fetched by version id and its stage in the secret\'s region, on every node', async () => {
     for (const node of fleet.nodes) {
       const workers = fleet.workerPids(node);
       const result = run(node, { SecretId: SECRET_ARN, VersionId: versions[1] as string, Action: 'apply' });
@@ -109,7 +119,7 @@ cat "$dir/versions/$version"
       expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(sets[1] as KeySet).name);
     }
     const calls = readFileSync(join(stubDir, 'calls'), 'utf8');
-    expect(calls).toContain(`secretsmanager get-secret-value --region eu-west-1 --secret-id ${SECRET_ARN} --version-id ${versions[1]} --query SecretString --output text`);
+    expect(calls).toContain(`secretsmanager get-secret-value --region eu-west-1 --secret-id ${SECRET_ARN} --version-id ${versions[1]} --version-stage AWSPENDING --query SecretString --output text`);
   });
 
   it('applies AWSCURRENT when no version is given (the association), and reports status', () => {
@@ -118,6 +128,10 @@ cat "$dir/versions/$version"
     // AWSCURRENT is generation 1 while the node serves 2: the applier keeps the newer set.
     expect(refused.status).toBe(4);
     expect(summary(refused.stdout)).toMatchObject({ action: 'refused', exitCode: 4 });
+    // A version that is AWSCURRENT by now (an apply that ran after its rotation finished) is read as AWSCURRENT.
+    const late = run(node, { SecretId: SECRET_ARN, VersionId: versions[0] as string, Action: 'apply' });
+    expect(late.status).toBe(4);
+    expect(readFileSync(join(stubDir, 'calls'), 'utf8')).toContain(`--version-id ${versions[0]} --version-stage AWSCURRENT`);
     const status = run(node, { SecretId: SECRET_ARN, VersionId: '', Action: 'status' });
     expect(status.status).toBe(0);
     expect(summary(status.stdout)).toMatchObject({ action: 'active', generation: 2 });
@@ -127,6 +141,7 @@ cat "$dir/versions/$version"
     const result = run(fleet.nodes[1]!, { SecretId: SECRET_ARN, VersionId: randomUUID(), Action: 'apply' });
     expect(result.status).toBe(10);
     expect(summary(result.stdout)).toMatchObject({ action: 'failed', exitCode: 10, error: expect.stringMatching(/could not fetch the key set from Secrets Manager/) });
-    expect(result.stderr).toMatch(/ResourceNotFoundException/);
+    // Neither pending nor current: the second attempt's answer is the one shown.
+    expect(result.stderr).toMatch(/InvalidRequestException/);
   });
 });

@@ -12,7 +12,7 @@ import {
 } from './keyset.js';
 import type { VerificationReport } from '../verify/verifier.js';
 import { previousKeysToKeep, type RotationPolicy } from './policy.js';
-import { AWSCURRENT, AWSPENDING, type SecretReader, type SecretStore } from './secret-store.js';
+import { AWSCURRENT, AWSPENDING, AWSPREVIOUS, type SecretReader, type SecretStore } from './secret-store.js';
 
 /** What one node reported after the applier ran on it. */
 export interface NodeResult {
@@ -346,17 +346,23 @@ export async function testPending(context: RotationContext, token: string): Prom
 }
 
 /**
- * finishSecret: the pending version becomes AWSCURRENT (and the old one AWSPREVIOUS); a
- * finished revocation withdraws the request that asked for it.
+ * finishSecret: the pending version becomes AWSCURRENT; a finished revocation withdraws the
+ * request that asked for it. The version before keeps no stage: AWSPREVIOUS would keep its keys
+ * one stage-name away from anyone allowed to read the secret, after the policy dropped the
+ * oldest of them (the new set still holds every previous key the policy keeps).
  */
 export async function finishPending(context: RotationContext, token: string): Promise<void> {
   const version = await context.store.getVersion({ versionId: token });
-  if (version?.stages.includes(AWSCURRENT)) return;
-  const pending = await pendingKeySet(context.store, token);
-  const revocation = isRevocation(pending, await currentKeySet(context.store));
-  await context.store.moveStage(AWSCURRENT, token);
-  await context.store.removeStage(AWSPENDING, token);
-  if (revocation) await context.store.clearRevocationRequest();
+  if (!version?.stages.includes(AWSCURRENT)) {
+    const pending = await pendingKeySet(context.store, token);
+    const revocation = isRevocation(pending, await currentKeySet(context.store));
+    await context.store.moveStage(AWSCURRENT, token);
+    await context.store.removeStage(AWSPENDING, token);
+    if (revocation) await context.store.clearRevocationRequest();
+  }
+  for (const [versionId, stages] of Object.entries(await context.store.versionStages())) {
+    if (stages.includes(AWSPREVIOUS)) await context.store.removeStage(AWSPREVIOUS, versionId);
+  }
 }
 
 export interface RotationOutcome {
