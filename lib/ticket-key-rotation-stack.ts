@@ -23,6 +23,7 @@ export class TicketKeyRotationStack extends Stack {
       OnboardingDocumentName: { value: rotation.onboardingDocument.ref, description: 'SSM document to run once on each node before its first rotation' },
       DocumentName: { value: rotation.document.ref, description: 'SSM document that applies a key set on a node' },
       ConvergenceAssociationId: { value: rotation.convergence.attrAssociationId, description: 'State Manager association that applies AWSCURRENT on every node: "Apply association now" after onboarding' },
+      KeyNamesParameter: { value: rotation.keyNames.parameterName, description: 'Names of the current and pending keys (no material), published by each rotation' },
       VerifierFunctionName: { value: rotation.verifierFunction.functionName, description: 'Invoke with {"action":"canary"} to verify the fleet now' },
       RotationLogGroup: { value: rotation.rotationLogs.logGroupName, description: 'One JSON line per rotation step' },
       AlarmTopicArn: { value: rotation.alarmTopic.topicArn, description: 'The alarms\' SNS topic: subscribe to it' },

@@ -140,6 +140,8 @@ export class TicketKeyRotation extends Construct {
   readonly alarmTopic: sns.Topic;
   /** Applies AWSCURRENT on every tagged node on a schedule, and at once on a newly tagged one. */
   readonly convergence: ssm.CfnAssociation;
+  /** The current and pending key names (no material): what the verifier checks the nodes against. */
+  readonly keyNames: ssm.StringParameter;
 
   constructor(scope: Construct, id: string, props: TicketKeyRotationProps) {
     super(scope, id);
@@ -184,6 +186,12 @@ export class TicketKeyRotation extends Construct {
     this.onboardingDocument = new ssm.CfnDocument(this, 'NodeOnboarding', { documentType: 'Command', content: nodeOnboardingDocument(nodeSettings, { arn: this.secret.secretArn, region: Stack.of(this).region }) });
     const documentArn = Stack.of(this).formatArn({ service: 'ssm', resource: 'document', resourceName: this.document.ref });
 
+    // The names of the current and pending keys, written by the rotation: the verifier checks the
+    // wire against them and reads no key set. Names are in every ticket anyway.
+    this.keyNames = new ssm.StringParameter(this, 'KeyNames', {
+      description: 'Names of the current and pending TLS ticket keys (no key material), published by the rotation function',
+      stringValue: '{}',
+    });
     const verifier = this.createVerifier(props, retention);
     this.verifierFunction = verifier.fn;
     if (verifier.securityGroup) this.verifierSecurityGroup = verifier.securityGroup;
@@ -214,10 +222,12 @@ export class TicketKeyRotation extends Construct {
         MAX_ERRORS: maxErrors,
         COMMAND_OUTPUT_LOG_GROUP: this.commandOutput.logGroupName,
         VERIFIER_FUNCTION_NAME: this.verifierFunction.functionName,
+        KEY_NAMES_PARAMETER: this.keyNames.parameterName,
         POWERTOOLS_SERVICE_NAME: 'tls-ticket-key-rotation',
       },
     });
     rotationRole.addToPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.verifierFunction.functionArn] }));
+    rotationRole.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:PutParameter'], resources: [this.keyNames.parameterArn] }));
     this.grantRotation(rotationRole, documentArn, props.targetTagKey, props.targetTagValue);
 
     const rotationSchedule = this.secret.addRotationSchedule('Rotation', {
@@ -282,7 +292,7 @@ export class TicketKeyRotation extends Construct {
       { id: 'AwsSolutions-IAM5', reason: 'logs:DescribeLogGroups has no resource-level permissions; the stream actions are limited to the command output group\'s own streams', appliesTo: ['Resource::*', `Resource::<${Stack.of(this).getLogicalId(this.commandOutput.node.defaultChild as logs.CfnLogGroup)}.Arn>`] },
     ]);
 
-    this.restrictKeySetReads([rotationRole.roleArn, verifier.role.roleArn], props);
+    this.restrictKeySetReads([rotationRole.roleArn], props);
     this.saveAuditQueries();
     this.scheduleCanary(props.canarySchedule ?? 'rate(5 minutes)');
     this.alarmTopic = this.createAlarms(props.alarmEmail, props.skippedNodesAlarmThreshold ?? 0);
@@ -291,9 +301,11 @@ export class TicketKeyRotation extends Construct {
 
   private createVerifier(props: TicketKeyRotationProps, retention: logs.RetentionDays): { fn: nodejs.NodejsFunction; role: iam.Role; securityGroup?: ec2.SecurityGroup } {
     const port = props.verifierPort ?? 443;
+    // A key of its own: the verifier uses it, and no key the key set's is encrypted with.
+    const ticketStoreKey = new kms.Key(this, 'TicketStoreKey', { enableKeyRotation: true, description: 'Encrypts the sessions the ticket key verifier keeps during a rotation' });
     const ticketStore = new secretsmanager.Secret(this, 'TicketStore', {
       description: 'Session tickets the verifier takes before a rotation, to resume after it (holds session secrets; overwritten every rotation)',
-      encryptionKey: this.key,
+      encryptionKey: ticketStoreKey,
       secretStringValue: SecretValue.unsafePlainText('{}'),
     });
     NagSuppressions.addResourceSuppressions(ticketStore, [
@@ -343,7 +355,7 @@ export class TicketKeyRotation extends Construct {
       bundling: { forceDockerBundling: false, minify: true, sourceMap: false, target: 'node24' },
       ...vpcSettings,
       environment: {
-        KEY_SET_SECRET_ARN: this.secret.secretArn,
+        KEY_NAMES_PARAMETER: this.keyNames.parameterName,
         TICKET_STORE_SECRET_ARN: ticketStore.secretArn,
         TARGET_TAG_KEY: props.targetTagKey,
         TARGET_TAG_VALUE: props.targetTagValue,
@@ -355,14 +367,14 @@ export class TicketKeyRotation extends Construct {
         POWERTOOLS_SERVICE_NAME: 'tls-ticket-key-verifier',
       },
     });
-    // The canary reads the key set (AWSCURRENT, and AWSPENDING during a rotation); the ticket
-    // store is the verifier's own. Only the calls it makes: no Describe, no UpdateSecret.
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [this.secret.secretArn, ticketStore.secretArn] }));
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:PutSecretValue'], resources: [ticketStore.secretArn] }));
+    // The canary reads the key names the rotation publishes, never the key set; the ticket store
+    // is the verifier's own. Only the calls it makes: no Describe, no UpdateSecret.
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.keyNames.parameterArn] }));
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'], resources: [ticketStore.secretArn] }));
     role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-        resources: [this.key.keyArn],
+        resources: [ticketStoreKey.keyArn],
         conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Aws.REGION}.amazonaws.com` } },
       }),
     );

@@ -11,7 +11,7 @@ import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet } from '../src/core/
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { DEFAULT_KEY_DIRECTORY, FLAVOR_DEFAULTS } from '../lib/ticket-key-rotation.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
-import { deployRotationSchedule, FakeSecret } from './aws-fakes.js';
+import { deployRotationSchedule, FakeParameter, FakeSecret } from './aws-fakes.js';
 import { PROJECT } from './aws-calls.js';
 import { captureStdout, expectNoMaterial, logLines, freshTicket } from './helpers.js';
 import { lambdaContext } from './lambda-context.js';
@@ -60,6 +60,7 @@ describe('the functions as deployed: bundles from the cloud assembly, the templa
   let verifier: Handler;
   let secret: FakeSecret;
   let ticketStore: FakeSecret;
+  let keyNames: FakeParameter;
   let runCommand: RunCommandFake;
   let verifierName: string;
   let documentScript: string;
@@ -206,6 +207,8 @@ cat "${dir}/version-$holder"
     secrets.on(sm.UpdateSecretVersionStageCommand as never).callsFake((input: SecretInput) => byId(input).update(input as never));
     secrets.on(sm.ListSecretVersionIdsCommand as never).callsFake((input: SecretInput) => byId(input).listVersionIds(input as never));
     const ssm = mockRunCommand(runCommand, sdk('@aws-sdk/client-ssm') as never);
+    keyNames = new FakeParameter(resolved.ref(resolved.one('AWS::SSM::Parameter', 'TicketKeysKeyNames').id), String(resolved.one('AWS::SSM::Parameter', 'TicketKeysKeyNames').properties.Value));
+    keyNames.mock(ssm, sdk('@aws-sdk/client-ssm') as never);
     const lambdaSdk = sdk('@aws-sdk/client-lambda');
     const lambda = mockClient(lambdaSdk.LambdaClient as never);
     // Invoke (RequestResponse): the function's result as the payload; a thrown error as FunctionError

@@ -13,6 +13,7 @@ import {
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import * as ssmModule from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { parseKeySet } from '../src/core/keyset.js';
 import { nodeApplierDocument } from '../lib/node-applier-document.js';
@@ -290,11 +291,49 @@ export class FakeVerifier {
   }
 }
 
+/**
+ * A String parameter in Parameter Store. GetParameter of a name that does not exist fails with
+ * ParameterNotFound (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_GetParameter.html);
+ * PutParameter of an existing name fails with ParameterAlreadyExists unless Overwrite is true
+ * (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html).
+ */
+export class FakeParameter {
+  writes = 0;
+
+  constructor(
+    readonly name: string,
+    public value: string | undefined,
+  ) {}
+
+  /** Answers GetParameter and PutParameter on `ssm` with the command and error classes of `sdk` (a bundle carries its own). */
+  mock(ssm: ReturnType<typeof mockClient>, sdk: typeof ssmModule = ssmModule): void {
+    ssm.on(sdk.GetParameterCommand).callsFake((input: { Name: string }) => {
+      if (input.Name !== this.name || this.value === undefined) throw new sdk.ParameterNotFound({ message: `parameter ${input.Name} not found`, $metadata: {} });
+      return { Parameter: { Name: this.name, Type: 'String', Value: this.value, Version: this.writes + 1 } };
+    });
+    ssm.on(sdk.PutParameterCommand).callsFake((input: { Name: string; Value: string; Overwrite?: boolean }) => {
+      if (input.Name !== this.name) throw new Error(`PutParameter of ${input.Name}: only ${this.name} is modelled`);
+      if (this.value !== undefined && input.Overwrite !== true) throw new sdk.ParameterAlreadyExists({ message: `parameter ${input.Name} already exists`, $metadata: {} });
+      this.value = input.Value;
+      this.writes += 1;
+      return { Version: this.writes + 1, Tier: 'Standard' };
+    });
+  }
+
+  names(): Record<string, unknown> {
+    return JSON.parse(this.value ?? '{}') as Record<string, unknown>;
+  }
+}
+
+/** The key names parameter of the tests' stack. */
+export const KEY_NAMES_PARAMETER = '/ticket-keys/key-names';
+
 /** Wires the fakes behind aws-sdk-client-mock for every client instance. */
 export function mockAws(
   secret: FakeSecret,
   fleet: FakeFleet,
   verifier = new FakeVerifier(),
+  keyNames = new FakeParameter(KEY_NAMES_PARAMETER, '{}'),
 ): { secrets: ReturnType<typeof mockClient>; ssm: ReturnType<typeof mockClient>; lambda: ReturnType<typeof mockClient> } {
   const secrets = mockClient(SecretsManagerClient);
   secrets.on(DescribeSecretCommand).callsFake(() => secret.describe());
@@ -304,6 +343,7 @@ export function mockAws(
   secrets.on(UntagResourceCommand).callsFake((input) => secret.untag(input));
   secrets.on(ListSecretVersionIdsCommand).callsFake((input) => secret.listVersionIds(input));
   const ssm = mockRunCommand(fleet.runCommand);
+  keyNames.mock(ssm);
   const lambda = mockClient(LambdaClient);
   lambda.on(InvokeCommand).callsFake((input) => ({
     StatusCode: 200,

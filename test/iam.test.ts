@@ -142,6 +142,8 @@ describe('IAM, evaluated over the synthesized template', () => {
   const secret = account.arn('AWS::SecretsManager::Secret', 'TicketKeysKeySet');
   const ticketStore = account.arn('AWS::SecretsManager::Secret', 'TicketKeysTicketStore');
   const key = account.arn('AWS::KMS::Key', 'TicketKeysKey', 'Arn');
+  const ticketStoreKey = account.arn('AWS::KMS::Key', 'TicketKeysTicketStoreKey', 'Arn');
+  const keyNamesParameter = `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter/${account.arn('AWS::SSM::Parameter', 'TicketKeysKeyNames')}`;
   const rotationFunction = account.arn('AWS::Lambda::Function', 'TicketKeysRotationFunction', 'Arn');
   const verifierFunction = account.arn('AWS::Lambda::Function', 'TicketKeysVerifierFunction', 'Arn');
   const document = `arn:aws:ssm:${REGION}:${ACCOUNT}:document/${account.arn('AWS::SSM::Document', 'TicketKeysNodeApplier')}`;
@@ -175,18 +177,20 @@ describe('IAM, evaluated over the synthesized template', () => {
     // CancelCommand is authorized on the command's document and instances, like SendCommand.
     'ssm:CancelCommand': [{ action: 'ssm:CancelCommand', resource: '*' }],
     'lambda:InvokeFunction': [{ action: 'lambda:InvokeFunction', resource: verifierFunction }],
+    'ssm:PutParameter': [{ action: 'ssm:PutParameter', resource: keyNamesParameter }],
   };
   const verifierCalls: Record<string, Call[]> = {
     'ec2:DescribeInstances': [{ action: 'ec2:DescribeInstances', resource: '*' }],
+    // Its own ticket store, with a key of its own; the key names, never the key set.
     'secretsmanager:GetSecretValue': [
-      { action: 'secretsmanager:GetSecretValue', resource: secret },
       { action: 'secretsmanager:GetSecretValue', resource: ticketStore },
-      { action: 'kms:Decrypt', resource: key, context: VIA_SECRETS_MANAGER },
+      { action: 'kms:Decrypt', resource: ticketStoreKey, context: VIA_SECRETS_MANAGER },
     ],
     'secretsmanager:PutSecretValue': [
       { action: 'secretsmanager:PutSecretValue', resource: ticketStore },
-      { action: 'kms:GenerateDataKey', resource: key, context: VIA_SECRETS_MANAGER },
+      { action: 'kms:GenerateDataKey', resource: ticketStoreKey, context: VIA_SECRETS_MANAGER },
     ],
+    'ssm:GetParameter': [{ action: 'ssm:GetParameter', resource: keyNamesParameter }],
   };
   /** What Lambda does with a function's role before the code runs: its log lines. */
   const lambdaLogging = (prefix: string): Call[] => [
@@ -212,6 +216,20 @@ describe('IAM, evaluated over the synthesized template', () => {
     expect(grantedActions(rotation)).toEqual([...actionsOf(ownCalls), 'secretsmanager:GetRandomPassword'].sort());
     const verifier = account.identityPolicies(roleName('TicketKeysVerifierRole'));
     expect(grantedActions(verifier)).toEqual(actionsOf([...Object.values(verifierCalls).flat(), ...lambdaLogging('TicketKeysVerifierLogs')]));
+  });
+
+  it('denies the verifier the key set and its key: it checks the wire against the published names', async () => {
+    const role = roleName('TicketKeysVerifierRole');
+    const calls: Call[] = [
+      { action: 'secretsmanager:GetSecretValue', resource: secret, context: { 'secretsmanager:VersionStage': 'AWSCURRENT' } },
+      { action: 'kms:Decrypt', resource: key, context: { ...VIA_SECRETS_MANAGER, 'kms:EncryptionContext:SecretARN': secret } },
+      { action: 'ssm:PutParameter', resource: keyNamesParameter },
+    ];
+    expect(await decisions(account, session(role), account.identityPolicies(role), calls)).toEqual([
+      `secretsmanager:GetSecretValue ${secret}: ExplicitlyDenied`,
+      `kms:Decrypt ${key}: ExplicitlyDenied`,
+      `ssm:PutParameter ${keyNamesParameter}: ImplicitlyDenied`,
+    ]);
   });
 
   it('allows the rotation function every call it makes', async () => {

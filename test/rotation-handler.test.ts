@@ -1,3 +1,4 @@
+import { mockClient } from 'aws-sdk-client-mock';
 import { randomUUID } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +14,7 @@ import { AWS_CLIENT_CONFIG, VERIFIER_INVOKE_CLIENT_CONFIG, VERIFIER_TIMEOUT_SECO
 import { runRotationStep, settingsFromEnvironment, type RotationEvent } from '../src/aws/rotation-function.js';
 import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../src/core/keyset.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
-import { deployRotationSchedule, FakeFleet, FakeSecret, FakeVerifier, mockAws, type FakeNode } from './aws-fakes.js';
+import { deployRotationSchedule, FakeFleet, FakeParameter, FakeSecret, FakeVerifier, KEY_NAMES_PARAMETER, mockAws, type FakeNode } from './aws-fakes.js';
 import { captureStdout, expectNoMaterial, logLines } from './helpers.js';
 import { FAKE_CLOCK, lambdaContext, onFakeClock, type TestLambdaContext } from './lambda-context.js';
 
@@ -28,6 +29,7 @@ const ENVIRONMENT = {
   MAX_ERRORS: '0',
   COMMAND_OUTPUT_LOG_GROUP: 'ticket-keys-output',
   VERIFIER_FUNCTION_NAME: 'ticket-keys-verifier',
+  KEY_NAMES_PARAMETER,
   AWS_REGION: 'eu-west-1',
 };
 const STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const;
@@ -51,6 +53,7 @@ describe('the rotation function handler (AWS mocked)', () => {
   let fleet: FakeFleet;
   let mocks: ReturnType<typeof mockAws>;
   let verifier: FakeVerifier;
+  let keyNames: FakeParameter;
   let output: string[];
   const everything: string[] = [];
   const allSets: KeySet[] = [];
@@ -65,7 +68,8 @@ describe('the rotation function handler (AWS mocked)', () => {
     secret = new FakeSecret(EMPTY_KEY_SET_PLACEHOLDER);
     fleet = new FakeFleet(secret, ['i-0aaa', 'i-0bbb', 'i-0ccc'].map((instanceId) => ({ instanceId, keys: [] })));
     verifier = new FakeVerifier();
-    mocks = mockAws(secret, fleet, verifier);
+    keyNames = new FakeParameter(KEY_NAMES_PARAMETER, '{}');
+    mocks = mockAws(secret, fleet, verifier, keyNames);
     output = [];
     captureStdout(output);
   });
@@ -91,7 +95,7 @@ describe('the rotation function handler (AWS mocked)', () => {
     mocks.secrets.restore();
     mocks.ssm.restore();
     mocks.lambda.restore();
-    mocks = mockAws(secret, fleet, verifier);
+    mocks = mockAws(secret, fleet, verifier, keyNames);
   };
   const step = (Step: string, token: string) => onFakeClock(handler({ Step, SecretId: secret.arn, ClientRequestToken: token }, lambdaContext(ROTATION_TIMEOUT_SECONDS)));
   const rotate = async (token = secret.startRotation()): Promise<string> => {
@@ -126,6 +130,8 @@ describe('the rotation function handler (AWS mocked)', () => {
     expect(logs.map((log) => log.step)).toEqual([...STEPS, ...STEPS]);
     for (const log of logs) expect(log).toMatchObject({ secret: secret.arn, outcome: 'succeeded', durationMs: expect.any(Number) });
     const current = parseKeySet(secret.get({ VersionStage: 'AWSCURRENT' }).SecretString);
+    // The names the verifier checks against: the current key, and no rollout in flight.
+    expect(keyNames.names()).toEqual({ current: { versionId: second, generation: 2, currentKey: currentKey(current).name } });
     expect(logs[4]).toMatchObject({ step: 'createSecret', generation: 2, keyNames: current.keys.map((key) => key.name).join(',') });
     expect(logs[5]).toMatchObject({ step: 'setSecret', nodesUpdated: 3, nodesFailed: 0 });
     expect(metricNames()).toEqual(expect.arrayContaining(['RotationsSucceeded', 'NodesUpdated', 'StepDuration']));
@@ -432,10 +438,13 @@ async function createSecretStep(secret: FakeSecret, token: string, client: Secre
   const logger = new Logger({ serviceName: 'test', logLevel: 'SILENT' });
   const metrics = new Metrics({ namespace: 'Test', serviceName: 'test' });
   vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  // createSecret publishes the pending key's name; this test is about the Secrets Manager client.
+  const ssm = new SSMClient({});
+  new FakeParameter(KEY_NAMES_PARAMETER, '{}').mock(mockClient(ssm));
   try {
     await runRotationStep({ Step: 'createSecret', SecretId: secret.arn, ClientRequestToken: token }, lambdaContext(ROTATION_TIMEOUT_SECONDS), {
       secrets: client,
-      ssm: new SSMClient({}),
+      ssm,
       lambda: new LambdaClient({}),
       logger,
       metrics,

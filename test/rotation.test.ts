@@ -7,6 +7,8 @@ import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } fr
 import { applyPending, createPending, rotateNow, type RotationContext } from '../src/core/rotation.js';
 import { AWSCURRENT, AWSPENDING, AWSPREVIOUS } from '../src/core/secret-store.js';
 import { FileSecretStore } from '../src/local/file-secret-store.js';
+import { FileKeyNames } from '../src/local/file-key-names.js';
+import { parseKeyNames } from '../src/core/key-names.js';
 import { freePort, startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
@@ -23,6 +25,7 @@ describe('rotation steps on a real local fleet', () => {
     store = fleet.store;
     context = {
       store,
+      keyNames: new FileKeyNames(join(fleet.memoryDir, 'key-names.json')),
       commander: new LocalFleetCommander(fleet, store, { maxDelayMs: 50 }),
       policy: { rotationIntervalSeconds: DEFAULT_ROTATION_INTERVAL_SECONDS, ticketLifetimeSeconds: DEFAULT_TICKET_LIFETIME_SECONDS, keyLength: 80 },
     };
@@ -50,6 +53,17 @@ describe('rotation steps on a real local fleet', () => {
     expect(await store.getVersion({ stage: AWSPREVIOUS })).toBeUndefined();
     expect(await store.unlabelledVersionIds()).toEqual([first.versionId]);
     for (const node of fleet.nodes) expect((await freshTicket(node, 'TLSv1.3')).keyName).toBe(currentKey(second.keySet).name);
+    // The names a verifier checks against, published with no material.
+    const names = (): unknown => parseKeyNames(readFileSync(join(fleet.memoryDir, 'key-names.json'), 'utf8'));
+    expect(names()).toEqual({ current: { versionId: second.versionId, generation: 2, currentKey: currentKey(second.keySet).name } });
+    const token = randomUUID();
+    const pending = await createPending(context, token);
+    expect(names()).toEqual({
+      current: { versionId: second.versionId, generation: 2, currentKey: currentKey(second.keySet).name },
+      pending: { versionId: token, generation: 3, currentKey: currentKey(pending).name },
+    });
+    await rotateNow(context, token);
+    expect(names()).toEqual({ current: { versionId: token, generation: 3, currentKey: currentKey(pending).name } });
   });
 
   it('createSecret is repeatable: the same token gives the same pending set', async () => {

@@ -144,7 +144,7 @@ describe('the CDK stack', () => {
 
   it('names its outputs as the README\'s deploy steps do', () => {
     const names = (stack: Template) => Object.keys((stack.toJSON() as { Outputs: Record<string, unknown> }).Outputs).sort();
-    const expected = ['AlarmTopicArn', 'ConvergenceAssociationId', 'DocumentName', 'NodePolicyArn', 'OnboardingDocumentName', 'RotationLogGroup', 'SecretArn', 'VerifierFunctionName'];
+    const expected = ['AlarmTopicArn', 'ConvergenceAssociationId', 'DocumentName', 'KeyNamesParameter', 'NodePolicyArn', 'OnboardingDocumentName', 'RotationLogGroup', 'SecretArn', 'VerifierFunctionName'];
     expect(names(template)).toEqual(expected);
     const inVpc = synth({ verifierVpcId: 'vpc-0abc', verifierSubnetIds: ['subnet-1'] }).template;
     expect(names(inVpc)).toEqual([...expected, 'VerifierSecurityGroupId'].sort());
@@ -159,7 +159,7 @@ describe('the CDK stack', () => {
     expect(fn).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Timeout: 900, Handler: 'index.handler' });
     const environment = (fn.Environment as { Variables: Record<string, unknown> }).Variables;
     expect(Object.keys(environment).sort()).toEqual(
-      ['COMMAND_OUTPUT_LOG_GROUP', 'DOCUMENT_NAME', 'KEY_LENGTH', 'MAX_CONCURRENCY', 'MAX_ERRORS', 'POWERTOOLS_SERVICE_NAME', 'ROTATION_INTERVAL_SECONDS', 'SERVER_FLAVOR', 'TARGET_TAG_KEY', 'TARGET_TAG_VALUE', 'TICKET_LIFETIME_SECONDS', 'VERIFIER_FUNCTION_NAME'].sort(),
+      ['COMMAND_OUTPUT_LOG_GROUP', 'DOCUMENT_NAME', 'KEY_LENGTH', 'MAX_CONCURRENCY', 'MAX_ERRORS', 'POWERTOOLS_SERVICE_NAME', 'ROTATION_INTERVAL_SECONDS', 'SERVER_FLAVOR', 'TARGET_TAG_KEY', 'TARGET_TAG_VALUE', 'TICKET_LIFETIME_SECONDS', 'VERIFIER_FUNCTION_NAME', 'KEY_NAMES_PARAMETER'].sort(),
     );
     expect(environment).toMatchObject({ KEY_LENGTH: '80', ROTATION_INTERVAL_SECONDS: '43200', TARGET_TAG_KEY: 'TicketKeyFleet', TARGET_TAG_VALUE: 'edge', MAX_CONCURRENCY: '50', MAX_ERRORS: '0' });
   });

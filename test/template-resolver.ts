@@ -44,6 +44,8 @@ export class ResolvedTemplate {
         return this.name(id, 'LogGroupName');
       case 'AWS::IAM::Role':
         return this.name(id, 'RoleName');
+      case 'AWS::SSM::Parameter':
+        return this.name(id, 'Name');
       default:
         return id;
     }

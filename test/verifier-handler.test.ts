@@ -1,18 +1,20 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { GetSecretValueCommand, PutSecretValueCommand, ResourceNotFoundException, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runVerifier, verifierSettingsFromEnvironment, type VerifierEvent, type VerifierResponse } from '../src/aws/verifier-function.js';
 import type { VerificationReport } from '../src/verify/verifier.js';
-import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, serializeKeySet, type KeySet } from '../src/core/keyset.js';
+import { currentKey, type KeySet } from '../src/core/keyset.js';
+import type { PublishedKeyNames } from '../src/core/key-names.js';
+import { FakeParameter, KEY_NAMES_PARAMETER } from './aws-fakes.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, applyToAll, captureStdout, expectNoMaterial, lineage } from './helpers.js';
 import { lambdaContext, type TestLambdaContext } from './lambda-context.js';
 import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 
-const KEY_SET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
 const STORE_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-store-GhIjKl';
 
 describe('the verifier function (AWS mocked, real nginx nodes)', () => {
@@ -24,9 +26,14 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
   const [gen1, gen2, gen3] = sets as [KeySet, KeySet, KeySet];
   const secrets = mockClient(SecretsManagerClient);
   const ec2 = mockClient(EC2Client);
-  let keySetValue: string;
-  /** The AWSPENDING version's value while a rotation is in flight. */
-  let pendingValue: string | undefined;
+  const ssm = mockClient(SSMClient);
+  const keyNames = new FakeParameter(KEY_NAMES_PARAMETER, '{}');
+  /** What the rotation publishes: AWSCURRENT's key name, and while a rotation rolls out, AWSPENDING's. */
+  const publish = (current: KeySet, pending?: KeySet): void => {
+    const names: PublishedKeyNames = { current: { versionId: `version-${current.generation}`, generation: current.generation, currentKey: currentKey(current).name } };
+    if (pending) names.pending = { versionId: `version-${pending.generation}`, generation: pending.generation, currentKey: currentKey(pending).name };
+    keyNames.value = JSON.stringify(names);
+  };
   let store: string;
   let puts: number;
   let output: string[];
@@ -35,7 +42,7 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
   beforeAll(async () => {
     fleet = await startLocalFleet({ nodeCount: 3 });
     Object.assign(process.env, {
-      KEY_SET_SECRET_ARN: KEY_SET_ARN,
+      KEY_NAMES_PARAMETER,
       TICKET_STORE_SECRET_ARN: STORE_ARN,
       TARGET_TAG_KEY: 'TicketKeyFleet',
       TARGET_TAG_VALUE: 'edge',
@@ -48,23 +55,16 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     await fleet?.stop();
     secrets.restore();
     ec2.restore();
+    ssm.restore();
     expectNoMaterial(everything.join('\n'), sets);
   });
   beforeEach(async () => {
-    keySetValue = serializeKeySet(gen1);
+    publish(gen1);
     store = '{}';
     puts = 0;
     secrets.reset();
-    pendingValue = undefined;
-    secrets.on(GetSecretValueCommand, { SecretId: KEY_SET_ARN }).callsFake((input: { VersionStage?: string }) => {
-      if ((input.VersionStage ?? 'AWSCURRENT') === 'AWSCURRENT') return { ARN: KEY_SET_ARN, VersionId: 'a1a1a1a1-0000-4000-8000-000000000001', SecretString: keySetValue, VersionStages: ['AWSCURRENT'] };
-      // A stage no version carries: "Secrets Manager can't find the resource that you asked for."
-      // https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html#API_GetSecretValue_Errors
-      if (input.VersionStage !== 'AWSPENDING' || pendingValue === undefined) {
-        throw new ResourceNotFoundException({ message: "Secrets Manager can't find the specified secret value for staging label: " + input.VersionStage, $metadata: {} });
-      }
-      return { ARN: KEY_SET_ARN, VersionId: 'b2b2b2b2-0000-4000-8000-000000000002', SecretString: pendingValue, VersionStages: ['AWSPENDING'] };
-    });
+    ssm.reset();
+    keyNames.mock(ssm);
     secrets.on(GetSecretValueCommand, { SecretId: STORE_ARN }).callsFake(() => ({ SecretString: store }));
     secrets.on(PutSecretValueCommand, { SecretId: STORE_ARN }).callsFake((input) => {
       puts += 1;
@@ -85,8 +85,11 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
 
   const metrics = () => Object.assign({}, ...output.filter((chunk) => chunk.includes('"_aws"')).map((chunk) => JSON.parse(chunk))) as Record<string, unknown>;
 
-  it('canary: checks every node against AWSCURRENT and publishes the figures', async () => {
+  it('canary: checks every node against the current key the rotation published, reading no key set, and publishes the figures', async () => {
     const report = await handler({ action: 'canary' });
+    // The only secret it reads is its own ticket store; the key names come from the parameter.
+    expect(secrets.commandCalls(GetSecretValueCommand).filter((call) => call.args[0].input.SecretId !== STORE_ARN)).toEqual([]);
+    expect(ssm.commandCalls(GetParameterCommand).map((call) => call.args[0].input.Name)).toEqual([KEY_NAMES_PARAMETER]);
     everything.push(JSON.stringify(report));
     expect(report).toMatchObject({ action: 'canary', ok: true, expectedKey: currentKey(gen1).name, pairs: { tried: 12, resumed: 12 } });
     expect(metrics()).toMatchObject({ CrossNodeResumptionRate: 100, NodesOnExpectedKey: 3, NodesNotOnExpectedKey: 0, UnreachableNodes: 0, VerificationFailures: 0 });
@@ -102,18 +105,17 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
       output.length = 0;
     };
     await canary('before the rotation');
-    pendingValue = serializeKeySet(gen2);
+    publish(gen1, gen2);
     await canary('with generation 2 pending, no node on it yet');
     for (const node of fleet.nodes) {
       await applyTo(fleet, node, gen2);
       await canary(`after ${node.name} took generation 2`);
     }
-    keySetValue = serializeKeySet(gen2);
-    pendingValue = undefined;
+    publish(gen2);
     await canary('after finishSecret');
     // A node that is on neither set still fails it.
     await applyTo(fleet, fleet.nodes[0]!, gen1, ['--allow-downgrade']);
-    pendingValue = serializeKeySet(gen3);
+    publish(gen2, gen3);
     const report = (await handler({ action: 'canary' })) as VerificationReport;
     everything.push(JSON.stringify(report));
     expect(report.ok).toBe(false);
@@ -121,12 +123,12 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
   });
 
   it('canary: skips, saying why, before the first rotation, even before any node is tagged (a fresh deploy raises no alarm)', async () => {
-    keySetValue = EMPTY_KEY_SET_PLACEHOLDER;
+    keyNames.value = '{}';
     expect(await handler({ action: 'canary' })).toEqual({ action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' });
     ec2.reset();
     ec2.on(DescribeInstancesCommand).resolves({ Reservations: [] });
     const settings = { ...verifierSettingsFromEnvironment(process.env), staticNodes: [] };
-    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
+    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), ssm: new SSMClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
     expect(await runVerifier({ action: 'canary' }, deps)).toEqual({ action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' });
   });
 
@@ -163,7 +165,7 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
       Reservations: [{ Instances: [{ InstanceId: 'i-0bbb', PrivateIpAddress: '127.0.0.1' }, { InstanceId: 'i-0aaa', PrivateIpAddress: '127.0.0.1' }] }],
     });
     const settings = { ...verifierSettingsFromEnvironment(process.env), staticNodes: [], port: node.port };
-    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
+    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), ssm: new SSMClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
     const report = (await runVerifier({ action: 'canary' }, deps)) as { ok: boolean; nodes: { node: string; address: string }[] };
     expect(report.ok).toBe(true);
     expect(report.nodes.map((entry) => [entry.node, entry.address])).toEqual([
@@ -185,7 +187,7 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
       Reservations: [{ Instances: [{ InstanceId: 'i-0aaa', PrivateIpAddress: '10.0.1.5' }, { InstanceId: 'i-0bbb', PrivateIpAddress: '10.0.1.6' }] }],
     });
     const settings = { ...verifierSettingsFromEnvironment(process.env), staticNodes: [], addresses: 'public' as const };
-    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
+    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), ssm: new SSMClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
     await expect(runVerifier({ action: 'canary' }, deps)).rejects.toThrow(
       'instances i-0aaa, i-0bbb carry the tag TicketKeyFleet=edge but have no public IP address, and the verifier runs outside any VPC: set verifierVpcId and verifierSubnetIds to the nodes\' VPC so that it connects to private addresses (or list the nodes in verifierStaticNodes)',
     );

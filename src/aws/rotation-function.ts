@@ -23,6 +23,7 @@ import type { VerificationReport } from '../verify/verifier.js';
 import { LambdaFleetVerifier } from './lambda-fleet-verifier.js';
 import { SecretsManagerStore } from './secrets-manager-store.js';
 import { SsmFleetCommander } from './ssm-fleet-commander.js';
+import { SsmParameterKeyNames } from './ssm-parameter-key-names.js';
 import { requiredSetting } from './environment.js';
 
 export const ROTATION_STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const;
@@ -48,6 +49,8 @@ export interface RotationFunctionSettings {
   maxErrors: string;
   outputLogGroup: string;
   verifierFunctionName: string;
+  /** The Systems Manager parameter where the rotation publishes the current and pending key names. */
+  keyNamesParameter: string;
 }
 
 export interface RotationDependencies {
@@ -88,6 +91,7 @@ export function settingsFromEnvironment(environment: Record<string, string | und
     maxErrors: requiredSetting(environment, 'MAX_ERRORS'),
     outputLogGroup: requiredSetting(environment, 'COMMAND_OUTPUT_LOG_GROUP'),
     verifierFunctionName: requiredSetting(environment, 'VERIFIER_FUNCTION_NAME'),
+    keyNamesParameter: requiredSetting(environment, 'KEY_NAMES_PARAMETER'),
   };
 }
 
@@ -137,6 +141,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
   const store = new SecretsManagerStore(deps.secrets, secretId);
   const rotation: RotationContext = {
     store,
+    keyNames: new SsmParameterKeyNames(deps.ssm, settings.keyNamesParameter),
     policy: settings.policy,
     verifier: new LambdaFleetVerifier(deps.lambda, settings.verifierFunctionName),
     commander: new SsmFleetCommander(deps.ssm, {

@@ -2,13 +2,12 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { paginateDescribeInstances, type EC2Client } from '@aws-sdk/client-ec2';
 import { GetSecretValueCommand, PutSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { currentKey, EMPTY_KEY_SET_PLACEHOLDER, parseKeySet, type KeySet } from '../core/keyset.js';
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
 import { captureSources, captureTickets, DEFAULT_CAPTURED_NODES, observeKeys, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
-import { keyInFlight, type CapturedTicketsMust, type LaggingNodes } from '../core/rotation.js';
-import { AWSCURRENT } from '../core/secret-store.js';
-import { SecretsManagerReader } from './secrets-manager-reader.js';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import type { CapturedTicketsMust, LaggingNodes } from '../core/rotation.js';
+import { readKeyNames } from './key-names-reader.js';
 import { requiredSetting } from './environment.js';
 
 export type VerifierAction = 'capture' | 'verify' | 'canary' | 'observe';
@@ -27,7 +26,8 @@ export interface VerifierEvent {
 }
 
 export interface VerifierSettings {
-  keySetSecretArn: string;
+  /** Where the rotation publishes the key names: the verifier reads no key set. */
+  keyNamesParameter: string;
   ticketStoreSecretArn: string;
   tagKey: string;
   tagValue: string;
@@ -44,6 +44,7 @@ export interface VerifierSettings {
 export interface VerifierDependencies {
   ec2: EC2Client;
   secrets: SecretsManagerClient;
+  ssm: SSMClient;
   logger: Logger;
   metrics: Metrics;
   settings: VerifierSettings;
@@ -71,7 +72,7 @@ export function verifierSettingsFromEnvironment(environment: Record<string, stri
   parseNodeList(staticNodes);
   const peers = environment.VERIFY_PEERS_PER_NODE;
   return {
-    keySetSecretArn: requiredSetting(environment, 'KEY_SET_SECRET_ARN'),
+    keyNamesParameter: requiredSetting(environment, 'KEY_NAMES_PARAMETER'),
     ticketStoreSecretArn: requiredSetting(environment, 'TICKET_STORE_SECRET_ARN'),
     tagKey: requiredSetting(environment, 'TARGET_TAG_KEY'),
     tagValue: requiredSetting(environment, 'TARGET_TAG_VALUE'),
@@ -145,12 +146,6 @@ async function capture(versionId: string, nodes: VerifyNode[], deps: VerifierDep
   return { action: 'capture', versionId, captured: value.tickets.length, reused: false };
 }
 
-/** AWSCURRENT's key set; undefined before the first rotation (the placeholder). */
-async function currentKeySetOf(keySet: SecretsManagerReader): Promise<KeySet | undefined> {
-  const current = await keySet.getVersion({ stage: AWSCURRENT });
-  return current === undefined || current.value === EMPTY_KEY_SET_PLACEHOLDER ? undefined : parseKeySet(current.value);
-}
-
 function publish(report: VerificationReport, deps: VerifierDependencies): void {
   const { metrics } = deps;
   const onKey = report.nodes.filter((node) => node.onExpectedKey).length;
@@ -174,10 +169,9 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
   const action = event.action ?? 'canary';
   const { logger, metrics, settings } = deps;
   try {
-    const keySet = new SecretsManagerReader(deps.secrets, settings.keySetSecretArn);
-    // The canary checks against AWSCURRENT; before the first rotation there is nothing to check, and no node may be tagged yet.
-    const currentSet = action === 'canary' ? await currentKeySetOf(keySet) : undefined;
-    if (action === 'canary' && currentSet === undefined) {
+    // The canary checks against AWSCURRENT's key; before the first rotation there is nothing to check, and no node may be tagged yet.
+    const published = action === 'canary' ? await readKeyNames(deps.ssm, settings.keyNamesParameter) : {};
+    if (action === 'canary' && published.current === undefined) {
       logger.info('verification skipped', { action, reason: 'the key set has no keys yet' });
       return { action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' };
     }
@@ -206,10 +200,10 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       if (stored?.versionId === event.versionId) {
         captured = stored.tickets.map((ticket) => ({ node: ticket.node, version: ticket.version, session: Buffer.from(ticket.session, 'base64') }));
       }
-    } else if (currentSet !== undefined) {
-      expectedKey = currentKey(currentSet).name;
+    } else if (published.current !== undefined) {
+      expectedKey = published.current.currentKey;
       // During a rotation the nodes move to the pending set one by one: both keys are healthy.
-      pendingKey = await keyInFlight(keySet, currentSet);
+      pendingKey = published.pending?.currentKey;
     }
     const report = await verifyFleet(nodes, {
       expectedKey,

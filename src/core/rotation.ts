@@ -12,7 +12,8 @@ import {
 } from './keyset.js';
 import type { VerificationReport } from '../verify/verifier.js';
 import { previousKeysToKeep, type RotationPolicy } from './policy.js';
-import { AWSCURRENT, AWSPENDING, AWSPREVIOUS, type SecretReader, type SecretStore } from './secret-store.js';
+import type { KeyNamesBoard, PublishedKeyNames } from './key-names.js';
+import { AWSCURRENT, AWSPENDING, AWSPREVIOUS, type SecretStore } from './secret-store.js';
 
 /** What one node reported after the applier ran on it. */
 export interface NodeResult {
@@ -89,6 +90,8 @@ export class RotationError extends Error {
 
 export interface RotationContext {
   store: SecretStore;
+  /** Where the rotation publishes the current and pending key names, for a verifier that may not read the key set. */
+  keyNames?: KeyNamesBoard;
   commander: FleetCommander;
   /** When set, setSecret captures tickets first and testSecret proves the rotation with handshakes. */
   verifier?: FleetVerifier;
@@ -138,13 +141,7 @@ export async function pendingRevocation(store: SecretStore, token: string): Prom
   return isRevocation(keySet, await currentKeySet(store)) ? keySet : undefined;
 }
 
-/**
- * createSecret: stores g+1 as AWSPENDING under `token`, or, when an operator asked for a
- * revocation (store.revocationRequest), a set of fresh keys retaining none. Repeating it
- * changes nothing; a pending g+1 left by an earlier failed attempt is carried over rather than
- * replaced, since some nodes may already serve it.
- */
-export async function createPending(context: RotationContext, token: string): Promise<KeySet> {
+async function createPendingSet(context: RotationContext, token: string): Promise<KeySet> {
   const { store, policy } = context;
   const existing = await store.getVersion({ versionId: token });
   if (existing?.stages.includes(AWSPENDING)) return parseKeySet(existing.value);
@@ -176,6 +173,48 @@ export async function createPending(context: RotationContext, token: string): Pr
     throw error;
   }
   return next;
+}
+
+/**
+ * createSecret: stores g+1 as AWSPENDING under `token`, or, when an operator asked for a
+ * revocation (store.revocationRequest), a set of fresh keys retaining none. Repeating it
+ * changes nothing; a pending g+1 left by an earlier failed attempt is carried over rather than
+ * replaced, since some nodes may already serve it.
+ */
+export async function createPending(context: RotationContext, token: string): Promise<KeySet> {
+  const keySet = await createPendingSet(context, token);
+  await publishKeyNames(context);
+  return keySet;
+}
+
+function keySetOrNothing(value: string): KeySet | undefined {
+  try {
+    return parseKeySet(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Publishes the names of AWSCURRENT's and AWSPENDING's current keys, from the store as it is:
+ * repeating it after a retried step writes the same document.
+ */
+async function publishKeyNames(context: RotationContext): Promise<void> {
+  if (context.keyNames === undefined) return;
+  const names: PublishedKeyNames = {};
+  const current = await context.store.getVersion({ stage: AWSCURRENT });
+  const currentSet = await currentKeySet(context.store);
+  if (current !== undefined && currentSet !== undefined) {
+    names.current = { versionId: current.versionId, generation: currentSet.generation, currentKey: currentKey(currentSet).name };
+  }
+  // The set a rotation rolls out: the next generation. A pending version no createSecret wrote
+  // (Secrets Manager's configuration test) is no key set.
+  const pending = await context.store.getVersion({ stage: AWSPENDING });
+  const pendingSet = pending === undefined ? undefined : keySetOrNothing(pending.value);
+  if (pending !== undefined && pendingSet !== undefined && pendingSet.generation === (currentSet?.generation ?? 0) + 1) {
+    names.pending = { versionId: pending.versionId, generation: pendingSet.generation, currentKey: currentKey(pendingSet).name };
+  }
+  await context.keyNames.write(names);
 }
 
 /**
@@ -221,23 +260,6 @@ export async function isConfigurationTest(store: SecretStore, token: string): Pr
 /** The configuration test: the current key set can be read and is sound. No node is touched. */
 export async function testConfiguration(context: RotationContext): Promise<KeySet | undefined> {
   return currentKeySet(context.store);
-}
-
-/**
- * The key nodes may already encrypt with while a rotation is in flight: the pending set's
- * current key, when the pending set is the next generation. Between setSecret and finishSecret
- * the nodes move to it one by one while AWSCURRENT still names the set before.
- */
-export async function keyInFlight(store: SecretReader, current: KeySet): Promise<string | undefined> {
-  const pending = await store.getVersion({ stage: AWSPENDING });
-  if (pending === undefined) return undefined;
-  try {
-    const keySet = parseKeySet(pending.value);
-    return keySet.generation === current.generation + 1 ? currentKey(keySet).name : undefined;
-  } catch {
-    // A pending version no createSecret finished (a configuration test) is no key set.
-    return undefined;
-  }
 }
 
 /** The gate: never publish g+1 while a node is observed below g. */
@@ -363,6 +385,7 @@ export async function finishPending(context: RotationContext, token: string): Pr
   for (const [versionId, stages] of Object.entries(await context.store.versionStages())) {
     if (stages.includes(AWSPREVIOUS)) await context.store.removeStage(AWSPREVIOUS, versionId);
   }
+  await publishKeyNames(context);
 }
 
 export interface RotationOutcome {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { currentKey, nextKey, previousKeys, type KeySet } from '../core/keyset.js';
 import { formatDuration, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
@@ -6,6 +7,7 @@ import { rotateNow, type RotationContext, type RotationOutcome } from '../core/r
 import { TLS_VERSIONS } from '../tls/probe.js';
 import type { VerificationReport } from '../verify/verifier.js';
 import { startLocalFleet } from './fleet.js';
+import { FileKeyNames } from './file-key-names.js';
 import { LocalFleetCommander } from './local-fleet-commander.js';
 import { LocalFleetVerifier } from './local-fleet-verifier.js';
 import { difference, ResumptionClient, sumStats, type ResumptionStats } from './resumption-client.js';
@@ -46,6 +48,8 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     const store = fleet.store;
     const context: RotationContext = {
       store,
+      // As on AWS, the rotation publishes the key names a verifier checks against.
+      keyNames: new FileKeyNames(join(fleet.memoryDir, 'key-names.json')),
       commander: new LocalFleetCommander(fleet, store, { maxDelayMs: 300 }),
       verifier: new LocalFleetVerifier(() => fleet.runningNodes()),
       policy: options.policy,
