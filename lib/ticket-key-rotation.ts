@@ -292,7 +292,9 @@ export class TicketKeyRotation extends Construct {
       { id: 'AwsSolutions-IAM5', reason: 'logs:DescribeLogGroups has no resource-level permissions; the stream actions are limited to the command output group\'s own streams', appliesTo: ['Resource::*', `Resource::<${Stack.of(this).getLogicalId(this.commandOutput.node.defaultChild as logs.CfnLogGroup)}.Arn>`] },
     ]);
 
-    this.restrictKeySetReads([rotationRole.roleArn], props);
+    this.restrictReads(this.secret, this.key, [rotationRole.roleArn, ...(props.nodeRoleArns ?? [])], {
+      ...(props.nodeRoleArns === undefined ? { taggedReaders: { key: props.targetTagKey, value: props.targetTagValue } } : {}),
+    });
     this.saveAuditQueries();
     this.scheduleCanary(props.canarySchedule ?? 'rate(5 minutes)');
     this.alarmTopic = this.createAlarms(props.alarmEmail, props.skippedNodesAlarmThreshold ?? 0);
@@ -370,7 +372,14 @@ export class TicketKeyRotation extends Construct {
     // The canary reads the key names the rotation publishes, never the key set; the ticket store
     // is the verifier's own. Only the calls it makes: no Describe, no UpdateSecret.
     role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.keyNames.parameterArn] }));
-    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'], resources: [ticketStore.secretArn] }));
+    // Each value it writes replaces the one before, which keeps no stage (Describe, UpdateSecretVersionStage).
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue', 'secretsmanager:DescribeSecret', 'secretsmanager:UpdateSecretVersionStage'],
+        resources: [ticketStore.secretArn],
+      }),
+    );
+    this.restrictReads(ticketStore, ticketStoreKey, [role.roleArn], { onlyCurrent: true });
     role.addToPolicy(
       new iam.PolicyStatement({
         actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
@@ -387,29 +396,36 @@ export class TicketKeyRotation extends Construct {
   }
 
   /**
-   * Nobody but `readers` and the nodes reads the key set, whatever their own policies allow (an
-   * account administrator's `*` included): a Deny in the secret's policy, and the same Deny on
-   * kms:Decrypt in its key's policy. Secrets Manager's own check of the key when a secret is
-   * created ("SecretVersionId": "RequestToValidateKeyAccess", which decrypts no secret) stays
-   * open, so that CloudFormation can create the secrets:
+   * Nobody but `readers` reads `secret`, whatever their own policies allow (an account
+   * administrator's `*` included): a Deny in the secret's policy, and the same Deny on kms:Decrypt
+   * in its key's policy. Secrets Manager's own check of the key when a secret is created
+   * ("SecretVersionId": "RequestToValidateKeyAccess", which decrypts no secret) stays open, so
+   * that CloudFormation can create it:
    * https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html
+   * `taggedReaders` adds the roles carrying that tag. `onlyCurrent` denies, to everyone, a read of
+   * anything but AWSCURRENT named in the request: a replaced value is never read again.
    */
-  private restrictKeySetReads(readers: string[], props: TicketKeyRotationProps): void {
+  private restrictReads(secret: secretsmanager.Secret, key: kms.Key, readers: string[], options: { taggedReaders?: { key: string; value: string }; onlyCurrent?: boolean }): void {
     const notAReader: Record<string, Record<string, string | string[]>> = {
-      ArnNotEquals: { 'aws:PrincipalArn': [...readers, ...(props.nodeRoleArns ?? [])] },
-      ...(props.nodeRoleArns === undefined ? { StringNotEquals: { [`aws:PrincipalTag/${props.targetTagKey}`]: props.targetTagValue } } : {}),
+      ArnNotEquals: { 'aws:PrincipalArn': readers },
+      ...(options.taggedReaders ? { StringNotEquals: { [`aws:PrincipalTag/${options.taggedReaders.key}`]: options.taggedReaders.value } } : {}),
     };
-    this.secret.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'OnlyItsReadersReadTheKeySet',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['secretsmanager:GetSecretValue'],
-        resources: ['*'],
-        conditions: notAReader,
-      }),
+    secret.addToResourcePolicy(
+      new iam.PolicyStatement({ sid: 'OnlyItsReadersRead', effect: iam.Effect.DENY, principals: [new iam.AnyPrincipal()], actions: ['secretsmanager:GetSecretValue'], resources: ['*'], conditions: notAReader }),
     );
-    this.key.addToResourcePolicy(
+    if (options.onlyCurrent) {
+      secret.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid: 'OnlyTheCurrentValue',
+          effect: iam.Effect.DENY,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: ['*'],
+          conditions: { StringNotEquals: { 'secretsmanager:VersionStage': AWSCURRENT } },
+        }),
+      );
+    }
+    key.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'OnlyItsReadersDecrypt',
         effect: iam.Effect.DENY,

@@ -138,7 +138,13 @@ export class FakeSecret {
     this.puts += 1;
     if (existing === undefined) this.created.push(id);
     this.values.set(id, input.SecretString as string);
-    for (const stage of input.VersionStages ?? ['AWSCURRENT']) this.label(stage, id);
+    // "If this operation moves the staging label AWSCURRENT from another version to this version,
+    // then Secrets Manager also automatically moves the staging label AWSPREVIOUS to the version
+    // that AWSCURRENT was removed from" (API_PutSecretValue, VersionStages).
+    const current = this.holder('AWSCURRENT');
+    const stages = input.VersionStages ?? ['AWSCURRENT'];
+    for (const stage of stages) this.label(stage, id);
+    if (stages.includes('AWSCURRENT') && current !== undefined && current !== id) this.label('AWSPREVIOUS', current);
     return { ARN: this.arn, VersionId: id };
   }
 

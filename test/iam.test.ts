@@ -183,13 +183,16 @@ describe('IAM, evaluated over the synthesized template', () => {
     'ec2:DescribeInstances': [{ action: 'ec2:DescribeInstances', resource: '*' }],
     // Its own ticket store, with a key of its own; the key names, never the key set.
     'secretsmanager:GetSecretValue': [
-      { action: 'secretsmanager:GetSecretValue', resource: ticketStore },
+      { action: 'secretsmanager:GetSecretValue', resource: ticketStore, context: { 'secretsmanager:VersionStage': 'AWSCURRENT' } },
       { action: 'kms:Decrypt', resource: ticketStoreKey, context: VIA_SECRETS_MANAGER },
     ],
     'secretsmanager:PutSecretValue': [
       { action: 'secretsmanager:PutSecretValue', resource: ticketStore },
       { action: 'kms:GenerateDataKey', resource: ticketStoreKey, context: VIA_SECRETS_MANAGER },
     ],
+    // Each value replaces the one before, which keeps no stage.
+    'secretsmanager:DescribeSecret': [{ action: 'secretsmanager:DescribeSecret', resource: ticketStore }],
+    'secretsmanager:UpdateSecretVersionStage': [{ action: 'secretsmanager:UpdateSecretVersionStage', resource: ticketStore }],
     'ssm:GetParameter': [{ action: 'ssm:GetParameter', resource: keyNamesParameter }],
   };
   /** What Lambda does with a function's role before the code runs: its log lines. */
@@ -260,8 +263,8 @@ describe('IAM, evaluated over the synthesized template', () => {
       { action: 'kms:Decrypt', resource: key },
       { action: 'lambda:InvokeFunction', resource: rotationFunction },
     ];
-    // The secret's own policy denies deleting it to everyone.
-    const explicitly = (call: Call) => call.action === 'secretsmanager:DeleteSecret';
+    // The secret's own policy denies deleting it to everyone, and the ticket store's denies reading it to all but the verifier.
+    const explicitly = (call: Call) => call.action === 'secretsmanager:DeleteSecret' || call.resource === ticketStore;
     expect(await decisions(account, session(role), policies, calls)).toEqual(calls.map((call) => `${call.action} ${call.resource}: ${explicitly(call) ? 'Explicitly' : 'Implicitly'}Denied`));
   });
 
@@ -313,7 +316,7 @@ describe('IAM, evaluated over the synthesized template', () => {
       { action: 'kms:Decrypt', resource: key },
       { action: 'logs:PutLogEvents', resource: `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:other:log-stream:x` },
     ];
-    expect(await decisions(account, nodeSession, policies, denied, fleetTag)).toEqual(denied.map((call) => `${call.action} ${call.resource}: ImplicitlyDenied`));
+    expect(await decisions(account, nodeSession, policies, denied, fleetTag)).toEqual(denied.map((call) => `${call.action} ${call.resource}: ${call.resource === ticketStore ? 'Explicitly' : 'Implicitly'}Denied`));
   });
 
   it('denies the key set to every other principal of the account, an administrator with `*` on `*` and a node role without the fleet tag included, in the secret\'s policy and in the key\'s', async () => {
@@ -333,6 +336,17 @@ describe('IAM, evaluated over the synthesized template', () => {
     const keyPolicy = account.template.one('AWS::KMS::Key', 'TicketKeysKey').properties.KeyPolicy as Policy;
     const deny = keyPolicy.Statement.find((statement) => statement.Sid === 'OnlyItsReadersDecrypt') as { Condition: Record<string, Record<string, unknown>> };
     expect(deny.Condition.StringNotEquals).toMatchObject({ 'kms:EncryptionContext:SecretVersionId': 'RequestToValidateKeyAccess' });
+  });
+
+  it('keeps the captured sessions to the verifier, and to their current value: a replaced one is read by nobody', async () => {
+    const role = roleName('TicketKeysVerifierRole');
+    const administrator = [{ name: 'AdministratorAccess', policy: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }] } }];
+    const read = (context?: Record<string, string>): Call => ({ action: 'secretsmanager:GetSecretValue', resource: ticketStore, ...(context ? { context } : {}) });
+    const replaced = [read({ 'secretsmanager:VersionStage': 'AWSPREVIOUS' }), read({ 'secretsmanager:VersionId': '0b7c2b1e-6b1a-4d52-9a43-1c2d3e4f5a6b' }), read()];
+    expect(await decisions(account, session(role), account.identityPolicies(role), replaced)).toEqual(replaced.map((call) => `${call.action} ${call.resource}: ExplicitlyDenied`));
+    const others = [read({ 'secretsmanager:VersionStage': 'AWSCURRENT' }), { action: 'kms:Decrypt', resource: ticketStoreKey, context: VIA_SECRETS_MANAGER }];
+    expect(await decisions(account, session('PlatformAdmin'), administrator, others)).toEqual(others.map((call) => `${call.action} ${call.resource}: ExplicitlyDenied`));
+    expect(await decisions(account, session(roleName('TicketKeysRotationRole')), administrator, others)).toEqual(others.map((call) => `${call.action} ${call.resource}: ExplicitlyDenied`));
   });
 
   it('with nodeRoleArns, lets exactly those roles read, tagged or not', async () => {

@@ -1,7 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient, UpdateSecretVersionStageCommand } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -9,9 +9,9 @@ import { runVerifier, verifierSettingsFromEnvironment, type VerifierEvent, type 
 import type { VerificationReport } from '../src/verify/verifier.js';
 import { currentKey, type KeySet } from '../src/core/keyset.js';
 import type { PublishedKeyNames } from '../src/core/key-names.js';
-import { FakeParameter, KEY_NAMES_PARAMETER } from './aws-fakes.js';
+import { FakeParameter, FakeSecret, KEY_NAMES_PARAMETER } from './aws-fakes.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
-import { applyTo, applyToAll, captureStdout, expectNoMaterial, lineage } from './helpers.js';
+import { applyTo, applyToAll, captureStdout, expectNoMaterial, lineage, logLines } from './helpers.js';
 import { lambdaContext, type TestLambdaContext } from './lambda-context.js';
 import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 
@@ -34,8 +34,7 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     if (pending) names.pending = { versionId: `version-${pending.generation}`, generation: pending.generation, currentKey: currentKey(pending).name };
     keyNames.value = JSON.stringify(names);
   };
-  let store: string;
-  let puts: number;
+  let store: FakeSecret;
   let output: string[];
   const everything: string[] = [];
 
@@ -60,17 +59,14 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
   });
   beforeEach(async () => {
     publish(gen1);
-    store = '{}';
-    puts = 0;
+    store = new FakeSecret('{}', STORE_ARN);
     secrets.reset();
     ssm.reset();
     keyNames.mock(ssm);
-    secrets.on(GetSecretValueCommand, { SecretId: STORE_ARN }).callsFake(() => ({ SecretString: store }));
-    secrets.on(PutSecretValueCommand, { SecretId: STORE_ARN }).callsFake((input) => {
-      puts += 1;
-      store = input.SecretString as string;
-      return {};
-    });
+    secrets.on(GetSecretValueCommand, { SecretId: STORE_ARN }).callsFake((input) => store.get(input));
+    secrets.on(PutSecretValueCommand, { SecretId: STORE_ARN }).callsFake((input) => store.put(input));
+    secrets.on(DescribeSecretCommand, { SecretId: STORE_ARN }).callsFake(() => store.describe());
+    secrets.on(UpdateSecretVersionStageCommand, { SecretId: STORE_ARN }).callsFake((input) => store.update(input));
     await applyToAll(fleet, gen1, ['--allow-downgrade']);
     output = [];
     captureStdout(output);
@@ -79,8 +75,10 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     vi.restoreAllMocks();
     everything.push(...output);
     // Sessions live only in the ticket store: never in a log line or a response.
-    const stored = JSON.parse(store) as { tickets?: { session: string }[] };
-    for (const ticket of stored.tickets ?? []) expect(everything.join('\n')).not.toContain(ticket.session.slice(0, 40));
+    for (const value of store.values.values()) {
+      const stored = JSON.parse(value) as { tickets?: { session: string }[] };
+      for (const ticket of stored.tickets ?? []) expect(everything.join('\n')).not.toContain(ticket.session.slice(0, 40));
+    }
   });
 
   const metrics = () => Object.assign({}, ...output.filter((chunk) => chunk.includes('"_aws"')).map((chunk) => JSON.parse(chunk))) as Record<string, unknown>;
@@ -132,16 +130,39 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
     expect(await runVerifier({ action: 'canary' }, deps)).toEqual({ action: 'canary', skipped: 'the key set has no keys yet: the first rotation writes generation 1' });
   });
 
-  it('capture keeps tickets once per rotation in the ticket store; verify resumes them after the rotation', async () => {
+  /** The ticket store's stages: its current value, and whether any version is still labelled otherwise. */
+  const storeState = () => ({ current: store.get({ VersionStage: 'AWSCURRENT' }).SecretString, labelled: Object.keys(store.describe().VersionIdsToStages).length });
+
+  it('capture keeps tickets once per rotation in the ticket store; verify resumes them, and forgets them, pass or fail', async () => {
     const versionId = '0b7c2b1e-6b1a-4d52-9a43-1c2d3e4f5a6b';
     expect(await handler({ action: 'capture', versionId })).toEqual({ action: 'capture', versionId, captured: 6, reused: false });
     expect(await handler({ action: 'capture', versionId })).toEqual({ action: 'capture', versionId, captured: 6, reused: true });
-    expect(puts).toBe(1);
+    expect(store.puts).toBe(1);
+    // The value before keeps no stage (PutSecretValue gave it AWSPREVIOUS).
+    expect(storeState()).toMatchObject({ labelled: 1 });
     await applyToAll(fleet, gen2);
     const report = await handler({ action: 'verify', versionId, expectedKey: currentKey(gen2).name });
     everything.push(JSON.stringify(report));
     expect(report).toMatchObject({ action: 'verify', ok: true, continuity: { tried: 18, resumed: 18 } });
     expect(metrics()).toMatchObject({ ContinuityResumptionRate: 100 });
+    expect(storeState()).toEqual({ current: '{}', labelled: 1 });
+    // A retried testSecret finds none: it checks no continuity rather than keep live sessions.
+    const retried = await handler({ action: 'verify', versionId, expectedKey: currentKey(gen2).name });
+    expect(retried).toMatchObject({ action: 'verify', ok: true, continuity: { tried: 0, resumed: 0 } });
+  });
+
+  it('canary: forgets sessions kept for a version that is not rolling out (a rotation that failed and was cancelled)', async () => {
+    const versionId = 'version-2';
+    publish(gen1, gen2);
+    await handler({ action: 'capture', versionId });
+    // While that version rolls out, the sessions wait for its testSecret.
+    await handler({ action: 'canary' });
+    expect(JSON.parse(storeState().current)).toMatchObject({ versionId });
+    // It no longer does: the names say nothing is pending.
+    publish(gen1);
+    await handler({ action: 'canary' });
+    expect(storeState().current).toBe('{}');
+    expect(logLines(output, 'captured tickets forgotten')).toEqual([expect.objectContaining({ versionId, reason: 'that version is not rolling out' })]);
   });
 
   it('verify reports a node that lost the previous key, by name (testSecret turns any finding into a failed rotation)', async () => {

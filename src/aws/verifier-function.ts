@@ -1,13 +1,14 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { paginateDescribeInstances, type EC2Client } from '@aws-sdk/client-ec2';
-import { GetSecretValueCommand, PutSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
 import { captureSources, captureTickets, DEFAULT_CAPTURED_NODES, observeKeys, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { CapturedTicketsMust, LaggingNodes } from '../core/rotation.js';
 import { readKeyNames } from './key-names-reader.js';
+import { TicketStore } from './ticket-store.js';
 import { requiredSetting } from './environment.js';
 
 export type VerifierAction = 'capture' | 'verify' | 'canary' | 'observe';
@@ -118,10 +119,14 @@ export async function discoverNodes(ec2: EC2Client, settings: VerifierSettings):
   return nodes.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+function ticketStore(deps: VerifierDependencies): TicketStore {
+  return new TicketStore(deps.secrets, deps.settings.ticketStoreSecretArn);
+}
+
 async function readStoredTickets(deps: VerifierDependencies): Promise<StoredTickets | undefined> {
-  const value = (await deps.secrets.send(new GetSecretValueCommand({ SecretId: deps.settings.ticketStoreSecretArn }))).SecretString;
+  const value = await ticketStore(deps).read();
   try {
-    const stored = JSON.parse(value ?? '{}') as Partial<StoredTickets>;
+    const stored = JSON.parse(value || '{}') as Partial<StoredTickets>;
     return stored.versionId && Array.isArray(stored.tickets) ? (stored as StoredTickets) : undefined;
   } catch {
     return undefined;
@@ -142,7 +147,7 @@ async function capture(versionId: string, nodes: VerifyNode[], deps: VerifierDep
     if (JSON.stringify({ ...value, tickets: [...value.tickets, ticket] }).length > STORE_LIMIT_BYTES) break;
     value.tickets.push(ticket);
   }
-  await deps.secrets.send(new PutSecretValueCommand({ SecretId: deps.settings.ticketStoreSecretArn, SecretString: JSON.stringify(value) }));
+  await ticketStore(deps).replace(JSON.stringify(value));
   return { action: 'capture', versionId, captured: value.tickets.length, reused: false };
 }
 
@@ -200,10 +205,20 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       if (stored?.versionId === event.versionId) {
         captured = stored.tickets.map((ticket) => ({ node: ticket.node, version: ticket.version, session: Buffer.from(ticket.session, 'base64') }));
       }
+      // The sessions are live secrets, taken for this one check: forgotten before it runs, pass
+      // or fail (a retried testSecret then checks no continuity).
+      if (stored !== undefined) await ticketStore(deps).clear();
     } else if (published.current !== undefined) {
       expectedKey = published.current.currentKey;
       // During a rotation the nodes move to the pending set one by one: both keys are healthy.
       pendingKey = published.pending?.currentKey;
+      // Sessions kept for a rotation that is no longer rolling out (it failed and was cancelled,
+      // or a newer one started) serve no check: forget them.
+      const stored = await readStoredTickets(deps);
+      if (stored !== undefined && stored.versionId !== published.pending?.versionId) {
+        await ticketStore(deps).clear();
+        logger.info('captured tickets forgotten', { action, versionId: stored.versionId, reason: 'that version is not rolling out' });
+      }
     }
     const report = await verifyFleet(nodes, {
       expectedKey,
