@@ -217,7 +217,7 @@ def expected_state(index):
 
 def validate(text):
     if text.strip() == "":
-        invalid("key set is empty: pipe the key set JSON to standard input or pass --input FILE")
+        invalid("key set is empty: give the key set JSON on standard input or as a file")
     try:
         doc = json.loads(text)
     except ValueError:
@@ -227,7 +227,7 @@ def validate(text):
     if doc.get("format") != FORMAT:
         invalid("key set format %s is unknown: expected \"%s\"" % (json.dumps(doc.get("format")), FORMAT))
     if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):
-        invalid("key set version %s is not supported: this applier reads version %d; upgrade it or rewrite the set" % (json.dumps(doc.get("version")), VERSION))
+        invalid("key set version %s is not supported: this tool reads version %d; upgrade the tool or rewrite the set" % (json.dumps(doc.get("version")), VERSION))
     unknown = sorted(set(doc) - {"format", "version", "generation", "keyLength", "keys"})
     if unknown:
         invalid("key set has unknown field(s) %s: %s" % (", ".join(unknown), TODO))

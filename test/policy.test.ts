@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createKeySet, rotateKeySet, serializeKeySet, SECRET_VALUE_MAX_BYTES, type KeySet } from '../src/core/keyset.js';
-import { defaultTicketLifetimeSeconds, formatDuration, keySetBytes, keySetCapacity, parseDuration, previousKeysToKeep } from '../src/core/policy.js';
+import { defaultTicketLifetimeSeconds, formatDuration, keySetBytes, keySetCapacity, parseDuration, PolicyError, previousKeysToKeep } from '../src/core/policy.js';
 
 describe('retention policy', () => {
   it('keeps ceil(ticket lifetime / rotation interval) previous keys', () => {
@@ -32,9 +32,24 @@ describe('retention policy', () => {
   });
 
   it('refuses a rotation interval too short for the ticket lifetime, saying what to change', () => {
-    expect(() =>
-      previousKeysToKeep({ rotationIntervalSeconds: 60, ticketLifetimeSeconds: 7 * 86400, keyLength: 80 }),
-    ).toThrow(/rotation interval too short for client session lifetime: rotating every 1m with a ticket lifetime of 7d needs 10080 previous keys.*Rotate no more often than every .*or shorten the ticket lifetime to at most/);
+    // The advice is exact: 604800 s over the 290 previous keys a set of 292 holds is 2085.5 s,
+    // rounded up; 290 intervals of 60 s are 4h50m.
+    expect(() => previousKeysToKeep({ rotationIntervalSeconds: 60, ticketLifetimeSeconds: 7 * 86400, keyLength: 80 })).toThrow(
+      new PolicyError(
+        "rotation interval too short for client session lifetime: rotating every 1m with a ticket lifetime of 7d needs 10080 previous keys plus current and next, but a key set of 80-byte keys holds at most 292 keys (Secrets Manager's 65536-byte limit). Rotate no more often than every 34m46s, or shorten the ticket lifetime to at most 4h50m.",
+      ),
+    );
+    // With lateness: ceil((3h + 10m) / 1h) = 4 needed, 1 held; the lifetime must end 10m before the next rotation may.
+    expect(() => previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, flavor: 'haproxy', rotationLatenessSeconds: 600 })).toThrow(
+      new PolicyError(
+        'rotation interval too short for client session lifetime: rotating every 1h (each rotation taking effect up to 10m after its scheduled time) with a ticket lifetime of 3h needs 4 previous keys plus current and next, but haproxy holds at most 3 keys (previous, current, next). Rotate no more often than every 3h10m, or shorten the ticket lifetime to at most 50m.',
+      ),
+    );
+    expect(() => previousKeysToKeep({ rotationIntervalSeconds: 600, ticketLifetimeSeconds: 3600, keyLength: 80, rotationLatenessSeconds: 600 })).toThrow(
+      new PolicyError('rotation interval 10m is not longer than how late a scheduled rotation may take effect (10m: its window and the time to apply it): rotate less often than every 10m'),
+    );
+    expect(previousKeysToKeep({ rotationIntervalSeconds: 601, ticketLifetimeSeconds: 1, keyLength: 80, rotationLatenessSeconds: 600 })).toBe(1);
+    expect(previousKeysToKeep({ rotationIntervalSeconds: 601, ticketLifetimeSeconds: 2, keyLength: 80, rotationLatenessSeconds: 600 })).toBe(2);
     expect(() =>
       previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, flavor: 'haproxy' }),
     ).toThrow(/haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 3h, or shorten the ticket lifetime to at most 1h/);
@@ -47,6 +62,10 @@ describe('retention policy', () => {
   });
 
   it('derives the key set capacity from the secret size limit, and a full set really fits', () => {
+    // Secrets Manager's SecretString limit, 65,536 bytes: 292 keys of 80 bytes, 363 of 48.
+    expect(SECRET_VALUE_MAX_BYTES).toBe(65_536);
+    expect([keySetCapacity(80), keySetCapacity(48)]).toEqual([292, 363]);
+    expect(keySetBytes(80, 3) - keySetBytes(80, 2)).toBe(224);
     for (const keyLength of [80, 48] as const) {
       const capacity = keySetCapacity(keyLength);
       expect(keySetBytes(keyLength, capacity)).toBeLessThanOrEqual(SECRET_VALUE_MAX_BYTES);

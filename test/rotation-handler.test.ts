@@ -39,9 +39,13 @@ const ROTATION_TIMEOUT_SECONDS = 900;
 type Handler = (event: RotationEvent, context: TestLambdaContext) => Promise<void>;
 
 let synthesized: Template | undefined;
-/** The properties of one resource of the stack as `cdk deploy` would create it with cdk.json's defaults. */
+/**
+ * The properties of one resource of the stack as `cdk deploy` would create it with cdk.json's
+ * defaults. The functions' code is not bundled: only resource properties are read here.
+ */
 function synthesizedResource(type: string, prefix: string): Record<string, unknown> {
-  synthesized ??= Template.fromStack(new TicketKeyRotationStack(new App(), 'TicketKeyRotation', { rotation: { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' } }));
+  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  synthesized ??= Template.fromStack(new TicketKeyRotationStack(app, 'TicketKeyRotation', { rotation: { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' } }));
   const matches = Object.entries(synthesized.findResources(type)).filter(([id]) => id.startsWith(prefix));
   expect(matches).toHaveLength(1);
   return (matches[0]![1] as { Properties: Record<string, unknown> }).Properties;
