@@ -9,6 +9,7 @@ export default defineConfig({
     include: [
       'test/keyset.test.ts',
       'test/keyset-validators.test.ts',
+      'test/core-parts.test.ts',
       'test/policy.test.ts',
       'test/schedule-jitter.test.ts',
       'test/rotation-create.test.ts',
