@@ -188,7 +188,7 @@ fi
 # generation's files. It reads the key set from stdin and answers with one line of fields
 # separated by \x1f (unit separator), so that empty fields survive `read`.
 read -r -d '' KEYSET_PY <<'PY' || true
-import base64, binascii, fcntl, fnmatch, hashlib, json, os, re, shutil, socket, stat, sys, tempfile, time
+import base64, binascii, datetime, fcntl, fnmatch, hashlib, json, os, re, shutil, socket, stat, sys, tempfile, time
 
 mode, flavor, key_dir, include_file, allow_downgrade, lock_timeout, runtime_socket = sys.argv[1:8]
 try:
@@ -211,6 +211,16 @@ class Refused(Exception):
 
 def invalid(message):
     raise Refused(3, message)
+
+def is_utc_timestamp(text):
+    """An ISO 8601 UTC time that names a real instant (no February 30, no hour 25)."""
+    if not ISO.match(text):
+        return False
+    try:
+        datetime.datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return False
+    return True
 
 def expected_state(index):
     return "current" if index == 0 else "next" if index == 1 else "previous"
@@ -261,17 +271,17 @@ def validate(text):
             if index == 1:
                 invalid("key set has no next key second (key 2 is \"%s\"): %s" % (state, order))
             invalid("%s has state \"%s\" where \"previous\" belongs: %s" % (where, state, order))
-        if not ISO.match(key["createdAt"]):
+        if not is_utc_timestamp(key["createdAt"]):
             invalid("%s (%s) has createdAt that is not an ISO 8601 UTC time: %s" % (where, name, TODO))
         material = key["material"]
         try:
             if len(material) % 4 or not B64.match(material):
                 raise ValueError()
             raw = base64.b64decode(material, validate=True)
-            if base64.b64encode(raw).decode() != material:
-                raise ValueError()
         except (ValueError, binascii.Error):
             invalid("%s (%s) material is not valid base64: %s" % (where, name, TODO))
+        if base64.b64encode(raw).decode() != material:
+            invalid("%s (%s) material is not canonical base64 (its last character sets bits past the end): %s" % (where, name, TODO))
         if len(raw) != key_length:
             invalid("%s (%s) is %d bytes but the set's keyLength is %d: every key must have the same length" % (where, name, len(raw), key_length))
         if name != raw[:16].hex():

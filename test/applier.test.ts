@@ -124,7 +124,8 @@ describe('the node applier on a real nginx node', () => {
       expect(() => parseKeySet(input), what).toThrow(message);
       expect(snapshot(node), what).toEqual(before);
     }
-    expect(messages.size).toBe(malformed.length);
+    // One message per kind of refusal: a JSON array and a JSON string share theirs.
+    expect(messages.size).toBe(new Set(malformed.map(([, , message]) => message.source)).size);
     expect(fleet.workerPids(node)).toEqual(workers);
     expect((await freshTicket(node, 'TLSv1.2')).keyName).toBe(currentKey(gen1).name);
   });

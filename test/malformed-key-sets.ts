@@ -1,5 +1,7 @@
 import { serializeKeySet, type KeySet } from '../src/core/keyset.js';
 
+const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
 function variant(set: KeySet, change: (doc: Record<string, unknown> & { keys: Record<string, unknown>[] }) => void): string {
   const doc = JSON.parse(serializeKeySet(set));
   change(doc);
@@ -31,5 +33,17 @@ export function malformedKeySets(gen2: KeySet): [string, () => string, RegExp][]
     ['a key without material', () => variant(gen2, (doc) => delete (doc.keys[1] as Record<string, unknown>).material), /key 2 has no "material" string/],
     ['a bad creation time', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).createdAt = 'yesterday')), /key 1 \(\w+\) has createdAt that is not an ISO 8601/],
     ['an unknown field', () => variant(gen2, (doc) => (doc.keys_v2 = [])), /unknown field\(s\) keys_v2/],
+    ['a key that is not an object', () => variant(gen2, (doc) => ((doc.keys as unknown[])[1] = 'next')), /key 2 is not an object/],
+    ['a key with an unknown field', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).expires = 'never')), /key 1 has unknown field\(s\) expires/],
+    ['a second key that is not next', () => variant(gen2, (doc) => ((doc.keys[1] as Record<string, unknown>).state = 'previous')), /no next key second \(key 2 is "previous"\)/],
+    ['February 30', () => variant(gen2, (doc) => ((doc.keys[1] as Record<string, unknown>).createdAt = '2026-02-30T10:00:00Z')), /key 2 \(\w+\) has createdAt that is not an ISO 8601/],
+    ['hour 25', () => variant(gen2, (doc) => ((doc.keys[2] as Record<string, unknown>).createdAt = '2026-02-28T25:00:00.000Z')), /key 3 \(\w+\) has createdAt that is not an ISO 8601/],
+    ['base64 of a length no multiple of 4', () => variant(gen2, (doc) => ((doc.keys[2] as Record<string, unknown>).material = gen2.keys[2]!.material.replace(/=$/, ''))), /key 3 \(\w+\) material is not valid base64/],
+    // 80 bytes end in a group of two: its last character carries 2 bits past the end, which must be zero.
+    ['base64 with bits past the end', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).material = gen2.keys[0]!.material.replace(/.=$/, (end) => `${BASE64[BASE64.indexOf(end[0]!) ^ 1]}=`))), /key 1 \(\w+\) material is not canonical base64 \(its last character sets bits past the end\)/],
+    ['a generation past 2^53', () => variant(gen2, (doc) => (doc.generation = 2 ** 53)), /generation 9007199254740992 is not a positive integer/],
+    ['a generation of true', () => variant(gen2, (doc) => (doc.generation = true)), /generation true is not a positive integer/],
+    ['keys that are not an array', () => variant(gen2, (doc) => ((doc as Record<string, unknown>).keys = {})), /has no "keys" array/],
+    ['a JSON string', () => '"a key set"', /not a JSON object/],
   ];
 }

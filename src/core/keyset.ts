@@ -183,6 +183,13 @@ function refuseUnknownFields(value: Record<string, unknown>, allowed: readonly s
   }
 }
 
+/** An ISO 8601 UTC time that names a real instant: Date.parse would roll February 30 over to March. */
+function isUtcTimestamp(text: string): boolean {
+  if (!ISO_TIMESTAMP.test(text)) return false;
+  const instant = Date.parse(text);
+  return !Number.isNaN(instant) && new Date(instant).toISOString().slice(0, 19) === text.slice(0, 19);
+}
+
 function expectedState(index: number): KeyState {
   return index === 0 ? 'current' : index === 1 ? 'next' : 'previous';
 }
@@ -203,7 +210,7 @@ function validateKey(value: unknown, index: number, keyLength: KeyLength): Ticke
     if (index === 1 && state !== 'next') throw new KeySetError(`key set has no next key second (key 2 is "${state}"): ${order}`);
     throw new KeySetError(`${where} has state "${state}" where "previous" belongs: ${order}`);
   }
-  if (!ISO_TIMESTAMP.test(createdAt) || Number.isNaN(Date.parse(createdAt))) {
+  if (!isUtcTimestamp(createdAt)) {
     throw new KeySetError(`${where} (${name}) has createdAt that is not an ISO 8601 UTC time: ${WHAT_TO_DO}`);
   }
   if (material.length % 4 !== 0 || !STRICT_BASE64.test(material)) {
@@ -211,7 +218,7 @@ function validateKey(value: unknown, index: number, keyLength: KeyLength): Ticke
   }
   const bytes = Buffer.from(material, 'base64');
   if (bytes.toString('base64') !== material) {
-    throw new KeySetError(`${where} (${name}) material is not valid base64: ${WHAT_TO_DO}`);
+    throw new KeySetError(`${where} (${name}) material is not canonical base64 (its last character sets bits past the end): ${WHAT_TO_DO}`);
   }
   if (bytes.length !== keyLength) {
     throw new KeySetError(
