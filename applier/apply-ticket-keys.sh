@@ -389,7 +389,7 @@ def is_leftover(entry):
     """What a run killed part-way leaves behind: staged generations and temporary files."""
     return entry.startswith("gen-") or entry.startswith(".active.json.") or entry.startswith(".%s.tmp." % os.path.basename(include_file))
 
-def foreign_entries(state):
+def foreign_entries():
     """Entries of the key directory the applier did not write."""
     known = {".lock", "active.json"}
     if os.path.dirname(include_file) == key_dir:
@@ -405,7 +405,7 @@ def active_set_problem(state, materials=None):
     problem = unsafe_paths()
     if problem:
         return problem
-    foreign = foreign_entries(state)
+    foreign = foreign_entries()
     if os.path.dirname(directory) != key_dir or not os.path.basename(directory).startswith("gen-"):
         return "the state file names %s, not a generation directory of %s" % (directory, key_dir)
     foreign = [entry for entry in foreign if entry != os.path.basename(directory)]
@@ -507,7 +507,7 @@ def prepare(generation, names, materials):
                 remove_leftovers({state[2]})
                 return "unchanged", "", "", "", []
             print("generation %d is active but damaged (%s): applying it again" % (generation, problem), file=sys.stderr)
-    foreign = foreign_entries(state)
+    foreign = foreign_entries()
     keep = {d for d in (referenced_dir(), state[2] if state else None) if d}
     for entry in foreign:
         if os.path.join(key_dir, entry) not in keep:
@@ -673,7 +673,8 @@ def main():
     if mode == "status":
         state = read_state()
         if state is None:
-            problem = unsafe_paths() or (os.path.isdir(key_dir) and foreign_entries(None) and "the key directory holds %s, which the applier did not write" % ", ".join(foreign_entries(None)))
+            foreign = foreign_entries() if os.path.isdir(key_dir) else []
+            problem = unsafe_paths() or (foreign and "the key directory holds %s, which the applier did not write" % ", ".join(foreign))
             answer("damaged" if problem else "none", note=problem or "")
         else:
             problem = active_set_problem(state)

@@ -98,7 +98,8 @@ describe('the functions as deployed: bundles from the cloud assembly, the templa
    * A stub AWS CLI that answers `secretsmanager get-secret-value` from the fake secret, as the
    * node's role would: the node policy allows it only with AWSCURRENT or AWSPENDING named in the
    * request (test/iam.test.ts proves it), and a version id given with a stage "must refer to the
-   * same secret version" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
+   * same secret version" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html;
+   * the page names no error for it: the stub answers InvalidRequestException, and the document treats any failure alike).
    */
   const stubCli = (dir: string): void => {
     writeFileSync(

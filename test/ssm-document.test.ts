@@ -56,7 +56,8 @@ describe('the synthesized SSM document, run on real nginx nodes with a stub AWS 
     // Serves `aws secretsmanager get-secret-value ... --query SecretString --output text` from files,
     // as to the node's role: only a request naming AWSCURRENT or AWSPENDING is allowed (the node
     // policy, proven in test/iam.test.ts), and a version id given with a stage "must refer to the
-    // same secret version" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html).
+    // same secret version" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html;
+    // the page names no error for it: the stub answers InvalidRequestException, and the document treats any failure alike).
     writeFileSync(
       join(stubDir, 'aws'),
       `#!/bin/bash

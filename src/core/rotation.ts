@@ -202,8 +202,9 @@ function keySetOrNothing(value: string): KeySet | undefined {
 async function publishKeyNames(context: RotationContext): Promise<void> {
   if (context.keyNames === undefined) return;
   const names: PublishedKeyNames = {};
+  // The placeholder before the first rotation is no key set either.
   const current = await context.store.getVersion({ stage: AWSCURRENT });
-  const currentSet = await currentKeySet(context.store);
+  const currentSet = current === undefined ? undefined : keySetOrNothing(current.value);
   if (current !== undefined && currentSet !== undefined) {
     names.current = { versionId: current.versionId, generation: currentSet.generation, currentKey: currentKey(currentSet).name };
   }
