@@ -14,6 +14,7 @@ export default defineConfig({
       'test/schedule-jitter.test.ts',
       'test/rotation-create.test.ts',
       'test/rotation-core.test.ts',
+      'test/rotation-steps.test.ts',
       'test/fault-model.test.ts',
       'test/rotation-handler.test.ts',
       'test/ssm-fleet-commander.test.ts',

@@ -37,9 +37,18 @@ describe('the engine and the node applier on malformed key sets', () => {
     expect(run.summary.error).toBe(engineMessage);
   });
 
-  it('both accept the valid set the cases are made from', async () => {
-    expect(parseKeySet(serializeKeySet(gen2!)).generation).toBe(2);
-    const run = await runApplier([...applierArgs(), '--before-start'], serializeKeySet(gen2!));
+  const valid: [string, () => string][] = [
+    ['the valid set the cases are made from', () => serializeKeySet(gen2!)],
+    ['creation times with no fraction of a second, one digit, or nine', () => {
+      const doc = JSON.parse(serializeKeySet(gen2!)) as { keys: { createdAt: string }[] };
+      ['2026-02-28T10:00:00Z', '2026-02-28T10:00:00.5Z', '2026-02-28T10:00:00.123456789Z'].forEach((createdAt, index) => (doc.keys[index]!.createdAt = createdAt));
+      return JSON.stringify(doc);
+    }],
+  ];
+
+  it.each(valid)('both accept %s', async (_, make) => {
+    expect(parseKeySet(make()).generation).toBe(2);
+    const run = await runApplier([...applierArgs(), '--before-start'], make());
     // Valid, then written: the config test (false) fails and the applier restores.
     expect(run.summary.error).toMatch(/config test 'false' failed/);
   });

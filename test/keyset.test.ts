@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   createKeySet,
   currentKey,
+  EMPTY_KEY_SET_PLACEHOLDER,
   KeySetError,
   nextKey,
   parseKeySet,
@@ -40,7 +41,9 @@ describe('key set engine', () => {
     expect(previousKeys(three).map((key) => key.name)).toEqual([currentKey(two).name, currentKey(one).name]);
     const four = rotateKeySet(three, 2);
     expect(previousKeys(four).map((key) => key.name)).toEqual([currentKey(three).name, currentKey(two).name]);
-    expect(() => rotateKeySet(four, 0)).toThrow(/at least 1/);
+    expect(() => rotateKeySet(four, 0)).toThrow(
+      new KeySetError('previous keys to keep must be a whole number of at least 1 (got 0): without the old current key, tickets issued just before the rotation could not resume'),
+    );
   });
 
   it('revokes: every key fresh, nothing retained, generation still moves forward', () => {
@@ -53,11 +56,23 @@ describe('key set engine', () => {
     expect(revoked.keys.some((key) => old.has(key.name))).toBe(false);
   });
 
-  it('round-trips through its serialized form, and the summary carries no material', () => {
+  it('round-trips through its serialized form, and the summary is everything but the material', () => {
     const set = rotateKeySet(createKeySet(), 1);
     expect(parseKeySet(serializeKeySet(set))).toEqual(set);
-    const summary = JSON.stringify(summarizeKeySet(set));
-    for (const key of set.keys) expect(summary).not.toContain(key.material);
+    expect(summarizeKeySet(set)).toStrictEqual({
+      generation: 2,
+      keyLength: 80,
+      keys: set.keys.map((key) => ({ name: key.name, state: key.state, createdAt: key.createdAt })),
+    });
+  });
+
+  it('refuses a random source that returns fewer bytes than a key needs', () => {
+    expect(() => createKeySet(48, { random: (size) => Buffer.alloc(size - 1) })).toThrow(new KeySetError('random source returned 47 bytes, expected 48'));
+  });
+
+  it('the secret\'s value before the first rotation holds no key and says so to whoever reads it; the engine refuses it as a set', () => {
+    expect(JSON.parse(EMPTY_KEY_SET_PLACEHOLDER)).toStrictEqual({ format: 'tls-ticket-keyset', version: 1, note: 'no keys yet: the first rotation writes generation 1' });
+    expect(() => parseKeySet(EMPTY_KEY_SET_PLACEHOLDER)).toThrow(/key set has unknown field\(s\) note/);
   });
 
   it('never quotes the input in its errors, so material cannot leak through them', () => {
@@ -68,6 +83,7 @@ describe('key set engine', () => {
       expect.unreachable();
     } catch (error) {
       expect(error).toBeInstanceOf(KeySetError);
+      expect((error as Error).name).toBe('KeySetError');
       expect((error as Error).message).not.toContain(set.keys[0]!.material.slice(0, 12));
     }
   });

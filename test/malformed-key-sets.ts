@@ -45,5 +45,11 @@ export function malformedKeySets(gen2: KeySet): [string, () => string, RegExp][]
     ['a generation of true', () => variant(gen2, (doc) => (doc.generation = true)), /generation true is not a positive integer/],
     ['keys that are not an array', () => variant(gen2, (doc) => ((doc as Record<string, unknown>).keys = {})), /has no "keys" array/],
     ['a JSON string', () => '"a key set"', /not a JSON object/],
+    ['JSON null', () => 'null', /not a JSON object/],
+    ['only white space', () => ' \n\t ', /key set is empty/],
+    ['a key that is null', () => variant(gen2, (doc) => ((doc.keys as unknown[])[0] = null)), /key 1 is not an object/],
+    ['two unknown fields', () => variant(gen2, (doc) => Object.assign(doc, { expires: 'never', owner: 'ops' })), /key set has unknown field\(s\) expires, owner: /],
+    ['a creation time with an offset, not Z', () => variant(gen2, (doc) => ((doc.keys[1] as Record<string, unknown>).createdAt = '2026-02-28T10:00:00.000+00:00')), /key 2 \(\w+\) has createdAt that is not an ISO 8601/],
+    ['a creation time with ten fraction digits', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).createdAt = '2026-02-28T10:00:00.1234567891Z')), /key 1 \(\w+\) has createdAt that is not an ISO 8601/],
   ];
 }

@@ -59,6 +59,11 @@ describe('retention policy', () => {
       /longer than TLS allows \(RFC 8446: at most 7d\)/,
     );
     expect(() => previousKeysToKeep({ rotationIntervalSeconds: 0, ticketLifetimeSeconds: 60, keyLength: 80 })).toThrow(/longer than zero/);
+    for (const lifetime of [0, -1, Number.NaN]) {
+      expect(() => previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: lifetime, keyLength: 80 })).toThrow(
+        new PolicyError(`ticket lifetime must be longer than zero (got ${lifetime} seconds)`),
+      );
+    }
   });
 
   it('derives the key set capacity from the secret size limit, and a full set really fits', () => {
@@ -80,8 +85,12 @@ describe('retention policy', () => {
   it('parses and formats durations, refusing nonsense', () => {
     expect(parseDuration('1h30m', 'x')).toBe(5400);
     expect(parseDuration('7d', 'x')).toBe(604800);
+    expect(parseDuration(' 90s\n', 'x')).toBe(90);
     expect(formatDuration(5400)).toBe('1h30m');
+    expect(formatDuration(0)).toBe('0s');
     expect(() => parseDuration('12 hours', 'rotation interval')).toThrow(/rotation interval "12 hours" is not a duration: write it like/);
+    expect(() => parseDuration(' ', 'ticket lifetime')).toThrow(new PolicyError('ticket lifetime " " is not a duration: write it like 90s, 30m, 12h, 7d or 1h30m'));
+    expect(() => parseDuration('', 'ticket lifetime')).toThrow(expect.objectContaining({ name: 'PolicyError', message: expect.stringMatching(/"" is not a duration/) }));
     expect(() => parseDuration('0s', 'ticket lifetime')).toThrow(/longer than zero/);
   });
 });

@@ -56,6 +56,18 @@ describe('retention under the schedule\'s jitter', () => {
     expect(rotationScheduleFor(90 * MINUTE)).toMatchObject({ kind: 'scheduler', expression: 'rate(90 minutes)' });
   });
 
+  it('Secrets Manager\'s own schedule from 4 hours (its shortest), in whole hours that divide a day; late by its 1-hour window and 15 minutes to apply, or the Scheduler\'s minute, 5 minutes of retries and 15 to apply', () => {
+    expect(rotationScheduleFor(4 * HOUR)).toEqual({ kind: 'secrets-manager', expression: 'rate(4 hours)', duration: '1h', latenessSeconds: 4500 });
+    expect(rotationScheduleFor(8 * HOUR)).toMatchObject({ kind: 'secrets-manager', expression: 'rate(8 hours)' });
+    expect(rotationScheduleFor(2 * HOUR)).toEqual({ kind: 'scheduler', expression: 'rate(2 hours)', latenessSeconds: 1260 });
+    // 4 h 48 min divides a day five times, but Secrets Manager's rate() takes hours or days.
+    expect(rotationScheduleFor(288 * MINUTE)).toEqual({ kind: 'scheduler', expression: 'rate(288 minutes)', latenessSeconds: 1260 });
+  });
+
+  it.each([0, -HOUR, 90, 1.5, Number.NaN])('refuses an interval of %s seconds: not a whole number of minutes', (seconds) => {
+    expect(() => rotationScheduleFor(seconds)).toThrow(`rotation interval must be a whole number of minutes (got ${seconds} seconds)`);
+  });
+
   it('no ticket younger than its lifetime is ever refused, for every schedule, flavor and jitter the policy accepts', () => {
     let checked = 0;
     fc.assert(

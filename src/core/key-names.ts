@@ -30,9 +30,9 @@ export function parseKeyNames(text: string): PublishedKeyNames {
   } catch {
     return names;
   }
-  if (typeof document !== 'object' || document === null) return names;
   for (const slot of ['current', 'pending'] as const) {
-    const entry = (document as Record<string, unknown>)[slot] as Partial<VersionKeyNames> | undefined;
+    // A JSON value that is not an object (null, a number, a string, an array) has no such slot.
+    const entry = (document as Record<string, unknown> | null | undefined)?.[slot] as Partial<VersionKeyNames> | undefined;
     if (typeof entry?.versionId === 'string' && Number.isInteger(entry.generation) && typeof entry.currentKey === 'string' && /^[0-9a-f]{32}$/.test(entry.currentKey)) {
       names[slot] = { versionId: entry.versionId, generation: entry.generation as number, currentKey: entry.currentKey };
     }

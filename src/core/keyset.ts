@@ -206,8 +206,8 @@ function validateKey(value: unknown, index: number, keyLength: KeyLength): Ticke
   const { name, state, createdAt, material } = value as Record<(typeof KEY_FIELDS)[number], string>;
   if (state !== expectedState(index)) {
     const order = 'keys must be ordered current, next, then previous keys';
-    if (index === 0 && state !== 'current') throw new KeySetError(`key set has no current key first (key 1 is "${state}"): ${order}`);
-    if (index === 1 && state !== 'next') throw new KeySetError(`key set has no next key second (key 2 is "${state}"): ${order}`);
+    if (index === 0) throw new KeySetError(`key set has no current key first (key 1 is "${state}"): ${order}`);
+    if (index === 1) throw new KeySetError(`key set has no next key second (key 2 is "${state}"): ${order}`);
     throw new KeySetError(`${where} has state "${state}" where "previous" belongs: ${order}`);
   }
   if (!isUtcTimestamp(createdAt)) {
@@ -231,6 +231,10 @@ function validateKey(value: unknown, index: number, keyLength: KeyLength): Ticke
   return { name, state: state as KeyState, createdAt, material };
 }
 
+function isGeneration(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 1;
+}
+
 export function validateKeySet(value: unknown): KeySet {
   if (!isPlainObject(value)) throw new KeySetError(`key set is not a JSON object: ${WHAT_TO_DO}`);
   if (value.format !== KEY_SET_FORMAT) {
@@ -243,7 +247,7 @@ export function validateKeySet(value: unknown): KeySet {
   }
   refuseUnknownFields(value, SET_FIELDS, 'key set');
   const { generation, keyLength, keys } = value;
-  if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 1) {
+  if (!isGeneration(generation)) {
     throw new KeySetError(`key set generation ${JSON.stringify(generation ?? null)} is not a positive integer: ${WHAT_TO_DO}`);
   }
   if (!isKeyLength(keyLength)) {

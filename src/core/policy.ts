@@ -131,9 +131,8 @@ export function previousKeysToKeep(policy: RotationPolicy): number {
   const needed = Math.ceil((lifetime + lateness) / interval);
   const setCapacity = keySetCapacity(policy.keyLength);
   const flavor = policy.flavor ?? 'nginx';
-  const serverCapacity = SERVER_KEY_CAPACITY[flavor];
-  const serverBinds = serverCapacity !== undefined && serverCapacity < setCapacity;
-  const capacity = serverBinds ? (serverCapacity as number) : setCapacity;
+  const capacity = Math.min(SERVER_KEY_CAPACITY[flavor] ?? Infinity, setCapacity);
+  const serverBinds = capacity < setCapacity;
   const maxPrevious = capacity - 2;
   if (needed > maxPrevious) {
     const limit = serverBinds

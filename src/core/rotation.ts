@@ -146,7 +146,7 @@ async function createPendingSet(context: RotationContext, token: string): Promis
   const existing = await store.getVersion({ versionId: token });
   if (existing?.stages.includes(AWSPENDING)) return parseKeySet(existing.value);
   const current = await currentKeySet(store);
-  const earlier = await earlierPending(store, token, current);
+  const earlier = await earlierPending(store, current);
   const expected = (current?.generation ?? 0) + 1;
   const revoke = (await store.revocationRequest()) !== undefined;
   if (!revoke && earlier?.keySet.generation === expected) {
@@ -224,12 +224,12 @@ async function publishKeyNames(context: RotationContext): Promise<void> {
  * operators to take AWSPENDING off the partly rotated version; nodes may already serve it, and
  * they refuse another set of the same generation, so it must be found all the same.
  */
-async function earlierPending(store: SecretStore, token: string, current: KeySet | undefined): Promise<{ value: string; keySet: KeySet } | undefined> {
+async function earlierPending(store: SecretStore, current: KeySet | undefined): Promise<{ value: string; keySet: KeySet } | undefined> {
   const labelled = await store.getVersion({ stage: AWSPENDING });
-  if (labelled !== undefined) return labelled.versionId === token ? undefined : validKeySet(labelled.value);
+  if (labelled !== undefined) return validKeySet(labelled.value);
   // Newest first; other unlabelled versions (older sets, a configuration test's copy) are passed over.
   for (const versionId of await store.unlabelledVersionIds()) {
-    const earlier = versionId === token ? undefined : await store.getVersion({ versionId });
+    const earlier = await store.getVersion({ versionId });
     const found = earlier && validKeySet(earlier.value);
     if (found?.keySet.generation === (current?.generation ?? 0) + 1) return found;
   }
@@ -284,9 +284,9 @@ export function checkGate(current: KeySet | undefined, statuses: NodeStatus[]): 
 async function checkSkippedOnTheWire(verifier: FleetVerifier | undefined, current: KeySet | undefined, statuses: NodeStatus[]): Promise<void> {
   const skipped = statuses.filter((status) => status.skipped !== undefined).map((status) => status.node);
   if (verifier === undefined || current === undefined || skipped.length === 0) return;
-  const older = new Set(current.keys.filter((key) => key.state === 'previous').map((key) => key.name));
+  const older = new Set<string | null | undefined>(current.keys.filter((key) => key.state === 'previous').map((key) => key.name));
   const observed = await verifier.observe(skipped);
-  const behind = skipped.filter((node) => older.has(observed[node] ?? ''));
+  const behind = skipped.filter((node) => older.has(observed[node]));
   if (behind.length > 0) {
     throw new RotationError(
       `gate closed: ${behind.map((node) => `${node} (not reachable through SSM, and it still serves tickets under ${observed[node]}, a key of an older set)`).join(', ')} ` +

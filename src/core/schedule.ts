@@ -62,7 +62,7 @@ export function rotationScheduleFor(intervalSeconds: number): RotationSchedule {
   if (!Number.isInteger(intervalSeconds) || intervalSeconds <= 0 || intervalSeconds % 60 !== 0) {
     throw new Error(`rotation interval must be a whole number of minutes (got ${intervalSeconds} seconds)`);
   }
-  const evenHours = intervalSeconds >= SECRETS_MANAGER_MIN_INTERVAL_SECONDS && intervalSeconds < DAY && intervalSeconds % HOUR === 0 && DAY % intervalSeconds === 0;
+  const evenHours = intervalSeconds >= SECRETS_MANAGER_MIN_INTERVAL_SECONDS && intervalSeconds % HOUR === 0 && DAY % intervalSeconds === 0;
   if (evenHours || intervalSeconds % DAY === 0) {
     return { kind: 'secrets-manager', expression: rate(intervalSeconds), duration: `${SECRETS_MANAGER_WINDOW_SECONDS / HOUR}h`, latenessSeconds: SECRETS_MANAGER_WINDOW_SECONDS + ROTATION_APPLY_SECONDS };
   }
