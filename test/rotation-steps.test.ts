@@ -142,6 +142,8 @@ describe('steps out of order', () => {
       ),
     );
     expect(error.results).toEqual([]);
+    const unknown = randomUUID();
+    expect(await rotationError(applyPending(context, unknown))).toBe(`version ${unknown} is not the pending key set: run the createSecret step for it first`);
     await finishPending(context, second);
     expect(await rotationError(applyPending(context, second))).toBe(`version ${second} is not the pending key set: run the createSecret step for it first`);
   });
@@ -291,13 +293,14 @@ describe('setSecret', () => {
     const token = randomUUID();
     await createPending(context, token);
     const older = current.keys.find((key) => key.state === 'previous')!.name;
-    statuses = [serving(current, 'node-a'), { node: 'node-b', keys: [], skipped: 'not connected to SSM' }];
-    verifier.observed = { 'node-b': older };
+    statuses = [serving(current, 'node-a'), { node: 'node-b', keys: [], skipped: 'not connected to SSM' }, { node: 'node-c', keys: [], skipped: 'stopped' }];
+    verifier.observed = { 'node-b': older, 'node-c': older };
     expect(await rotationError(applyPending(context, token))).toBe(
-      `gate closed: node-b (not reachable through SSM, and it still serves tickets under ${older}, a key of an older set) below the current generation 2; ` +
+      `gate closed: node-b (not reachable through SSM, and it still serves tickets under ${older}, a key of an older set), ` +
+        `node-c (not reachable through SSM, and it still serves tickets under ${older}, a key of an older set) below the current generation 2; ` +
         'publishing 3 now would leave it unable to resume tickets from the rest. Reconnect its SSM agent (or stop it), then rotate again.',
     );
-    expect(verifier.calls.observe).toEqual([['node-b']]);
+    expect(verifier.calls.observe).toEqual([['node-b', 'node-c']]);
     expect(verifier.calls.captureBefore).toEqual([]);
   });
 

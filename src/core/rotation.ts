@@ -12,8 +12,8 @@ import {
 } from './keyset.js';
 import type { VerificationReport } from '../verify/verifier.js';
 import { previousKeysToKeep, type RotationPolicy } from './policy.js';
-import type { KeyNamesBoard, PublishedKeyNames } from './key-names.js';
-import { AWSCURRENT, AWSPENDING, AWSPREVIOUS, type SecretStore } from './secret-store.js';
+import type { KeyNamesBoard, VersionKeyNames } from './key-names.js';
+import { AWSCURRENT, AWSPENDING, AWSPREVIOUS, type SecretStore, type SecretVersion } from './secret-store.js';
 
 /** What one node reported after the applier ran on it. */
 export interface NodeResult {
@@ -195,27 +195,25 @@ function keySetOrNothing(value: string): KeySet | undefined {
   }
 }
 
+/** What the board says of a version: its current key's name; nothing when it holds no key set. */
+function keyNamesOf(version: SecretVersion | undefined): VersionKeyNames | undefined {
+  if (version === undefined) return undefined;
+  const set = keySetOrNothing(version.value);
+  return set === undefined ? undefined : { versionId: version.versionId, generation: set.generation, currentKey: currentKey(set).name };
+}
+
 /**
  * Publishes the names of AWSCURRENT's and AWSPENDING's current keys, from the store as it is:
- * repeating it after a retried step writes the same document.
+ * repeating it after a retried step writes the same document. The placeholder before the first
+ * rotation is no key set; nor is a pending version no createSecret wrote (Secrets Manager's
+ * configuration test): only the next generation is the one a rotation rolls out.
  */
 async function publishKeyNames(context: RotationContext): Promise<void> {
   if (context.keyNames === undefined) return;
-  const names: PublishedKeyNames = {};
-  // The placeholder before the first rotation is no key set either.
-  const current = await context.store.getVersion({ stage: AWSCURRENT });
-  const currentSet = current === undefined ? undefined : keySetOrNothing(current.value);
-  if (current !== undefined && currentSet !== undefined) {
-    names.current = { versionId: current.versionId, generation: currentSet.generation, currentKey: currentKey(currentSet).name };
-  }
-  // The set a rotation rolls out: the next generation. A pending version no createSecret wrote
-  // (Secrets Manager's configuration test) is no key set.
-  const pending = await context.store.getVersion({ stage: AWSPENDING });
-  const pendingSet = pending === undefined ? undefined : keySetOrNothing(pending.value);
-  if (pending !== undefined && pendingSet !== undefined && pendingSet.generation === (currentSet?.generation ?? 0) + 1) {
-    names.pending = { versionId: pending.versionId, generation: pendingSet.generation, currentKey: currentKey(pendingSet).name };
-  }
-  await context.keyNames.write(names);
+  const current = keyNamesOf(await context.store.getVersion({ stage: AWSCURRENT }));
+  const pending = keyNamesOf(await context.store.getVersion({ stage: AWSPENDING }));
+  const rollingOut = pending !== undefined && pending.generation === (current?.generation ?? 0) + 1;
+  await context.keyNames.write({ ...(current ? { current } : {}), ...(rollingOut ? { pending } : {}) });
 }
 
 /**
@@ -226,23 +224,20 @@ async function publishKeyNames(context: RotationContext): Promise<void> {
  */
 async function earlierPending(store: SecretStore, current: KeySet | undefined): Promise<{ value: string; keySet: KeySet } | undefined> {
   const labelled = await store.getVersion({ stage: AWSPENDING });
-  if (labelled !== undefined) return validKeySet(labelled.value);
+  if (labelled !== undefined) return withKeySet(labelled.value);
   // Newest first; other unlabelled versions (older sets, a configuration test's copy) are passed over.
   for (const versionId of await store.unlabelledVersionIds()) {
     const earlier = await store.getVersion({ versionId });
-    const found = earlier && validKeySet(earlier.value);
+    const found = earlier && withKeySet(earlier.value);
     if (found?.keySet.generation === (current?.generation ?? 0) + 1) return found;
   }
   return undefined;
 }
 
 /** The value with its key set, or undefined when it is none: no node can have applied it (the applier validates first). */
-function validKeySet(value: string): { value: string; keySet: KeySet } | undefined {
-  try {
-    return { value, keySet: parseKeySet(value) };
-  } catch {
-    return undefined;
-  }
+function withKeySet(value: string): { value: string; keySet: KeySet } | undefined {
+  const keySet = keySetOrNothing(value);
+  return keySet && { value, keySet };
 }
 
 /**
