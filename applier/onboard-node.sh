@@ -425,6 +425,16 @@ install_boot_fetch() {
     [ "$script" -ef "$target" ] || install -D -m 0755 -- "$script" "$target" ||
       fail 8 failed "cannot install $target: apply-ticket-keys.sh must sit beside onboard-node.sh"
   done
+  # The applier's program, whole: a file an older version had does not stay behind.
+  local here file
+  here=$(dirname "$0")
+  if ! [ "$here/ticket_keys" -ef "$install_dir/ticket_keys" ]; then
+    rm -rf -- "$install_dir/ticket_keys"
+    while IFS= read -r file; do
+      install -D -m 0644 -- "$here/$file" "$install_dir/$file" ||
+        fail 8 failed "cannot install $install_dir/$file: the applier's ticket_keys/ must sit beside onboard-node.sh"
+    done < <(cd -- "$here" && find ticket_keys -name '*.py' ! -path '*/__pycache__/*')
+  fi
   # A drop-in's ExecStartPre runs after the unit's own. nginx's config test passes with an empty
   # key directory; an HAProxy unit's own config check (Fedora's has one) fails on the missing
   # keys file. So for HAProxy the drop-in replaces the unit's ExecStartPre with the prestart,

@@ -1,4 +1,5 @@
 // npm run bench [-- NAME [options]]: runs one benchmark by name, or every one in turn.
+import { applierCostBenchmark } from './applier-cost.js';
 import { bundlesBenchmark } from './bundles.js';
 import { continuityBenchmark } from './continuity.js';
 import { fleetScaleBenchmark } from './fleet-scale.js';
@@ -13,6 +14,7 @@ const BENCHMARKS: Record<string, (argv: string[]) => Promise<void>> = {
   'verifier-scale': verifierScaleBenchmark,
   'fleet-scale': fleetScaleBenchmark,
   bundles: bundlesBenchmark,
+  'applier-cost': applierCostBenchmark,
 };
 
 const [name, ...rest] = process.argv.slice(2);

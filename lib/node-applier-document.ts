@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { ServerFlavor } from '../src/core/policy.js';
 import { shellQuote } from '../src/core/shell.js';
-import { APPLIER_PATH, ONBOARDING_PATH } from '../src/local/applier.js';
+import { APPLIER_DIR, applierFiles } from '../src/project-paths.js';
 
 /** How the applier is run on each node: baked into the document at synth time. */
 export interface NodeApplierSettings {
@@ -37,42 +37,41 @@ const GZIP_OS_UNKNOWN = 255;
 const BASE64_LINE = 1024;
 
 /**
- * A script as the document carries it: gzip and base64 (both documents must fit in SSM's 64 KB,
- * and the onboarding one carries two scripts), with the SHA-256 of the script in the clear, so
- * that a reviewer compares the document with `sha256sum applier/<script>` of a release, and the
- * node checks what it unpacked before running it.
+ * A file of applier/ as the document carries it: gzip and base64 (both documents must fit in
+ * SSM's 64 KB, and the onboarding one carries the applier too), with the SHA-256 of the file in
+ * the clear, so that a reviewer compares the document with `sha256sum applier/<file>` of a
+ * release, and the node checks what it unpacked before running it.
  */
-function embeddedScript(path: string): string {
-  const script = readFileSync(path);
-  const packed = gzipSync(script, { level: 9 });
+function embeddedFile(file: string): string {
+  const content = readFileSync(join(APPLIER_DIR, file));
+  const packed = gzipSync(content, { level: 9 });
   packed[9] = GZIP_OS_UNKNOWN;
   const lines = packed.toString('base64').match(new RegExp(`.{1,${BASE64_LINE}}`, 'g')) ?? [];
-  const name = basename(path);
-  const digest = createHash('sha256').update(script).digest('hex');
+  const digest = createHash('sha256').update(content).digest('hex');
   return [
-    `# applier/${name}: sha256 ${digest} (gzip, base64)`,
-    `base64 -d <<'${HEREDOC_END}' | gunzip >"$work/${name}"`,
+    `# applier/${file}: sha256 ${digest} (gzip, base64)`,
+    ...(dirname(file) === '.' ? [] : [`mkdir -p "$work/${dirname(file)}"`]),
+    `base64 -d <<'${HEREDOC_END}' | gunzip >"$work/${file}"`,
     ...lines,
     HEREDOC_END,
-    `printf '%s  %s\\n' ${digest} "$work/${name}" | sha256sum -c --quiet -`,
+    `printf '%s  %s\\n' ${digest} "$work/${file}" | sha256sum -c --quiet -`,
   ].join('\n');
 }
 
 /**
  * The start both documents share: bash (the agent may start the file with sh), strict mode,
- * the SSM parameters as shell variables, and the scripts written to a temporary directory.
+ * the SSM parameters as shell variables, and the files of applier/ written to a temporary directory.
  */
-function documentScript(purpose: string, variables: Record<string, string>, scriptPaths: string[]): string {
-  const names = scriptPaths.map((path) => basename(path));
+function documentScript(purpose: string, variables: Record<string, string>, files: string[]): string {
   return `#!/bin/bash
-# ${purpose} Generated from ${names.map((name) => `applier/${name}`).join(' and ')}.
+# ${purpose} Generated from applier/: ${files.join(' ')}.
 # The agent may start this file with sh: carry on in bash.
 if [ -z "\${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 ${Object.entries(variables).map(([name, parameter]) => `${name}='{{ ${parameter} }}'`).join('\n')}
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
-${scriptPaths.map(embeddedScript).join('\n')}`;
+${files.map(embeddedFile).join('\n')}`;
 }
 
 /**
@@ -110,7 +109,7 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
     keys: [],
     error: 'could not fetch the key set from Secrets Manager: attach the stack\'s node policy to the instance role, tag that role (or list it in nodeRoleArns) and install the AWS CLI',
   });
-  return `${documentScript('Applies a TLS ticket key set version on this node.', { secret_id: 'SecretId', version_id: 'VersionId', action: 'Action' }, [APPLIER_PATH])}
+  return `${documentScript('Applies a TLS ticket key set version on this node.', { secret_id: 'SecretId', version_id: 'VersionId', action: 'Action' }, applierFiles())}
 applier=(bash "$work/apply-ticket-keys.sh" ${applierArgs})
 if [ "$action" = status ]; then
   "\${applier[@]}" --status
@@ -198,7 +197,7 @@ export function nodeOnboardingCommand(settings: NodeApplierSettings, secret: Key
     '--fetch-wait', String(BOOT_FETCH_WAIT_SECONDS),
     ...(settings.allowPersistentKeyDirectory ? ['--allow-persistent-key-dir'] : []),
   ].map(shellQuote).join(' ');
-  return `${documentScript('Prepares this node once for managed TLS ticket keys, and fetches them at every start.', { config: 'ConfigFile' }, [ONBOARDING_PATH, APPLIER_PATH])}
+  return `${documentScript('Prepares this node once for managed TLS ticket keys, and fetches them at every start.', { config: 'ConfigFile' }, ['onboard-node.sh', ...applierFiles()])}
 bash "$work/onboard-node.sh" ${args} --config "$config"
 `;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on Debian or Ubuntu, only what is missing: Node.js
-# 24, nginx, haproxy, shellcheck, openssl and python3 from the distribution, and the npm packages.
+# 24, nginx, haproxy, shellcheck, pyflakes3, openssl and python3 from the distribution, and the
+# npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have nginx || missing+=(nginx)
 have haproxy || missing+=(haproxy)
 have shellcheck || missing+=(shellcheck)
+have pyflakes3 || missing+=(pyflakes3)
 have openssl || missing+=(openssl)
 have python3 || missing+=(python3)
 

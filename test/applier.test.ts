@@ -3,7 +3,8 @@ import { appendFileSync, existsSync, readFileSync, readdirSync, statSync, writeF
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { currentKey, parseKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
-import { APPLIER_PATH, nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
+import { nodeApplierArgs, runApplier, type ApplierRun } from '../src/local/applier.js';
+import { APPLIER_PATH } from '../src/project-paths.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, expectNoMaterial, freshTicket, lineage } from './helpers.js';
 import { malformedKeySets } from './malformed-key-sets.js';

@@ -1,8 +1,9 @@
 // Fault matrix: the node applier killed with SIGKILL at each of its steps, then run again.
-// Every command the applier runs goes through a shim (its PATH holds nothing else) that counts
-// it; at the chosen count the shim kills the applier's whole process group instead, as an
-// instance losing power, SSM's timeout or the OOM killer would. Then the applier runs again
-// and must heal.
+// Every side effect of an apply is counted: each command it runs goes through a shim (its PATH
+// holds nothing else), and the Python program runs under test/applier-crash-harness.py, whose
+// audit hook counts each file it writes, renames or removes. At the chosen count the shim or
+// the hook kills the applier's whole process group instead, as an instance losing power, SSM's
+// timeout or the OOM killer would. Then the applier runs again and must heal.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,14 +11,17 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, serializeKeySet, type KeySet } from '../src/core/keyset.js';
-import { APPLIER_PATH, nodeApplierArgs, runApplier } from '../src/local/applier.js';
+import { nodeApplierArgs, runApplier } from '../src/local/applier.js';
+import { APPLIER_PATH } from '../src/project-paths.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
+import { PROJECT_ROOT } from '../src/project-root.js';
 import { applyTo, freshTicket, lineage, resumes } from './helpers.js';
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Every command the applier runs on the path of an apply. Its PATH holds the shims only, so a command missing here fails the test. */
-const SHIMMED = ['python3', 'bash', 'mktemp', 'cat', 'rm', 'mkdir', 'chmod', 'cp', 'mv', 'dirname', 'basename', 'realpath', 'stat', 'tail', 'tr', 'find'];
+const SHIMMED = ['python3', 'bash'];
+const HARNESS = join(PROJECT_ROOT, 'test', 'applier-crash-harness.py');
 
 const SHIM = `#!/bin/bash
 set -euo pipefail
@@ -28,6 +32,7 @@ if [ "$calls" -eq "$CRASH_AT" ]; then
   read -r -a stat </proc/$$/stat
   kill -KILL -- "-\${stat[4]}"
 fi
+if [ "\${0##*/}" = python3 ]; then PATH=$CRASH_REAL_PATH exec python3 "$CRASH_HARNESS" "$@"; fi
 PATH=$CRASH_REAL_PATH exec "\${0##*/}" "$@"
 `;
 
@@ -55,7 +60,7 @@ function runWithCrash(shims: string, args: string[], input: string, crashAt: num
     const child = spawn('/bin/bash', [APPLIER_PATH, ...args], {
       detached: true,
       stdio: ['pipe', 'ignore', 'ignore'],
-      env: { ...process.env, PATH: shims, CRASH_AT: String(crashAt), CRASH_COUNTER: counter, CRASH_REAL_PATH: SYSTEM_PATH },
+      env: { ...process.env, PATH: shims, CRASH_AT: String(crashAt), CRASH_COUNTER: counter, CRASH_REAL_PATH: SYSTEM_PATH, CRASH_HARNESS: HARNESS },
     });
     child.once('error', reject);
     child.once('close', (exitCode, signal) => {
@@ -107,7 +112,7 @@ describe('fault matrix: the applier killed at each step', () => {
     expect(dryRun.exitCode).toBe(0);
     await settled(fleet, crashed);
     const steps = dryRun.calls;
-    expect(steps, 'the shims saw too few commands to strike at each step').toBeGreaterThanOrEqual(10);
+    expect(steps, 'the shims and the harness saw too few side effects to strike at each').toBeGreaterThanOrEqual(10);
     expect(steps).toBeLessThan(sets.length - 2);
 
     const outcomes: string[] = [];

@@ -8,7 +8,8 @@ import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSyn
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, serializeKeySet, type KeySet } from '../src/core/keyset.js';
-import { APPLIER_PATH, nodeApplierArgs, nodeOnboardingArgs, runApplier, runOnboarding } from '../src/local/applier.js';
+import { nodeApplierArgs, nodeOnboardingArgs, runApplier, runOnboarding } from '../src/local/applier.js';
+import { APPLIER_PATH } from '../src/project-paths.js';
 import { makeMemoryDirectory, startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, expectNoMaterial, freshTicket, lineage, resumes } from './helpers.js';
 

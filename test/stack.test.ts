@@ -10,7 +10,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_KEY_SET_PLACEHOLDER } from '../src/core/keyset.js';
 import { propsFromContext } from '../lib/settings.js';
-import { APPLIER_PATH, ONBOARDING_PATH } from '../src/local/applier.js';
+import { APPLIER_DIR, applierFiles, ONBOARDING_PATH } from '../src/project-paths.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
 import { SECRET_ARN_PATTERN, VERSION_ID_PATTERN } from '../lib/node-applier-document.js';
@@ -30,12 +30,19 @@ function synth(props: Partial<TicketKeyRotationProps> = {}, nag = false): { app:
 /** The scripts a document carries (gzip, base64), unpacked, each checked against the digest it shows in the clear. */
 function embeddedScripts(command: string): Record<string, string> {
   const scripts: Record<string, string> = {};
-  for (const [, name, digest, packed] of command.matchAll(/^# applier\/(\S+): sha256 ([0-9a-f]{64}) \(gzip, base64\)\nbase64 -d <<'(?:\w+)' \| gunzip >"\$work\/\1"\n([A-Za-z0-9+/=\n]+?)\n\w+\n/gm)) {
+  for (const [, name, digest, packed] of command.matchAll(/^# applier\/(\S+): sha256 ([0-9a-f]{64}) \(gzip, base64\)\n(?:mkdir -p "\$work\/[\w/]+"\n)?base64 -d <<'(?:\w+)' \| gunzip >"\$work\/\1"\n([A-Za-z0-9+/=\n]+?)\n\w+\n/gm)) {
     const script = gunzipSync(Buffer.from(packed as string, 'base64'));
     expect(createHash('sha256').update(script).digest('hex'), name).toBe(digest);
     scripts[name as string] = script.toString('utf8');
   }
   return scripts;
+}
+
+/** Every file of applier/ that a node needs to run the applier, by its path there. */
+function applierSources(): Record<string, string> {
+  const files = applierFiles();
+  expect(files).toContain('ticket_keys/__main__.py');
+  return Object.fromEntries(files.map((file) => [file, readFileSync(join(APPLIER_DIR, file), 'utf8')]));
 }
 
 function resource(template: Template, type: string, name: string): Record<string, unknown> {
@@ -172,7 +179,7 @@ describe('the CDK stack', () => {
     expect(content.parameters.SecretId?.allowedPattern).toBe(SECRET_ARN_PATTERN);
     expect(content.parameters.Action?.allowedValues).toEqual(['apply', 'status']);
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(embeddedScripts(command)).toEqual({ 'apply-ticket-keys.sh': readFileSync(APPLIER_PATH, 'utf8') });
+    expect(embeddedScripts(command)).toEqual(applierSources());
     expect(command).toMatch(/aws secretsmanager get-secret-value .*--query SecretString/);
     expect(command).toContain("'--reload-cmd' 'systemctl reload nginx'");
   });
@@ -254,7 +261,7 @@ describe('the CDK stack', () => {
     };
     expect(content.parameters.ConfigFile).toEqual(expect.objectContaining({ default: '/etc/nginx/nginx.conf', allowedPattern: '^/[A-Za-z0-9._/-]+$' }));
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(embeddedScripts(command)).toEqual({ 'onboard-node.sh': readFileSync(ONBOARDING_PATH, 'utf8'), 'apply-ticket-keys.sh': readFileSync(APPLIER_PATH, 'utf8') });
+    expect(embeddedScripts(command)).toEqual({ 'onboard-node.sh': readFileSync(ONBOARDING_PATH, 'utf8'), ...applierSources() });
     const secretArn = resolved.ref(resolved.one('AWS::SecretsManager::Secret', 'TicketKeysKeySet').id);
     const fetch = `'aws' 'secretsmanager' 'get-secret-value' '--region' '${REGION}' '--secret-id' '${secretArn}' '--version-stage' 'AWSCURRENT' '--query' 'SecretString' '--output' 'text' '--cli-connect-timeout' '5' '--cli-read-timeout' '10'`;
     expect(command).toContain(

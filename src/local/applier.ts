@@ -1,6 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { join } from 'node:path';
-import { PROJECT_ROOT } from '../project-root.js';
+import { APPLIER_PATH, ONBOARDING_PATH } from '../project-paths.js';
 import type { ApplierSummary } from '../core/applier-summary.js';
 import type { FleetNode } from './fleet.js';
 
@@ -11,9 +10,6 @@ export interface ApplierRun {
   stderr: string;
 }
 
-export const APPLIER_PATH = join(PROJECT_ROOT, 'applier', 'apply-ticket-keys.sh');
-export const ONBOARDING_PATH = join(PROJECT_ROOT, 'applier', 'onboard-node.sh');
-
 export function nodeApplierArgs(node: FleetNode): string[] {
   return ['--flavor', node.flavor, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--config-dump-cmd', node.configDumpCommand, '--reload-cmd', node.reloadCommand];
 }
@@ -22,7 +18,7 @@ export function nodeApplierArgs(node: FleetNode): string[] {
  * Root's standard PATH first, as SSM Run Command gives it on a node: the applier then uses the
  * system python3 and nginx rather than a developer's shims.
  */
-const NODE_PATH = `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${process.env.PATH ?? ''}`;
+export const NODE_PATH = `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${process.env.PATH ?? ''}`;
 
 export function runApplier(args: string[], input?: string): Promise<ApplierRun> {
   return new Promise((resolve, reject) => {

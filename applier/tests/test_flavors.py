@@ -1,0 +1,56 @@
+import unittest
+
+from flavors import all_flavors
+from flavors.haproxy import file_layout, file_order
+
+A, B, C = b"a" * 48, b"b" * 48, b"c" * 48
+
+
+class RegistryTest(unittest.TestCase):
+    def test_each_flavor_once_under_its_own_name(self):
+        self.assertEqual(sorted(all_flavors()), ["haproxy", "nginx"])
+        for name, flavor in all_flavors().items():
+            self.assertEqual(flavor.name, name)
+            self.assertTrue(flavor.test_command and flavor.dump_command and flavor.reload_command, name)
+
+
+class HAProxyTest(unittest.TestCase):
+    haproxy = all_flavors()["haproxy"]
+
+    def test_file_order_is_previous_current_next_with_the_current_key_repeated_when_there_is_no_previous(self):
+        self.assertEqual(file_order([A, B]), [A, A, B])
+        self.assertEqual(file_order([A, B, C]), [C, A, B])
+
+    def test_80_byte_keys_swap_hmac_and_aes(self):
+        raw = bytes(range(80))
+        self.assertEqual(file_layout(raw), raw[:16] + raw[48:] + raw[16:48])
+        self.assertEqual(file_layout(A), A)
+
+    def test_holds_three_keys_and_says_what_to_change_beyond(self):
+        self.assertIsNone(self.haproxy.set_problem(["1", "2", "3"], 80))
+        self.assertIn("keeps 2 previous keys but HAProxy holds 3 keys", self.haproxy.set_problem(["1", "2", "3", "4"], 80))
+
+    def test_a_bind_line_loads_the_file_and_a_comment_does_not(self):
+        self.assertTrue(self.haproxy.config_loads_keys("  bind :443 ssl crt /c.pem tls-ticket-keys /run/k/t\n", "/run/k/t"))
+        self.assertFalse(self.haproxy.config_loads_keys("  # bind :443 ssl tls-ticket-keys /run/k/t\n", "/run/k/t"))
+        self.assertFalse(self.haproxy.config_loads_keys("  bind :443 ssl tls-ticket-keys /run/k/t2\n", "/run/k/t"))
+
+
+class NginxTest(unittest.TestCase):
+    nginx = all_flavors()["nginx"]
+
+    def test_an_include_by_name_or_by_pattern_loads_the_file_and_a_comment_does_not(self):
+        include = "/run/tls-ticket-keys/ticket-keys.conf"
+        self.assertTrue(self.nginx.config_loads_keys("server { include /run/tls-ticket-keys/ticket-keys.con[f]; }", include))
+        self.assertTrue(self.nginx.config_loads_keys('    include "/run/tls-ticket-keys/*.conf";', include))
+        self.assertFalse(self.nginx.config_loads_keys("    # include /run/tls-ticket-keys/ticket-keys.conf;", include))
+        self.assertFalse(self.nginx.config_loads_keys("    include /etc/nginx/conf.d/*.conf;", include))
+
+    def test_the_include_names_each_key_file_current_first_and_its_directory_is_read_back(self):
+        text = self.nginx.render_include(7, ["aa", "bb"], [A, B], "/run/k/gen-7.x")
+        self.assertEqual(
+            text.splitlines()[1:],
+            ["ssl_session_ticket_key /run/k/gen-7.x/00-aa.key;", "ssl_session_ticket_key /run/k/gen-7.x/01-bb.key;"],
+        )
+        self.assertEqual(self.nginx.referenced_directory(text), "/run/k/gen-7.x")
+        self.assertIsNone(self.nginx.referenced_directory("# nothing here\n"))
