@@ -12,6 +12,7 @@ import { FileSecretStore } from '../src/local/file-secret-store.js';
 import { startLocalFleet } from '../src/local/fleet.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
+import type { VerificationReport } from '../src/verify/verifier.js';
 import { machine, median, table, writeJson } from './common.js';
 
 /** Run Command's default MaxConcurrency: the nodes one rotation drives at once. */
@@ -66,12 +67,12 @@ async function measureSize(nodes: number, rotations: number): Promise<SizeResult
       // rotateNow asks twice per rotation: first for the gate, then to test.
       status: () => timed(samples, statusRound++ % 2 === 0 ? 'gate status' : 'test status', () => localCommander.status()),
     };
-    const verifier: FleetVerifier = {
+    const verifier: FleetVerifier<VerificationReport> = {
       captureBefore: (versionId) => timed(samples, 'capture', () => localVerifier.captureBefore(versionId)),
       verify: (versionId, expectedKey, captured, lagging) => timed(samples, 'verify', () => localVerifier.verify(versionId, expectedKey, captured, lagging)),
       observe: (nodes) => localVerifier.observe(nodes),
     };
-    const context: RotationContext = {
+    const context: RotationContext<VerificationReport> = {
       store,
       commander,
       verifier,

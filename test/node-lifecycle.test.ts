@@ -12,7 +12,7 @@ import { FileSecretStore } from '../src/local/file-secret-store.js';
 import { startLocalFleet, type LocalFleet } from '../src/local/fleet.js';
 import { LocalFleetCommander } from '../src/local/local-fleet-commander.js';
 import { LocalFleetVerifier } from '../src/local/local-fleet-verifier.js';
-import { captureTickets, verifyFleet } from '../src/verify/verifier.js';
+import { captureTickets, verifyFleet, type VerificationReport } from '../src/verify/verifier.js';
 import { applyTo, expectNoMaterial, freshTicket, managedInclude, olderSet, resumes } from './helpers.js';
 
 const TMPFS_MAGIC = 0x01021994;
@@ -43,7 +43,7 @@ describe('the node lifecycle on real nginx: keys in memory, restarts, late nodes
   let fleet: LocalFleet;
   let store: FileSecretStore;
   let commander: LocalFleetCommander;
-  let context: RotationContext;
+  let context: RotationContext<VerificationReport>;
   const outputs: string[] = [];
   const timings: string[] = [];
 

@@ -139,7 +139,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
   const { logger, metrics, settings } = deps;
   const { Step: step, SecretId: secretId, ClientRequestToken: token } = event;
   const store = new SecretsManagerStore(deps.secrets, secretId);
-  const rotation: RotationContext = {
+  const rotation: RotationContext<VerificationReport> = {
     store,
     keyNames: new SsmParameterKeyNames(deps.ssm, settings.keyNamesParameter),
     policy: settings.policy,

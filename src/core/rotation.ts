@@ -10,7 +10,6 @@ import {
   type KeyFactoryOptions,
   type KeySet,
 } from './keyset.js';
-import type { VerificationReport } from '../verify/verifier.js';
 import { previousKeysToKeep, type RotationPolicy } from './policy.js';
 import type { KeyNamesBoard, VersionKeyNames } from './key-names.js';
 import { AWSCURRENT, AWSPENDING, AWSPREVIOUS, type SecretStore, type SecretVersion } from './secret-store.js';
@@ -56,8 +55,14 @@ export interface FleetCommander {
 /** What tickets captured before a version must do after it: resume (a rotation) or be refused (a revocation). */
 export type CapturedTicketsMust = 'resume' | 'be refused';
 
+/** What the rotation reads of a verification: whether it passed, and each finding. A verifier's own report says more. */
+export interface VerificationOutcome {
+  ok: boolean;
+  failures: readonly { kind: string; detail: string }[];
+}
+
 /** Proves on the wire what the nodes report. */
-export interface FleetVerifier {
+export interface FleetVerifier<Report extends VerificationOutcome = VerificationOutcome> {
   /** Takes tickets from the nodes before they load `versionId`, to offer them again after. */
   captureBefore(versionId: string): Promise<void>;
   /**
@@ -65,7 +70,7 @@ export interface FleetVerifier {
    * before it), tickets resume across nodes, and the tickets captured before `versionId`, if
    * any, resume everywhere or nowhere as `captured` says.
    */
-  verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust, lagging?: LaggingNodes): Promise<VerificationReport>;
+  verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust, lagging?: LaggingNodes): Promise<Report>;
   /** The key each of these nodes encrypts new tickets with, as a client sees it; null when it does not answer. */
   observe(nodes: string[]): Promise<Record<string, string | null>>;
 }
@@ -88,13 +93,13 @@ export class RotationError extends Error {
   }
 }
 
-export interface RotationContext {
+export interface RotationContext<Report extends VerificationOutcome = VerificationOutcome> {
   store: SecretStore;
   /** Where the rotation publishes the current and pending key names, for a verifier that may not read the key set. */
   keyNames?: KeyNamesBoard;
   commander: FleetCommander;
   /** When set, setSecret captures tickets first and testSecret proves the rotation with handshakes. */
-  verifier?: FleetVerifier;
+  verifier?: FleetVerifier<Report>;
   policy: RotationPolicy;
   keys?: KeyFactoryOptions;
 }
@@ -329,9 +334,9 @@ export async function applyPending(context: RotationContext, token: string): Pro
   return results;
 }
 
-export interface TestOutcome {
+export interface TestOutcome<Report extends VerificationOutcome = VerificationOutcome> {
   statuses: NodeStatus[];
-  verification?: VerificationReport;
+  verification?: Report;
 }
 
 /**
@@ -339,7 +344,7 @@ export interface TestOutcome {
  * handshakes agree: every node encrypts with the pending current key, tickets resume across
  * nodes and tickets from before the rotation still resume.
  */
-export async function testPending(context: RotationContext, token: string): Promise<TestOutcome> {
+export async function testPending<Report extends VerificationOutcome>(context: RotationContext<Report>, token: string): Promise<TestOutcome<Report>> {
   const pending = await pendingKeySet(context.store, token);
   const statuses = await context.commander.status();
   const failures = describeFailures(
@@ -384,18 +389,18 @@ export async function finishPending(context: RotationContext, token: string): Pr
   await publishKeyNames(context);
 }
 
-export interface RotationOutcome {
+export interface RotationOutcome<Report extends VerificationOutcome = VerificationOutcome> {
   versionId: string;
   keySet: KeySet;
   results: NodeResult[];
-  verification?: VerificationReport;
+  verification?: Report;
 }
 
 /**
  * The four steps in order, as Secrets Manager runs them on AWS: the local mode's rotation.
  * A failed step leaves the pending version in place; the next attempt carries it over.
  */
-export async function rotateNow(context: RotationContext, versionId: string): Promise<RotationOutcome> {
+export async function rotateNow<Report extends VerificationOutcome>(context: RotationContext<Report>, versionId: string): Promise<RotationOutcome<Report>> {
   const keySet = await createPending(context, versionId);
   const results = await applyPending(context, versionId);
   const { verification } = await testPending(context, versionId);

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { APPLIER_PATH, ONBOARDING_PATH } from '../project-paths.js';
 import type { ApplierSummary } from '../core/applier-summary.js';
-import type { FleetNode } from './fleet.js';
+import type { ServerFlavor } from '../core/policy.js';
 
 export interface ApplierRun {
   exitCode: number;
@@ -10,7 +10,21 @@ export interface ApplierRun {
   stderr: string;
 }
 
-export function nodeApplierArgs(node: FleetNode): string[] {
+/** What the node scripts need to know of a server: its flavor, its config, where its keys go and its commands. */
+export interface ManagedServer {
+  flavor: ServerFlavor;
+  configFile: string;
+  /** On a memory filesystem, like /run/tls-ticket-keys on a real node: a restart may find it empty. */
+  keyDir: string;
+  /** nginx: the include with the ssl_session_ticket_key lines; HAProxy: the tls-ticket-keys file. */
+  includeFile: string;
+  testCommand: string;
+  /** Prints the config the server loads (nginx -T; HAProxy: its config file). */
+  configDumpCommand: string;
+  reloadCommand: string;
+}
+
+export function nodeApplierArgs(node: ManagedServer): string[] {
   return ['--flavor', node.flavor, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--config-dump-cmd', node.configDumpCommand, '--reload-cmd', node.reloadCommand];
 }
 
@@ -58,7 +72,7 @@ export interface OnboardingSummary {
 }
 
 /** The onboarding options for a local node; systemd's directories are not the local mode's to touch. */
-export function nodeOnboardingArgs(node: FleetNode): string[] {
+export function nodeOnboardingArgs(node: ManagedServer): string[] {
   return ['--flavor', node.flavor, '--config', node.configFile, '--key-dir', node.keyDir, '--include', node.includeFile, '--test-cmd', node.testCommand, '--config-dump-cmd', node.configDumpCommand, '--tmpfiles-dir', 'none', '--systemd-dir', 'none'];
 }
 

@@ -46,7 +46,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
   const clients = TLS_VERSIONS.map((version) => new ResumptionClient(fleet.balancer, version));
   try {
     const store = fleet.store;
-    const context: RotationContext = {
+    const context: RotationContext<VerificationReport> = {
       store,
       // As on AWS, the rotation publishes the key names a verifier checks against.
       keyNames: new FileKeyNames(join(fleet.memoryDir, 'key-names.json')),
@@ -63,7 +63,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
         `${formatDuration(options.policy.ticketLifetimeSeconds)}: keep ${retained} previous key(s); ` +
         `${options.policy.keyLength}-byte keys. The demo rotates every few hundred milliseconds instead.`,
     );
-    const rotationLine = (label: string, outcome: RotationOutcome): string =>
+    const rotationLine = (label: string, outcome: RotationOutcome<VerificationReport>): string =>
       `${label.padEnd(11)} generation ${String(outcome.keySet.generation).padEnd(3)} ${describeKeys(outcome.keySet)}  ` +
       `nodes ${outcome.results.filter((result) => result.ok).length}/${options.nodes} applied ` +
       `(${outcome.results.map((result) => result.node).join(' ')}); ${describeVerification(outcome.verification as VerificationReport, options.nodes)}`;

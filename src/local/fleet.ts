@@ -6,29 +6,18 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { shellQuote } from '../core/shell.js';
 import { PROJECT_ROOT } from '../project-root.js';
-import { nodeOnboardingArgs, runOnboarding, type OnboardingSummary } from './applier.js';
+import type { ServerFlavor } from '../core/policy.js';
+import { nodeOnboardingArgs, runOnboarding, type ManagedServer, type OnboardingSummary } from './applier.js';
 import { FileSecretStore } from './file-secret-store.js';
 
 export const LOOPBACK = '127.0.0.1';
 
-export type FleetFlavor = 'nginx' | 'haproxy';
-
 /** One real TLS node of the local fleet, with everything the applier needs to drive it. */
-export interface FleetNode {
+export interface FleetNode extends ManagedServer {
   name: string;
-  flavor: FleetFlavor;
   host: string;
   port: number;
   prefix: string;
-  configFile: string;
-  /** nginx: the include with the ssl_session_ticket_key lines; HAProxy: the tls-ticket-keys file. Both in keyDir. */
-  includeFile: string;
-  /** On a memory filesystem, like /run/tls-ticket-keys on a real node: a restart may find it empty. */
-  keyDir: string;
-  testCommand: string;
-  /** Prints the config the server loads (nginx -T; HAProxy: its config file). */
-  configDumpCommand: string;
-  reloadCommand: string;
   /** The master process's pid file. */
   pidFile: string;
   /** HAProxy's runtime API (admin level), a unix socket. */
@@ -58,7 +47,7 @@ export interface LocalFleet {
   /** The nodes whose server is running: the ones SSM would reach and the verifier would discover. */
   runningNodes(): FleetNode[];
   /** Starts one more node (onboarded, then started like a new instance: on the store's current keys) and adds it to the load balancer. */
-  addNode(flavor?: FleetFlavor): Promise<FleetNode>;
+  addNode(flavor?: ServerFlavor): Promise<FleetNode>;
   stop(): Promise<void>;
 }
 
@@ -68,7 +57,7 @@ export interface FleetOptions {
    * The server that terminates TLS on the nodes, or one per node for a mixed fleet (which never
    * resumes across flavors: the verifier's tests need one). @default nginx
    */
-  flavor?: FleetFlavor | readonly FleetFlavor[];
+  flavor?: ServerFlavor | readonly ServerFlavor[];
   /** The nodes' certificate key; a full handshake costs the server far more with RSA. @default ecdsa-p256 */
   certificate?: CertificateKind;
   /** How long a node's start waits for the store before it starts on what it has (the boot-time fetch's --fetch-wait). @default 10 */
@@ -331,7 +320,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
     const nodes: FleetNode[] = [];
     const certificateWithKey = join(baseDir, 'fleet-cert-and-key.pem');
     writeFileSync(certificateWithKey, readFileSync(certificate, 'utf8') + readFileSync(key, 'utf8'), { mode: 0o600 });
-    const createNode = (index: number, flavor: FleetFlavor): FleetNode => {
+    const createNode = (index: number, flavor: ServerFlavor): FleetNode => {
       const prefix = join(baseDir, `node${index}`);
       for (const dir of ['logs', 'tmp', 'conf']) mkdirSync(join(prefix, dir), { recursive: true });
       const name = `node${index}`;
@@ -361,7 +350,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
         runtimeSocket: join(prefix, 'admin.sock'),
       };
     };
-    const launchNode = async (index: number, flavor: FleetFlavor): Promise<FleetNode> => {
+    const launchNode = async (index: number, flavor: ServerFlavor): Promise<FleetNode> => {
       const node = createNode(index, flavor);
       node.port = await freePort();
       writeFileSync(node.configFile, flavor === 'nginx' ? nginxConfig(node, certificate, key) : haproxyNodeConfig(node, certificateWithKey));
@@ -372,7 +361,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       nodes.push(node);
       return node;
     };
-    for (let index = 1; index <= options.nodeCount; index += 1) await launchNode(index, flavors[index - 1] as FleetFlavor);
+    for (let index = 1; index <= options.nodeCount; index += 1) await launchNode(index, flavors[index - 1] as ServerFlavor);
     const balancerPort = await freePort();
     const balancerConfig = join(baseDir, 'haproxy.cfg');
     const balancerPidFile = join(baseDir, 'haproxy.pid');
@@ -408,7 +397,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       startNode,
       runningNodes: () => nodes.filter((node) => nodeProcesses.get(node.name)?.exitCode === null),
       waitForReload: (node, before) => waitForNewWorkers(`${node.flavor} ${node.name}`, node.pidFile, before),
-      async addNode(flavor = flavors[0] as FleetFlavor) {
+      async addNode(flavor = flavors[0] as ServerFlavor) {
         const node = await launchNode(nodes.length + 1, flavor);
         writeFileSync(balancerConfig, haproxyConfig(balancerPort, nodes));
         const before = workersOf(balancerPidFile);
