@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import type { ServerFlavor } from '../src/core/policy.js';
+import { FLAVORS, type ServerFlavor } from '../src/flavors/index.js';
 import { shellQuote } from '../src/core/shell.js';
 import { APPLIER_DIR, applierFiles } from '../src/project-paths.js';
 
@@ -89,7 +89,10 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
   checkSetting('configDumpCommand', settings.configDumpCommand);
   checkSetting('reloadCommand', settings.reloadCommand);
   if (settings.runtimeSocket !== undefined) {
-    if (settings.flavor !== 'haproxy') throw new Error('runtimeSocket is for the haproxy flavor only');
+    if (!FLAVORS[settings.flavor].hasRuntimeApi) {
+      const withApi = Object.values(FLAVORS).filter((flavor) => flavor.hasRuntimeApi).map((flavor) => flavor.name);
+      throw new Error(`runtimeSocket is for the ${withApi.join(' or ')} flavor only`);
+    }
     checkSetting('runtimeSocket', settings.runtimeSocket);
   }
   const applierArgs = [
@@ -158,8 +161,6 @@ export function nodeApplierDocument(settings: NodeApplierSettings): Record<strin
   };
 }
 
-/** Each flavor's usual main config, where onboarding adds the managed keys unless told another file. */
-export const DEFAULT_SERVER_CONFIG: Record<ServerFlavor, string> = { nginx: '/etc/nginx/nginx.conf', haproxy: '/etc/haproxy/haproxy.cfg' };
 export const CONFIG_PATH_PATTERN = '^/[A-Za-z0-9._/-]+$';
 
 /** The key set secret that a node's boot-time fetch reads with the node's own role. */
@@ -211,7 +212,7 @@ export function nodeOnboardingDocument(settings: NodeApplierSettings, secret: Ke
       ConfigFile: {
         type: 'String',
         description: 'nginx: the file with the TLS server blocks; haproxy: its config.',
-        default: DEFAULT_SERVER_CONFIG[settings.flavor],
+        default: FLAVORS[settings.flavor].defaultConfig,
         allowedPattern: CONFIG_PATH_PATTERN,
       },
     },

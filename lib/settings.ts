@@ -1,7 +1,8 @@
 import { Duration } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { isKeyLength } from '../src/core/keyset.js';
-import { isServerFlavor, parseDuration, type ServerFlavor } from '../src/core/policy.js';
+import { parseDuration } from '../src/core/policy.js';
+import { isServerFlavor, supportedFlavors, type ServerFlavor } from '../src/flavors/index.js';
 import { parseNodeList } from '../src/verify/nodes.js';
 import type { TicketKeyRotationProps } from './ticket-key-rotation.js';
 
@@ -64,7 +65,7 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
   const keyLength = text('keyLength') === undefined ? undefined : Number(text('keyLength'));
   if (keyLength !== undefined && !isKeyLength(keyLength)) throw new Error(`context setting keyLength="${text('keyLength')}" is not supported: use 80 or 48`);
   const flavor = text('flavor');
-  if (flavor !== undefined && !isServerFlavor(flavor)) throw new Error(`context setting flavor="${flavor}" is not supported: use nginx or haproxy`);
+  if (flavor !== undefined && !isServerFlavor(flavor)) throw new Error(`context setting flavor="${flavor}" is not supported: use ${supportedFlavors()}`);
   const retentionDays = text('logRetentionDays');
   if (retentionDays !== undefined && !Object.values(logs.RetentionDays).includes(Number(retentionDays))) {
     throw new Error(`context setting logRetentionDays="${retentionDays}" is not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, … 3653)`);

@@ -18,7 +18,8 @@ import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
 import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
 import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
-import { DEFAULT_ROTATION_INTERVAL_SECONDS, defaultTicketLifetimeSeconds, previousKeysToKeep, type ServerFlavor } from '../src/core/policy.js';
+import { DEFAULT_ROTATION_INTERVAL_SECONDS, defaultTicketLifetimeSeconds, previousKeysToKeep } from '../src/core/policy.js';
+import { DEFAULT_FLAVOR, FLAVORS, type ServerFlavor } from '../src/flavors/index.js';
 import { rotationScheduleFor, SCHEDULER_MAX_EVENT_AGE_SECONDS } from '../src/core/schedule.js';
 import { AWSCURRENT, AWSPENDING, REVOCATION_TAG } from '../src/core/secret-store.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
@@ -37,16 +38,6 @@ const METRIC_SERVICES: Record<string, string> = {
 export const DEFAULT_KEY_DIRECTORY = '/run/tls-ticket-keys';
 
 /** The file each flavor loads from the key directory, and how its config is checked, shown and reloaded, unless set. */
-export const FLAVOR_DEFAULTS: Record<ServerFlavor, { includeFileName: string; testCommand: string; configDumpCommand: string; reloadCommand: string }> = {
-  nginx: { includeFileName: 'ticket-keys.conf', testCommand: 'nginx -t -q', configDumpCommand: 'nginx -T', reloadCommand: 'systemctl reload nginx' },
-  haproxy: {
-    includeFileName: 'tls-ticket-keys',
-    testCommand: 'haproxy -c -q -f /etc/haproxy/haproxy.cfg',
-    configDumpCommand: 'cat /etc/haproxy/haproxy.cfg',
-    reloadCommand: 'systemctl reload haproxy',
-  },
-};
-
 /**
  * Secrets Manager's own schedule while EventBridge Scheduler starts the rotations: its longest.
  * Removing the schedule instead would not stop it (aws-cdk#27460), and with AutomaticallyAfterDays
@@ -79,7 +70,7 @@ export interface TicketKeyRotationProps {
   readonly flavor?: ServerFlavor;
   /** On a memory filesystem unless allowPersistentKeyDirectory. @default /run/tls-ticket-keys */
   readonly keyDirectory?: string;
-  /** nginx: the file its config includes; haproxy: the tls-ticket-keys file. @default in keyDirectory, per flavor (see FLAVOR_DEFAULTS) */
+  /** nginx: the file its config includes; haproxy: the tls-ticket-keys file. @default in keyDirectory, per flavor (src/flavors/) */
   readonly includePath?: string;
   /** @default per flavor */
   readonly testCommand?: string;
@@ -147,7 +138,7 @@ export class TicketKeyRotation extends Construct {
     super(scope, id);
     const rotationInterval = props.rotationInterval ?? Duration.seconds(DEFAULT_ROTATION_INTERVAL_SECONDS);
     const keyLength = props.keyLength ?? DEFAULT_KEY_LENGTH;
-    const flavor = props.flavor ?? 'nginx';
+    const flavor = props.flavor ?? DEFAULT_FLAVOR;
     const schedule = rotationScheduleFor(rotationInterval.toSeconds());
     const scheduledPolicy = { rotationIntervalSeconds: rotationInterval.toSeconds(), rotationLatenessSeconds: schedule.latenessSeconds, keyLength, flavor };
     const ticketLifetime = props.ticketLifetime ?? Duration.seconds(defaultTicketLifetimeSeconds(scheduledPolicy));
@@ -175,10 +166,10 @@ export class TicketKeyRotation extends Construct {
     const nodeSettings: NodeApplierSettings = {
       flavor,
       keyDirectory,
-      includePath: props.includePath ?? `${keyDirectory}/${FLAVOR_DEFAULTS[flavor].includeFileName}`,
-      testCommand: props.testCommand ?? FLAVOR_DEFAULTS[flavor].testCommand,
-      configDumpCommand: props.configDumpCommand ?? FLAVOR_DEFAULTS[flavor].configDumpCommand,
-      reloadCommand: props.reloadCommand ?? FLAVOR_DEFAULTS[flavor].reloadCommand,
+      includePath: props.includePath ?? `${keyDirectory}/${FLAVORS[flavor].includeFileName}`,
+      testCommand: props.testCommand ?? FLAVORS[flavor].commands.test,
+      configDumpCommand: props.configDumpCommand ?? FLAVORS[flavor].commands.configDump,
+      reloadCommand: props.reloadCommand ?? FLAVORS[flavor].commands.reload,
       allowPersistentKeyDirectory: props.allowPersistentKeyDirectory ?? false,
       ...(props.runtimeSocket !== undefined ? { runtimeSocket: props.runtimeSocket } : {}),
     };

@@ -20,12 +20,12 @@ import {
   DEFAULT_TICKET_LIFETIME_SECONDS,
   formatDuration,
   parseDuration,
-  isServerFlavor,
   PolicyError,
   previousKeysToKeep,
   type RotationPolicy,
 } from './core/policy.js';
 import { RotationError } from './core/rotation.js';
+import { DEFAULT_FLAVOR, FLAVORS, isServerFlavor, SERVER_FLAVORS, supportedFlavors } from './flavors/index.js';
 import { TLS_VERSIONS, type TlsVersion } from './tls/probe.js';
 import { NodeAddressError, parseNodeList } from './verify/nodes.js';
 import { formatReport, verifyFleet, type VerifyNode } from './verify/verifier.js';
@@ -51,7 +51,10 @@ Policy options (defaults: ${formatDuration(DEFAULT_ROTATION_INTERVAL_SECONDS)}, 
   --rotation-interval DURATION   how often keys rotate (90s, 30m, 12h, 7d, 1h30m)
   --ticket-lifetime DURATION     how long clients may resume a ticket (nginx ssl_session_timeout)
   --key-length 80|48             key size in bytes
-  --flavor nginx|haproxy         the server on the nodes (HAProxy holds 3 keys: previous, current, next)
+  --flavor ${SERVER_FLAVORS.join('|').padEnd(21)} the server on the nodes (default ${DEFAULT_FLAVOR}${Object.values(FLAVORS)
+  .filter((flavor) => flavor.keyCapacity !== undefined)
+  .map((flavor) => `; ${flavor.name} holds ${flavor.keyCapacity} keys`)
+  .join('')})
 `;
 
 class UsageError extends Error {}
@@ -82,8 +85,8 @@ type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositi
 function policyFrom(values: Values): RotationPolicy {
   const keyLength = values['key-length'] === undefined ? DEFAULT_KEY_LENGTH : Number(values['key-length']);
   if (!isKeyLength(keyLength)) throw new UsageError(`--key-length ${values['key-length']} is not supported: use 80 or 48`);
-  const flavor = values.flavor ?? 'nginx';
-  if (!isServerFlavor(flavor)) throw new UsageError(`--flavor ${flavor} is not supported: use nginx or haproxy`);
+  const flavor = values.flavor ?? DEFAULT_FLAVOR;
+  if (!isServerFlavor(flavor)) throw new UsageError(`--flavor ${flavor} is not supported: use ${supportedFlavors()}`);
   return {
     keyLength,
     flavor,

@@ -6,7 +6,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createKeySet, currentKey, rotateKeySet, type KeySet } from '../src/core/keyset.js';
-import { PolicyError, previousKeysToKeep, SERVER_FLAVORS, type RotationPolicy } from '../src/core/policy.js';
+import { PolicyError, previousKeysToKeep, type RotationPolicy } from '../src/core/policy.js';
+import { SERVER_FLAVORS } from '../src/flavors/index.js';
 import { ROTATION_APPLY_SECONDS, rotationScheduleFor, SCHEDULER_MAX_EVENT_AGE_SECONDS, SCHEDULER_PRECISION_SECONDS, SECRETS_MANAGER_WINDOW_SECONDS } from '../src/core/schedule.js';
 
 const MINUTE = 60;

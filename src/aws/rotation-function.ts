@@ -4,7 +4,8 @@ import { DescribeSecretCommand, type SecretsManagerClient } from '@aws-sdk/clien
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { isKeyLength, type KeySet } from '../core/keyset.js';
-import { isServerFlavor, PolicyError, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
+import { PolicyError, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
+import { DEFAULT_FLAVOR, isServerFlavor, supportedFlavors } from '../flavors/index.js';
 import { rotationScheduleFor } from '../core/schedule.js';
 import {
   applyPending,
@@ -70,8 +71,8 @@ const DEADLINE_MARGIN_MS = 30_000;
 export function settingsFromEnvironment(environment: Record<string, string | undefined>): RotationFunctionSettings {
   const keyLength = Number(requiredSetting(environment, 'KEY_LENGTH'));
   if (!isKeyLength(keyLength)) throw new Error(`KEY_LENGTH ${keyLength} is not supported: use 80 or 48`);
-  const flavor = environment.SERVER_FLAVOR ?? 'nginx';
-  if (!isServerFlavor(flavor)) throw new Error(`SERVER_FLAVOR ${flavor} is not supported: use nginx or haproxy`);
+  const flavor = environment.SERVER_FLAVOR ?? DEFAULT_FLAVOR;
+  if (!isServerFlavor(flavor)) throw new Error(`SERVER_FLAVOR ${flavor} is not supported: use ${supportedFlavors()}`);
   const rotationIntervalSeconds = Number(requiredSetting(environment, 'ROTATION_INTERVAL_SECONDS'));
   const policy: RotationPolicy = {
     keyLength,

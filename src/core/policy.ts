@@ -6,21 +6,12 @@ import {
   type KeyLength,
   type KeySet,
 } from './keyset.js';
+import { DEFAULT_FLAVOR, FLAVORS, type ServerFlavor } from '../flavors/index.js';
 
 /** RFC 8446 4.6.1: a server must not advertise a ticket lifetime above seven days. */
 export const MAX_TICKET_LIFETIME_SECONDS = 7 * 24 * 3600;
 export const DEFAULT_ROTATION_INTERVAL_SECONDS = 12 * 3600;
 export const DEFAULT_TICKET_LIFETIME_SECONDS = 12 * 3600;
-
-export const SERVER_FLAVORS = ['nginx', 'haproxy'] as const;
-export type ServerFlavor = (typeof SERVER_FLAVORS)[number];
-
-/** Keys a server holds at once, where it has a limit: HAProxy's build-time TLS_TICKETS_NO (previous, current, next). */
-const SERVER_KEY_CAPACITY: Record<ServerFlavor, number | undefined> = { nginx: undefined, haproxy: 3 };
-
-export function isServerFlavor(value: unknown): value is ServerFlavor {
-  return (SERVER_FLAVORS as readonly unknown[]).includes(value);
-}
 
 export interface RotationPolicy {
   rotationIntervalSeconds: number;
@@ -94,7 +85,7 @@ export function keySetCapacity(keyLength: KeyLength): number {
  * refuses it, saying so.)
  */
 export function defaultTicketLifetimeSeconds(policy: Omit<RotationPolicy, 'ticketLifetimeSeconds'>): number {
-  const capacity = SERVER_KEY_CAPACITY[policy.flavor ?? 'nginx'] ?? keySetCapacity(policy.keyLength);
+  const capacity = FLAVORS[policy.flavor ?? DEFAULT_FLAVOR].keyCapacity ?? keySetCapacity(policy.keyLength);
   const covered = policy.rotationIntervalSeconds * (capacity - 2) - (policy.rotationLatenessSeconds ?? 0);
   const unit = covered >= 3600 ? 3600 : 60;
   return Math.min(DEFAULT_TICKET_LIFETIME_SECONDS, Math.max(60, Math.floor(covered / unit) * unit));
@@ -130,8 +121,8 @@ export function previousKeysToKeep(policy: RotationPolicy): number {
   }
   const needed = Math.ceil((lifetime + lateness) / interval);
   const setCapacity = keySetCapacity(policy.keyLength);
-  const flavor = policy.flavor ?? 'nginx';
-  const capacity = Math.min(SERVER_KEY_CAPACITY[flavor] ?? Infinity, setCapacity);
+  const flavor = policy.flavor ?? DEFAULT_FLAVOR;
+  const capacity = Math.min(FLAVORS[flavor].keyCapacity ?? Infinity, setCapacity);
   const serverBinds = capacity < setCapacity;
   const maxPrevious = capacity - 2;
   if (needed > maxPrevious) {

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { APPLIER_PATH, ONBOARDING_PATH } from '../project-paths.js';
 import type { ApplierSummary } from '../core/applier-summary.js';
-import type { ServerFlavor } from '../core/policy.js';
+import type { ServerFlavor } from '../flavors/index.js';
 
 export interface ApplierRun {
   exitCode: number;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { currentKey, nextKey, previousKeys, type KeySet } from '../core/keyset.js';
 import { formatDuration, previousKeysToKeep, type RotationPolicy } from '../core/policy.js';
+import { DEFAULT_FLAVOR } from '../flavors/index.js';
 import { rotateNow, type RotationContext, type RotationOutcome } from '../core/rotation.js';
 import { TLS_VERSIONS } from '../tls/probe.js';
 import type { VerificationReport } from '../verify/verifier.js';
@@ -41,7 +42,7 @@ function describeVerification(report: VerificationReport, nodes: number): string
 export async function runDemo(options: DemoOptions): Promise<boolean> {
   const print = options.print ?? ((line: string) => console.log(line));
   const retained = previousKeysToKeep(options.policy);
-  const flavor = options.policy.flavor ?? 'nginx';
+  const flavor = options.policy.flavor ?? DEFAULT_FLAVOR;
   const fleet = await startLocalFleet({ nodeCount: options.nodes, flavor });
   const clients = TLS_VERSIONS.map((version) => new ResumptionClient(fleet.balancer, version));
   try {

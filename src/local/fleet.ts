@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { shellQuote } from '../core/shell.js';
 import { PROJECT_ROOT } from '../project-root.js';
-import type { ServerFlavor } from '../core/policy.js';
+import { DEFAULT_FLAVOR, FLAVORS, type ServerFlavor } from '../flavors/index.js';
 import { nodeOnboardingArgs, runOnboarding, type ManagedServer, type OnboardingSummary } from './applier.js';
 import { FileSecretStore } from './file-secret-store.js';
 
@@ -212,51 +212,6 @@ function makeCertificate(dir: string, kind: CertificateKind): { certificate: str
   return { certificate, key };
 }
 
-function nginxConfig(node: FleetNode, certificate: string, key: string): string {
-  return `daemon off;
-worker_processes 1;
-error_log ${node.prefix}/logs/error.log notice;
-pid ${node.prefix}/nginx.pid;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${node.prefix}/tmp/body;
-  proxy_temp_path ${node.prefix}/tmp/proxy;
-  fastcgi_temp_path ${node.prefix}/tmp/fastcgi;
-  uwsgi_temp_path ${node.prefix}/tmp/uwsgi;
-  scgi_temp_path ${node.prefix}/tmp/scgi;
-  server {
-    listen ${LOOPBACK}:${node.port} ssl;
-    ssl_certificate ${certificate};
-    ssl_certificate_key ${key};
-    ssl_protocols TLSv1.2 TLSv1.3;
-    # Only tickets may resume: a per-node session cache would hide key problems.
-    ssl_session_cache off;
-    ssl_session_tickets on;
-    ssl_session_timeout 1h;
-    location / { return 200 "${node.name}\\n"; }
-  }
-}
-`;
-}
-
-function haproxyNodeConfig(node: FleetNode, certificateWithKey: string): string {
-  return `global
-  nbthread 1
-  # Only tickets may resume: a session cache would hide key problems.
-  tune.ssl.cachesize 0
-  stats socket ${node.runtimeSocket} mode 600 level admin
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-frontend tls
-  bind ${LOOPBACK}:${node.port} ssl crt ${certificateWithKey} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
-  http-request return status 200 content-type text/plain string "${node.name}"
-`;
-}
-
 function haproxyConfig(port: number, nodes: FleetNode[]): string {
   return `global
   nbthread 1
@@ -286,11 +241,12 @@ ${nodes.map((node) => `  server ${node.name} ${node.host}:${node.port} check int
  */
 export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet> {
   const flavors = Array.from({ length: options.nodeCount }, (_, index) => {
-    const flavor = options.flavor ?? 'nginx';
+    const flavor = options.flavor ?? DEFAULT_FLAVOR;
     return typeof flavor === 'string' ? flavor : flavor[index];
   });
   if (flavors.some((flavor) => flavor === undefined)) throw new Error(`give one flavor per node: ${options.nodeCount} nodes`);
-  const nginx = flavors.includes('nginx') ? requireCommand('nginx', 'install it with `apt-get install nginx-light` (or nginx)') : '';
+  const binaries = new Map([...new Set(flavors as ServerFlavor[])].map((flavor) => [flavor, requireCommand(FLAVORS[flavor].local.binary, FLAVORS[flavor].local.install)]));
+  // The load balancer in front of the nodes.
   const haproxy = requireCommand('haproxy', 'install it with `apt-get install haproxy`');
   const baseDir = mkdtempSync(join(tmpdir(), 'ticket-fleet-'));
   const memoryDir = makeMemoryDirectory('ticket-fleet-keys-');
@@ -298,6 +254,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
   const store = new FileSecretStore(storeDir);
   const fetchWaitSeconds = options.fetchWaitSeconds ?? 10;
   const nodeProcesses = new Map<string, ChildProcess>();
+  const binaryOf = (flavor: ServerFlavor): string => binaries.get(flavor) ?? requireCommand(FLAVORS[flavor].local.binary, FLAVORS[flavor].local.install);
   let balancerProcess: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
     const all = [...nodeProcesses.values(), ...(balancerProcess ? [balancerProcess] : [])];
@@ -307,10 +264,8 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
   };
   const startNode = async (node: FleetNode): Promise<OnboardingSummary> => {
     const prepared = prepareNodeStart(node, storeDir, fetchWaitSeconds);
-    const started =
-      node.flavor === 'nginx'
-        ? startProcess(nginx, ['-p', node.prefix, '-c', node.configFile])
-        : startProcess(haproxy, ['-W', '-db', '-f', node.configFile, '-p', node.pidFile]);
+    const local = FLAVORS[node.flavor].local;
+    const started = startProcess(binaryOf(node.flavor), local.startArgs({ ...node, binary: binaryOf(node.flavor) }));
     nodeProcesses.set(node.name, started.child);
     await waitForPort(node.port, `${node.flavor} ${node.name}`, started);
     return prepared;
@@ -325,35 +280,15 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
       for (const dir of ['logs', 'tmp', 'conf']) mkdirSync(join(prefix, dir), { recursive: true });
       const name = `node${index}`;
       const keyDir = join(memoryDir, name);
-      if (flavor === 'nginx') {
-        const configFile = join(prefix, 'conf', 'nginx.conf');
-        const flags = `-p ${prefix} -c ${configFile}`;
-        const node: FleetNode = {
-          name, flavor, host: LOOPBACK, port: 0, prefix, configFile, keyDir,
-          includeFile: join(keyDir, 'ticket-keys.conf'),
-          testCommand: `${nginx} -t -q ${flags}`,
-          configDumpCommand: `${nginx} -T -q ${flags}`,
-          reloadCommand: `${nginx} -s reload ${flags}`,
-          pidFile: join(prefix, 'nginx.pid'),
-        };
-        return node;
-      }
-      const configFile = join(prefix, 'conf', 'haproxy.cfg');
-      const pidFile = join(prefix, 'haproxy.pid');
-      return {
-        name, flavor, host: LOOPBACK, port: 0, prefix, configFile, keyDir, pidFile,
-        includeFile: join(keyDir, 'tls-ticket-keys'),
-        testCommand: `${haproxy} -c -q -f ${configFile}`,
-        configDumpCommand: `cat ${configFile}`,
-        // Master-worker mode: USR2 makes the master start new workers with the reloaded config.
-        reloadCommand: `kill -USR2 "$(cat ${pidFile})"`,
-        runtimeSocket: join(prefix, 'admin.sock'),
-      };
+      const local = FLAVORS[flavor].local;
+      const configFile = join(prefix, 'conf', local.configFileName);
+      const place = { name, host: LOOPBACK, port: 0, prefix, configFile };
+      return { ...place, flavor, keyDir, includeFile: join(keyDir, FLAVORS[flavor].includeFileName), ...local.commands({ ...place, binary: binaryOf(flavor) }) };
     };
     const launchNode = async (index: number, flavor: ServerFlavor): Promise<FleetNode> => {
       const node = createNode(index, flavor);
       node.port = await freePort();
-      writeFileSync(node.configFile, flavor === 'nginx' ? nginxConfig(node, certificate, key) : haproxyNodeConfig(node, certificateWithKey));
+      writeFileSync(node.configFile, FLAVORS[flavor].local.config({ ...node, binary: binaryOf(flavor) }, { certificate, key, certificateWithKey }));
       // The config as an operator wrote it; onboarding makes it load the managed keys.
       const onboarding = runOnboarding(nodeOnboardingArgs(node));
       if (onboarding.exitCode !== 0) throw new Error(`onboarding ${node.name} failed: ${onboarding.summary.error ?? `exit ${onboarding.exitCode}`}`);

@@ -1,5 +1,6 @@
 import tls from 'node:tls';
 import { KEY_NAME_BYTES } from '../core/keyset.js';
+import { FLAVORS } from '../flavors/index.js';
 
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
 export const TLS_VERSIONS: readonly TlsVersion[] = ['TLSv1.2', 'TLSv1.3'];
@@ -33,10 +34,10 @@ export interface HandshakeOptions {
 const MAX_RESPONSE_HEAD = 16_384;
 
 /**
- * The server software named by an HTTP/1 response head: "haproxy" when every header name is
- * lower case (HAProxy writes HTTP/1 header names in lower case, even those it relays from a
- * backend), otherwise the product in the Server header ("nginx" from "nginx/1.22.1"), otherwise
- * undefined. Tickets never resume across server software, whatever the keys.
+ * The server software named by an HTTP/1 response head: the flavor that recognises it (HAProxy
+ * by its lower-case header names, nginx by its Server header; src/flavors/), otherwise the
+ * product in the Server header, otherwise undefined. Tickets never resume across server
+ * software, whatever the keys.
  */
 export function serverSoftware(responseHead: string): string | undefined {
   const head = responseHead.split('\r\n\r\n')[0] ?? '';
@@ -46,10 +47,10 @@ export function serverSoftware(responseHead: string): string | undefined {
     .map((line) => line.slice(0, line.indexOf(':')))
     .filter((name) => name.length > 0);
   if (headerNames.length === 0) return undefined;
-  if (headerNames.every((name) => name === name.toLowerCase())) return 'haproxy';
   const server = head.split('\r\n').find((line) => /^server:/i.test(line));
-  const product = server?.slice('server:'.length).trim().split(/[/\s]/)[0]?.toLowerCase();
-  return product === undefined || product === '' ? undefined : product;
+  const product = server?.slice('server:'.length).trim().split(/[/\s]/)[0]?.toLowerCase() || undefined;
+  const parsed = { headerNames, ...(product ? { serverProduct: product } : {}) };
+  return Object.values(FLAVORS).find((flavor) => flavor.answered(parsed))?.name ?? product;
 }
 
 /**

@@ -17,7 +17,7 @@ class Nginx(Flavor):
     name = "nginx"
     test_command = "nginx -t -q"
     dump_command = "nginx -T"
-    reload_command = "nginx -s reload"
+    reload_command = "systemctl reload nginx"
 
     def render_include(self, generation: int, names: list[str], materials: list[bytes], directory: str) -> str:
         lines = ["# Managed by apply-ticket-keys.sh: generation %d. Do not edit; the next rotation replaces it." % generation]
