@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { FLAVORS, type ServerFlavor } from '../src/flavors/index.js';
 import { shellQuote } from '../src/core/shell.js';
-import { APPLIER_DIR, applierFiles } from '../src/project-paths.js';
+import { APPLIER_DIR, applierFiles, onboardingFiles } from '../src/project-paths.js';
 
 /** How the applier is run on each node: baked into the document at synth time. */
 export interface NodeApplierSettings {
@@ -198,7 +198,7 @@ export function nodeOnboardingCommand(settings: NodeApplierSettings, secret: Key
     '--fetch-wait', String(BOOT_FETCH_WAIT_SECONDS),
     ...(settings.allowPersistentKeyDirectory ? ['--allow-persistent-key-dir'] : []),
   ].map(shellQuote).join(' ');
-  return `${documentScript('Prepares this node once for managed TLS ticket keys, and fetches them at every start.', { config: 'ConfigFile' }, ['onboard-node.sh', ...applierFiles()])}
+  return `${documentScript('Prepares this node once for managed TLS ticket keys, and fetches them at every start.', { config: 'ConfigFile' }, onboardingFiles())}
 bash "$work/onboard-node.sh" ${args} --config "$config"
 `;
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, serializeKeySet } from '../src/core/keyset.js';
 import { nodeOnboardingArgs, runOnboarding } from '../src/local/applier.js';
-import { applierFiles } from '../src/project-paths.js';
+import { onboardingFiles } from '../src/project-paths.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, freshTicket, lineage, managedInclude } from './helpers.js';
 
@@ -147,7 +147,7 @@ describe('onboarding a node (applier/onboard-node.sh) on real nginx and HAProxy'
       `# Written by onboard-node.sh: the fleet's current TLS ticket keys before nginx starts.\n[Unit]\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nExecStartPre=/bin/bash ${installDir}/before-start-nginx.sh\n`,
     );
     expect(readdirSync(installDir).sort()).toEqual(['apply-ticket-keys.sh', 'before-start-nginx.sh', 'onboard-node.sh', 'ticket_keys']);
-    expect(readdirSync(join(installDir, 'ticket_keys'), { recursive: true }).filter((file) => String(file).endsWith('.py')).sort()).toEqual(applierFiles().filter((file) => file.startsWith('ticket_keys/')).map((file) => file.slice('ticket_keys/'.length)).sort());
+    expect(readdirSync(join(installDir, 'ticket_keys'), { recursive: true }).filter((file) => String(file).endsWith('.py')).sort()).toEqual(onboardingFiles().filter((file) => file.startsWith('ticket_keys/')).map((file) => file.slice('ticket_keys/'.length)).sort());
 
     // What systemd runs at boot, on a node whose server is stopped.
     await fleet.stopNode(node);

@@ -10,7 +10,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_KEY_SET_PLACEHOLDER } from '../src/core/keyset.js';
 import { propsFromContext } from '../lib/settings.js';
-import { APPLIER_DIR, applierFiles, ONBOARDING_PATH } from '../src/project-paths.js';
+import { APPLIER_DIR, applierFiles, onboardingFiles } from '../src/project-paths.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
 import { SECRET_ARN_PATTERN, VERSION_ID_PATTERN } from '../lib/node-applier-document.js';
@@ -38,9 +38,8 @@ function embeddedScripts(command: string): Record<string, string> {
   return scripts;
 }
 
-/** Every file of applier/ that a node needs to run the applier, by its path there. */
-function applierSources(): Record<string, string> {
-  const files = applierFiles();
+/** Files of applier/ by their path there, as a document must carry them. */
+function sources(files: string[]): Record<string, string> {
   expect(files).toContain('ticket_keys/__main__.py');
   return Object.fromEntries(files.map((file) => [file, readFileSync(join(APPLIER_DIR, file), 'utf8')]));
 }
@@ -179,7 +178,7 @@ describe('the CDK stack', () => {
     expect(content.parameters.SecretId?.allowedPattern).toBe(SECRET_ARN_PATTERN);
     expect(content.parameters.Action?.allowedValues).toEqual(['apply', 'status']);
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(embeddedScripts(command)).toEqual(applierSources());
+    expect(embeddedScripts(command)).toEqual(sources(applierFiles()));
     expect(command).toMatch(/aws secretsmanager get-secret-value .*--query SecretString/);
     expect(command).toContain("'--reload-cmd' 'systemctl reload nginx'");
   });
@@ -261,7 +260,8 @@ describe('the CDK stack', () => {
     };
     expect(content.parameters.ConfigFile).toEqual(expect.objectContaining({ default: '/etc/nginx/nginx.conf', allowedPattern: '^/[A-Za-z0-9._/-]+$' }));
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(embeddedScripts(command)).toEqual({ 'onboard-node.sh': readFileSync(ONBOARDING_PATH, 'utf8'), ...applierSources() });
+    expect(embeddedScripts(command)).toEqual(sources(onboardingFiles()));
+    expect(onboardingFiles()).toEqual(expect.arrayContaining(['onboard-node.sh', 'ticket_keys/onboard.py', ...applierFiles()]));
     const secretArn = resolved.ref(resolved.one('AWS::SecretsManager::Secret', 'TicketKeysKeySet').id);
     const fetch = `'aws' 'secretsmanager' 'get-secret-value' '--region' '${REGION}' '--secret-id' '${secretArn}' '--version-stage' 'AWSCURRENT' '--query' 'SecretString' '--output' 'text' '--cli-connect-timeout' '5' '--cli-read-timeout' '10'`;
     expect(command).toContain(

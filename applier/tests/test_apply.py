@@ -1,7 +1,8 @@
 import json
 import unittest
 
-from apply import ServerCommands, Stop, Summary, filesystem_of, parse_options
+from apply import ServerCommands, Stop, Summary, parse_options
+from key_directory import filesystem_of
 
 
 class OptionsTest(unittest.TestCase):

@@ -54,3 +54,32 @@ class NginxTest(unittest.TestCase):
         )
         self.assertEqual(self.nginx.referenced_directory(text), "/run/k/gen-7.x")
         self.assertIsNone(self.nginx.referenced_directory("# nothing here\n"))
+
+
+class OnboardingEditsTest(unittest.TestCase):
+    include = "/run/tls-ticket-keys/ticket-keys.conf"
+
+    def test_nginx_gains_the_include_after_each_tls_listen_once(self):
+        nginx = all_flavors()["nginx"]
+        config = ["http {\n", "  server {\n", "    listen 443 ssl;\n", "  }\n", "  server {\n", "    listen 80;\n", "  }\n", "}\n"]
+        edited, changed = nginx.onboard(config, "/etc/nginx/nginx.conf", "/run/tls-ticket-keys", self.include)
+        self.assertEqual(changed, 1)
+        self.assertTrue(edited[3].startswith("    include /run/tls-ticket-keys/ticket-keys.con[f];"))
+        self.assertEqual(nginx.onboard(edited, "/etc/nginx/nginx.conf", "/run/tls-ticket-keys", self.include)[1], 0)
+
+    def test_nginx_refuses_tickets_turned_off_naming_the_line(self):
+        from errors import Unsafe
+
+        config = ["server {\n", "  listen 443 ssl;\n", "  ssl_session_tickets off;\n", "}\n"]
+        with self.assertRaises(Unsafe) as refused:
+            all_flavors()["nginx"].onboard(config, "/etc/nginx/nginx.conf", "/run/tls-ticket-keys", self.include)
+        self.assertEqual(str(refused.exception), "line 3 turns session tickets off (ssl_session_tickets off): remove it, then run again")
+
+    def test_haproxy_bind_lines_with_ssl_gain_the_keys_file(self):
+        haproxy = all_flavors()["haproxy"]
+        config = ["frontend tls\n", "  bind :443 ssl crt /c.pem  # public\n", "  bind :80\n"]
+        edited, changed = haproxy.onboard(config, "/etc/haproxy/haproxy.cfg", "/run/k", "/run/k/tls-ticket-keys")
+        self.assertEqual(changed, 1)
+        self.assertEqual(edited[1], "  bind :443 ssl crt /c.pem tls-ticket-keys /run/k/tls-ticket-keys  # public\n")
+        self.assertEqual(edited[2], "  bind :80\n")
+        self.assertEqual(len(haproxy.own_keys().split()), 3)

@@ -27,7 +27,7 @@ import sys
 
 from errors import Refused
 from flavors import Flavor, RuntimeApi, RuntimeFailure, all_flavors
-from key_directory import OWNER, TRUSTED_OWNERS, KeyDirectory, Staged, read_regular, remove_entry
+from key_directory import MEMORY_FILESYSTEMS, OWNER, TRUSTED_OWNERS, KeyDirectory, Staged, filesystem_of, read_regular, remove_entry
 from keyset import InvalidKeySet, KeySet, parse
 
 USAGE = """Usage: apply-ticket-keys.sh [options] [--input FILE|-]
@@ -69,7 +69,6 @@ FLAG_OPTIONS = {
     "--prepare-key-dir": "prepare_only",
     "--before-start": "before_start",
 }
-MEMORY_FILESYSTEMS = ("tmpfs", "ramfs")
 
 
 class Stop(Exception):
@@ -92,6 +91,8 @@ class Summary:
         self.key_storage = ""
         self.removed: list[str] = []
         self.error = ""
+        #: What the operator's log should show besides the summary: a healed set, entries removed.
+        self.notes: list[str] = []
 
     def line(self, exit_code: int) -> str:
         out: dict[str, object] = {"action": self.action, "flavor": self.flavor, "exitCode": exit_code}
@@ -110,11 +111,6 @@ class Summary:
         if self.error:
             out["error"] = self.error
         return json.dumps(out, separators=(",", ":"))
-
-
-def note(message: str) -> None:
-    """What the operator's log should show: a healed set, entries removed."""
-    print("apply-ticket-keys: %s" % message, file=sys.stderr)
 
 
 class Options:
@@ -153,23 +149,6 @@ def parse_options(argv: list[str]) -> Options:
         else:
             raise Stop(2, "refused", "unknown option %s (see --help)" % option)
     return options
-
-
-def filesystem_of(path: str) -> str:
-    """The filesystem type of a path, or of its nearest existing ancestor, from the mount table."""
-    while not os.path.lexists(path):
-        path = os.path.dirname(path)
-    real = os.path.realpath(path)
-    best, kind = "", "unknown"
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
-        for line in table:
-            fields = line.split()
-            mount_point = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4])
-            inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
-            # A later line mounted over an earlier one at the same point.
-            if inside and len(mount_point) >= len(best):
-                best, kind = mount_point, fields[fields.index("-") + 1]
-    return kind
 
 
 class ServerCommands:
@@ -276,11 +255,11 @@ class Apply:
                     # A run killed after it recorded this generation may have left the older one behind.
                     keys.remove_leftovers({state.directory})
                     return False
-                note("generation %d is active but damaged (%s): applying it again" % (key_set.generation, problem))
+                self.summary.notes.append("generation %d is active but damaged (%s): applying it again" % (key_set.generation, problem))
         keep = {directory for directory in (keys.referenced_directory(), state.directory if state else None) if directory}
         removed = keys.remove_foreign(keep)
         if removed:
-            note("removed from %s what the applier did not write: %s" % (keys.path, ", ".join(removed)))
+            self.summary.notes.append("removed from %s what the applier did not write: %s" % (keys.path, ", ".join(removed)))
         keys.remove_leftovers(keep)
         self.staged = keys.stage(key_set.generation, key_set.names, key_set.materials)
         self.summary.removed = removed
@@ -450,7 +429,8 @@ def refused(error: Refused) -> Stop:
     return Stop(error.code, "refused" if error.code in (2, 3, 4) else "failed", str(error))
 
 
-def run(argv: list[str], summary: Summary) -> int:
+def run(argv: list[str], summary: Summary, key_set_text: str | None = None) -> int:
+    """One run of the applier; `key_set_text` instead of reading --input (onboarding's prestart)."""
     options = parse_options(argv)
     flavors = all_flavors()
     if options.help:
@@ -508,7 +488,7 @@ def run(argv: list[str], summary: Summary) -> int:
         if options.status_only:
             status(keys, summary)
             return 0
-        text = read_key_set(options.input_file)
+        text = read_key_set(options.input_file) if key_set_text is None else key_set_text
         try:
             key_set = parse(text)
         except InvalidKeySet as invalid:
@@ -521,13 +501,16 @@ def run(argv: list[str], summary: Summary) -> int:
             runtime.check(TRUSTED_OWNERS, OWNER)
         summary.generation, summary.keys = key_set.generation, key_set.names
         keys.make()
-        keys.lock(int(options.lock_timeout))
-        commands = ServerCommands(
-            options.test_command or flavor.test_command,
-            options.dump_command or flavor.dump_command,
-            options.reload_command or flavor.reload_command,
-        )
-        summary.action = Apply(options, flavor, keys, commands, runtime, summary).run(key_set)
+        lock = keys.lock(int(options.lock_timeout))
+        try:
+            commands = ServerCommands(
+                options.test_command or flavor.test_command,
+                options.dump_command or flavor.dump_command,
+                options.reload_command or flavor.reload_command,
+            )
+            summary.action = Apply(options, flavor, keys, commands, runtime, summary).run(key_set)
+        finally:
+            os.close(lock)
         return 0
     except Refused as error:
         raise refused(error) from None
@@ -566,14 +549,16 @@ def main(argv: list[str]) -> int:
     try:
         code = run(argv, summary)
     except Stop as stop:
+        summary.notes.append(str(stop))
         summary.action, summary.error, code = stop.action, str(stop), stop.code
-        print("apply-ticket-keys: %s" % stop, file=sys.stderr)
     except Exception as error:  # noqa: BLE001 - the summary line is printed on every path
         frame = error.__traceback__
         while frame is not None and frame.tb_next is not None:
             frame = frame.tb_next
         where = "%s line %d" % (os.path.basename(frame.tb_frame.f_code.co_filename), frame.tb_lineno) if frame else "the applier"
         summary.action, summary.error, code = "failed", "unexpected failure (%s) at %s" % (type(error).__name__, where), 1
-        print("apply-ticket-keys: %s" % summary.error, file=sys.stderr)
+        summary.notes.append(summary.error)
+    for message in summary.notes:
+        print("apply-ticket-keys: %s" % message, file=sys.stderr)
     print(summary.line(code), flush=True)
     return code

@@ -7,3 +7,7 @@ class Refused(Exception):
     def __init__(self, code: int, message: str):
         super().__init__(message)
         self.code = code
+
+
+class Unsafe(Exception):
+    """A server config onboarding cannot change safely: why, and what to do."""

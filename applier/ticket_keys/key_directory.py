@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import time
@@ -15,6 +16,7 @@ import time
 from errors import Refused
 from flavors import Flavor
 
+MEMORY_FILESYSTEMS = ("tmpfs", "ramfs")
 STATE_FILE = "active.json"
 LOCK_FILE = ".lock"
 TRUSTED_OWNERS = {0, os.geteuid()}
@@ -87,6 +89,23 @@ def remove_entry(path: str) -> None:
         shutil.rmtree(path)  # fd-based on Linux: it never follows a symlink inside
     else:
         os.unlink(path)
+
+
+def filesystem_of(path: str) -> str:
+    """The filesystem type of a path, or of its nearest existing ancestor, from the mount table."""
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
+        for line in table:
+            fields = line.split()
+            mount_point = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4])
+            inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+            # A later line mounted over an earlier one at the same point.
+            if inside and len(mount_point) >= len(best):
+                best, kind = mount_point, fields[fields.index("-") + 1]
+    return kind
 
 
 def path_problem(path: str, what: str, sticky_ok: bool) -> str | None:

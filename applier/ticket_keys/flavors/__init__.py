@@ -8,6 +8,8 @@ class Flavor:
     """What the applier needs to know of a server."""
 
     name = ""
+    #: The include's file name in the key directory, when none is given.
+    include_file_name = ""
     #: The defaults of --test-cmd, --config-dump-cmd and --reload-cmd.
     test_command = ""
     dump_command = ""
@@ -16,6 +18,24 @@ class Flavor:
     include_holds_keys = False
     #: Whether a running server takes new keys through a runtime API (--runtime-socket) instead of a reload.
     has_runtime_api = False
+
+    def onboarding_test_command(self, config_file: str) -> str:
+        """The config test onboarding runs after editing `config_file`, when none is given."""
+        return self.test_command
+
+    def own_keys(self) -> bytes | None:
+        """Keys of a node's own, for a server that will not start without its keys file: shared
+        with nobody, until the applier writes the fleet's. None: it starts without one."""
+        return None
+
+    #: Whether the server's unit has a config check of its own that fails before the keys file
+    #: exists: the boot-time drop-in then replaces the unit's ExecStartPre with the prestart
+    #: followed by the config test.
+    replaces_unit_config_check = False
+
+    def onboard(self, lines: list[str], config_path: str, key_dir: str, include_file: str) -> tuple[list[str], int]:
+        """The config with the managed keys loaded, and how many places changed; raises Unsafe."""
+        raise NotImplementedError
 
     def key_file_name(self, index: int, name: str) -> str:
         """The file of the set's key number `index` (0: current) in its generation directory."""
@@ -69,6 +89,24 @@ class RuntimeFailure(Exception):
 
 def uncommented(line: str) -> str:
     return line.split("#", 1)[0]
+
+
+def code_of(line: str) -> str:
+    """The line without its comment (a # outside quotes)."""
+    quote = None
+    for index, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return line[:index]
+    return line
+
+
+#: What onboarding writes beside each line it adds.
+MARK = "# TLS session ticket keys, managed by apply-ticket-keys.sh"
 
 
 def all_flavors() -> dict[str, Flavor]:

@@ -10,8 +10,8 @@ import os
 import re
 import stat
 
-from errors import Refused
-from flavors import Flavor, RuntimeApi, RuntimeFailure, uncommented
+from errors import Refused, Unsafe
+from flavors import Flavor, RuntimeApi, RuntimeFailure, code_of, uncommented
 
 SLOTS = 3  # TLS_TICKETS_NO, HAProxy's build-time number of ticket keys per file
 
@@ -31,11 +31,46 @@ def file_layout(raw: bytes) -> bytes:
 
 class HAProxy(Flavor):
     name = "haproxy"
+    include_file_name = "tls-ticket-keys"
     test_command = "haproxy -c -q -f /etc/haproxy/haproxy.cfg"
     dump_command = "cat /etc/haproxy/haproxy.cfg"
     reload_command = "systemctl reload haproxy"
     include_holds_keys = True
     has_runtime_api = True
+    # Fedora's unit checks the config before starting, and HAProxy refuses a missing keys file.
+    replaces_unit_config_check = True
+
+    def onboarding_test_command(self, config_file: str) -> str:
+        return "haproxy -c -q -f %s" % config_file
+
+    def own_keys(self) -> bytes | None:
+        # HAProxy refuses to start without its tls-ticket-keys file.
+        return b"".join(base64.b64encode(os.urandom(80)) + b"\n" for _ in range(SLOTS))
+
+    def onboard(self, lines: list[str], config_path: str, key_dir: str, include_file: str) -> tuple[list[str], int]:
+        """`tls-ticket-keys` naming the managed file on each bind line with ssl."""
+        out, changed, tls = [], 0, 0
+        for number, line in enumerate(lines):
+            code = code_of(line)
+            tokens = code.split()
+            if tokens[:1] == ["bind"] and "ssl" in tokens:
+                tls += 1
+                if code.rstrip().endswith("\\"):
+                    raise Unsafe("the bind line %d continues on the next line: join it, or add `tls-ticket-keys %s` by hand" % (number + 1, include_file))
+                if "tls-ticket-keys" in tokens:
+                    named = tokens[tokens.index("tls-ticket-keys") + 1 : tokens.index("tls-ticket-keys") + 2]
+                    if named != [include_file]:
+                        raise Unsafe(
+                            "the bind line %d already loads tls-ticket-keys %s: remove it, then run again (the managed file replaces it)" % (number + 1, " ".join(named))
+                        )
+                else:
+                    rest = line[len(code.rstrip()) :]
+                    line = "%s tls-ticket-keys %s%s" % (code.rstrip(), include_file, rest if rest.strip() else "\n")
+                    changed += 1
+            out.append(line)
+        if tls == 0:
+            raise Unsafe("%s has no bind line with ssl: give the HAProxy config that terminates TLS (--config)" % config_path)
+        return out, changed
 
     def runtime_api(self, socket_path: str, include_file: str) -> RuntimeApi | None:
         return HAProxyRuntimeApi(socket_path, include_file)
