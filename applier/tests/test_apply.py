@@ -1,7 +1,8 @@
 import json
 import unittest
 
-from apply import ServerCommands, Stop, Summary, parse_options
+from apply import ServerCommands, Summary, parse_options
+from command_line import Stop
 from key_directory import filesystem_of
 
 

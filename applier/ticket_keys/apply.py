@@ -25,6 +25,8 @@ import os
 import re
 import sys
 
+import command_line
+from command_line import Stop
 from errors import Refused
 from flavors import Flavor, RuntimeApi, RuntimeFailure, all_flavors
 from key_directory import MEMORY_FILESYSTEMS, OWNER, TRUSTED_OWNERS, KeyDirectory, Staged, filesystem_of, read_regular, remove_entry
@@ -71,13 +73,6 @@ FLAG_OPTIONS = {
 }
 
 
-class Stop(Exception):
-    """Ends the run: its exit code, the summary's action and what went wrong."""
-
-    def __init__(self, code: int, action: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.action = action
 
 
 class Summary:
@@ -134,22 +129,8 @@ class Options:
 
 def parse_options(argv: list[str]) -> Options:
     options = Options()
-    rest = list(argv)
-    while rest:
-        option = rest.pop(0)
-        if option in VALUE_OPTIONS:
-            if not rest:
-                raise Stop(2, "refused", "option %s needs a value (see --help)" % option)
-            setattr(options, VALUE_OPTIONS[option], rest.pop(0))
-        elif option in FLAG_OPTIONS:
-            setattr(options, FLAG_OPTIONS[option], True)
-        elif option in ("-h", "--help"):
-            options.help = True
-            return options
-        else:
-            raise Stop(2, "refused", "unknown option %s (see --help)" % option)
+    command_line.parse_options(argv, options, VALUE_OPTIONS, FLAG_OPTIONS)
     return options
-
 
 class ServerCommands:
     """The server's own commands, run by bash without this run's lock (its descriptor, like every

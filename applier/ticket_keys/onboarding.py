@@ -37,6 +37,8 @@ import sys
 import time
 
 import apply
+import command_line
+from command_line import Stop
 from errors import Unsafe
 from flavors import Flavor, all_flavors
 from key_directory import MEMORY_FILESYSTEMS, filesystem_of, write_temporary
@@ -78,11 +80,6 @@ FLAG_OPTIONS = {"--allow-persistent-key-dir": "allow_persistent", "--prestart": 
 SERVICE_ERROR = 254
 
 
-class Stop(Exception):
-    def __init__(self, code: int, action: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.action = action
 
 
 class Options:
@@ -140,22 +137,8 @@ class Summary:
 
 def parse_options(argv: list[str]) -> Options:
     options = Options()
-    rest = list(argv)
-    while rest:
-        option = rest.pop(0)
-        if option in VALUE_OPTIONS:
-            if not rest:
-                raise Stop(2, "refused", "option %s needs a value (see --help)" % option)
-            setattr(options, VALUE_OPTIONS[option], rest.pop(0))
-        elif option in FLAG_OPTIONS:
-            setattr(options, FLAG_OPTIONS[option], True)
-        elif option in ("-h", "--help"):
-            options.help = True
-            return options
-        else:
-            raise Stop(2, "refused", "unknown option %s (see --help)" % option)
+    command_line.parse_options(argv, options, VALUE_OPTIONS, FLAG_OPTIONS)
     return options
-
 
 class Node:
     """One node's onboarding or prestart: its flavor, key directory and server commands."""
@@ -182,7 +165,7 @@ class Node:
         result = apply.Summary()
         try:
             return apply.run(self.applier_args() + extra, result, key_set_text), result
-        except apply.Stop as stop:
+        except Stop as stop:
             result.action, result.error = stop.action, str(stop)
             return stop.code, result
 
