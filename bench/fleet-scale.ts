@@ -9,7 +9,7 @@ import FakeTimers from '@sinonjs/fake-timers';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
+import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/contract.js';
 import { createKeySet, currentKey, EMPTY_KEY_SET_PLACEHOLDER } from '../src/core/keyset.js';
 import { startLocalFleet } from '../src/local/fleet.js';
 import { captureSources, captureTickets, verifyFleet } from '../src/verify/verifier.js';

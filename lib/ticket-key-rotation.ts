@@ -16,7 +16,18 @@ import * as snsSubscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { NagSuppressions } from 'cdk-nag';
 import { Construct } from 'constructs';
-import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
+import {
+  METRIC_NAMESPACE,
+  ROTATION_ENVIRONMENT as ROTATION_ENV,
+  ROTATION_METRICS,
+  ROTATION_SERVICE,
+  VERIFIER_ENVIRONMENT as VERIFIER_ENV,
+  VERIFIER_METRICS,
+  VERIFIER_SERVICE,
+  VERIFIER_TIMEOUT_SECONDS,
+  type RotationMetric,
+  type VerifierMetric,
+} from '../src/aws/contract.js';
 import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, defaultTicketLifetimeSeconds, previousKeysToKeep } from '../src/core/policy.js';
 import { DEFAULT_FLAVOR, FLAVORS, type ServerFlavor } from '../src/flavors/index.js';
@@ -26,14 +37,6 @@ import { PROJECT_ROOT } from '../src/project-root.js';
 import { nodeApplierDocument, nodeOnboardingDocument, type NodeApplierSettings } from './node-applier-document.js';
 
 /** Powertools Metrics puts each function's service name in a `service` dimension. */
-const METRIC_SERVICES: Record<string, string> = {
-  RotationsSucceeded: 'tls-ticket-key-rotation',
-  RotationsFailed: 'tls-ticket-key-rotation',
-  NodesUpdated: 'tls-ticket-key-rotation',
-  NodesFailed: 'tls-ticket-key-rotation',
-  NodesSkipped: 'tls-ticket-key-rotation',
-};
-
 /** On tmpfs (/run is one on systemd hosts): keys never reach a disk, a backup or a snapshot. */
 export const DEFAULT_KEY_DIRECTORY = '/run/tls-ticket-keys';
 
@@ -202,19 +205,19 @@ export class TicketKeyRotation extends Construct {
       depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
       bundling: { forceDockerBundling: false, minify: true, sourceMap: false, target: 'node24' },
       environment: {
-        KEY_LENGTH: String(keyLength),
-        SERVER_FLAVOR: flavor,
-        ROTATION_INTERVAL_SECONDS: String(rotationInterval.toSeconds()),
-        TICKET_LIFETIME_SECONDS: String(ticketLifetime.toSeconds()),
-        DOCUMENT_NAME: this.document.ref,
-        TARGET_TAG_KEY: props.targetTagKey,
-        TARGET_TAG_VALUE: props.targetTagValue,
-        MAX_CONCURRENCY: maxConcurrency,
-        MAX_ERRORS: maxErrors,
-        COMMAND_OUTPUT_LOG_GROUP: this.commandOutput.logGroupName,
-        VERIFIER_FUNCTION_NAME: this.verifierFunction.functionName,
-        KEY_NAMES_PARAMETER: this.keyNames.parameterName,
-        POWERTOOLS_SERVICE_NAME: 'tls-ticket-key-rotation',
+        [ROTATION_ENV.keyLength]: String(keyLength),
+        [ROTATION_ENV.serverFlavor]: flavor,
+        [ROTATION_ENV.rotationIntervalSeconds]: String(rotationInterval.toSeconds()),
+        [ROTATION_ENV.ticketLifetimeSeconds]: String(ticketLifetime.toSeconds()),
+        [ROTATION_ENV.documentName]: this.document.ref,
+        [ROTATION_ENV.targetTagKey]: props.targetTagKey,
+        [ROTATION_ENV.targetTagValue]: props.targetTagValue,
+        [ROTATION_ENV.maxConcurrency]: maxConcurrency,
+        [ROTATION_ENV.maxErrors]: maxErrors,
+        [ROTATION_ENV.commandOutputLogGroup]: this.commandOutput.logGroupName,
+        [ROTATION_ENV.verifierFunctionName]: this.verifierFunction.functionName,
+        [ROTATION_ENV.keyNamesParameter]: this.keyNames.parameterName,
+        POWERTOOLS_SERVICE_NAME: ROTATION_SERVICE,
       },
     });
     rotationRole.addToPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.verifierFunction.functionArn] }));
@@ -348,16 +351,16 @@ export class TicketKeyRotation extends Construct {
       bundling: { forceDockerBundling: false, minify: true, sourceMap: false, target: 'node24' },
       ...vpcSettings,
       environment: {
-        KEY_NAMES_PARAMETER: this.keyNames.parameterName,
-        TICKET_STORE_SECRET_ARN: ticketStore.secretArn,
-        TARGET_TAG_KEY: props.targetTagKey,
-        TARGET_TAG_VALUE: props.targetTagValue,
-        VERIFY_PORT: String(port),
-        VERIFY_ADDRESSES: props.verifierVpcId !== undefined ? 'private' : 'public',
-        ...(props.verifierSni ? { VERIFY_SNI: props.verifierSni } : {}),
-        ...(props.verifierStaticNodes?.length ? { VERIFY_STATIC_NODES: props.verifierStaticNodes.join(',') } : {}),
-        ...(props.verifierPeersPerNode ? { VERIFY_PEERS_PER_NODE: String(props.verifierPeersPerNode) } : {}),
-        POWERTOOLS_SERVICE_NAME: 'tls-ticket-key-verifier',
+        [VERIFIER_ENV.keyNamesParameter]: this.keyNames.parameterName,
+        [VERIFIER_ENV.ticketStoreSecretArn]: ticketStore.secretArn,
+        [VERIFIER_ENV.targetTagKey]: props.targetTagKey,
+        [VERIFIER_ENV.targetTagValue]: props.targetTagValue,
+        [VERIFIER_ENV.port]: String(port),
+        [VERIFIER_ENV.addresses]: props.verifierVpcId !== undefined ? 'private' : 'public',
+        ...(props.verifierSni ? { [VERIFIER_ENV.sni]: props.verifierSni } : {}),
+        ...(props.verifierStaticNodes?.length ? { [VERIFIER_ENV.staticNodes]: props.verifierStaticNodes.join(',') } : {}),
+        ...(props.verifierPeersPerNode ? { [VERIFIER_ENV.peersPerNode]: String(props.verifierPeersPerNode) } : {}),
+        POWERTOOLS_SERVICE_NAME: VERIFIER_SERVICE,
       },
     });
     // The canary reads the key names the rotation publishes, never the key set; the ticket store
@@ -443,8 +446,10 @@ export class TicketKeyRotation extends Construct {
     );
   }
 
-  private metric(name: string, statistic: string): cloudwatch.Metric {
-    return new cloudwatch.Metric({ namespace: 'TlsTicketKeyRotation', metricName: name, statistic, period: Duration.minutes(5), dimensionsMap: { service: METRIC_SERVICES[name] ?? 'tls-ticket-key-verifier' } });
+  /** A metric one of the functions publishes, with the dimension Powertools gives it: its service. */
+  private metric(name: RotationMetric | VerifierMetric, statistic: string): cloudwatch.Metric {
+    const service = (Object.values(ROTATION_METRICS) as string[]).includes(name) ? ROTATION_SERVICE : VERIFIER_SERVICE;
+    return new cloudwatch.Metric({ namespace: METRIC_NAMESPACE, metricName: name, statistic, period: Duration.minutes(5), dimensionsMap: { service } });
   }
 
   private createAlarms(email: string | undefined, skippedNodesThreshold: number): sns.Topic {
@@ -470,7 +475,7 @@ export class TicketKeyRotation extends Construct {
     const alarms = [
       new cloudwatch.Alarm(this, 'ResumptionRateAlarm', {
         alarmDescription: 'Cross-node ticket resumption fell below 100%: some node cannot open its peers\' tickets (see the verifier log)',
-        metric: this.metric('CrossNodeResumptionRate', 'Minimum'),
+        metric: this.metric(VERIFIER_METRICS.crossNodeResumptionRate, 'Minimum'),
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         threshold: 100,
         evaluationPeriods: 1,
@@ -478,7 +483,7 @@ export class TicketKeyRotation extends Construct {
       }),
       new cloudwatch.Alarm(this, 'NodesOffKeyAlarm', {
         alarmDescription: 'A node does not encrypt with the current ticket key (stale, unreachable or misconfigured)',
-        metric: this.metric('NodesNotOnExpectedKey', 'Maximum'),
+        metric: this.metric(VERIFIER_METRICS.nodesNotOnExpectedKey, 'Maximum'),
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         threshold: 0,
         evaluationPeriods: 1,
@@ -494,7 +499,7 @@ export class TicketKeyRotation extends Construct {
       }),
       new cloudwatch.Alarm(this, 'NodesSkippedAlarm', {
         alarmDescription: 'A rotation skipped tagged nodes that are stopped or not connected to SSM (see skippedNodes in the rotation log)',
-        metric: this.metric('NodesSkipped', 'Maximum'),
+        metric: this.metric(ROTATION_METRICS.nodesSkipped, 'Maximum'),
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         threshold: skippedNodesThreshold,
         evaluationPeriods: 1,
@@ -502,7 +507,7 @@ export class TicketKeyRotation extends Construct {
       }),
       new cloudwatch.Alarm(this, 'RotationFailedAlarm', {
         alarmDescription: 'A rotation step failed: see the rotation-history query',
-        metric: this.metric('RotationsFailed', 'Sum'),
+        metric: this.metric(ROTATION_METRICS.rotationsFailed, 'Sum'),
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         threshold: 0,
         evaluationPeriods: 1,
@@ -518,15 +523,15 @@ export class TicketKeyRotation extends Construct {
     const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${Stack.of(this).stackName}-ticket-keys-${Aws.REGION}` });
     const graph = (title: string, metrics: cloudwatch.IMetric[]) => new cloudwatch.GraphWidget({ title, left: metrics, width: 12 });
     dashboard.addWidgets(
-      graph('Rotations', [this.metric('RotationsSucceeded', 'Sum'), this.metric('RotationsFailed', 'Sum')]),
-      graph('Nodes per rotation', [this.metric('NodesUpdated', 'Sum'), this.metric('NodesFailed', 'Sum'), this.metric('NodesSkipped', 'Maximum')]),
+      graph('Rotations', [this.metric(ROTATION_METRICS.rotationsSucceeded, 'Sum'), this.metric(ROTATION_METRICS.rotationsFailed, 'Sum')]),
+      graph('Nodes per rotation', [this.metric(ROTATION_METRICS.nodesUpdated, 'Sum'), this.metric(ROTATION_METRICS.nodesFailed, 'Sum'), this.metric(ROTATION_METRICS.nodesSkipped, 'Maximum')]),
     );
     dashboard.addWidgets(
-      graph('Cross-node resumption (%)', [this.metric('CrossNodeResumptionRate', 'Minimum'), this.metric('ContinuityResumptionRate', 'Minimum')]),
-      graph('Nodes (canary)', [this.metric('NodesOnExpectedKey', 'Minimum'), this.metric('NodesNotOnExpectedKey', 'Maximum'), this.metric('UnreachableNodes', 'Maximum')]),
+      graph('Cross-node resumption (%)', [this.metric(VERIFIER_METRICS.crossNodeResumptionRate, 'Minimum'), this.metric(VERIFIER_METRICS.continuityResumptionRate, 'Minimum')]),
+      graph('Nodes (canary)', [this.metric(VERIFIER_METRICS.nodesOnExpectedKey, 'Minimum'), this.metric(VERIFIER_METRICS.nodesNotOnExpectedKey, 'Maximum'), this.metric(VERIFIER_METRICS.unreachableNodes, 'Maximum')]),
     );
     dashboard.addWidgets(
-      graph('Verification duration (ms)', [this.metric('VerificationDuration', 'Maximum')]),
+      graph('Verification duration (ms)', [this.metric(VERIFIER_METRICS.verificationDuration, 'Maximum')]),
       graph('Verifier errors', [this.verifierFunction.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' })]),
     );
   }

@@ -14,6 +14,7 @@ import { APPLIER_DIR, applierFiles, onboardingFiles } from '../src/project-paths
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
 import { SECRET_ARN_PATTERN, VERSION_ID_PATTERN } from '../lib/node-applier-document.js';
+import { ROTATION_ENVIRONMENT, VERIFIER_ENVIRONMENT } from '../src/aws/contract.js';
 import { REGION, ResolvedTemplate } from './template-resolver.js';
 
 const FLEET = { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' };
@@ -146,6 +147,14 @@ describe('the CDK stack', () => {
     expect(rotationStartsAfter([native, frequent])).toEqual(['Scheduler rate(90 minutes)']);
     expect(rotationStartsAfter([frequent, native])).toEqual(['Secrets Manager rate(12 hours)']);
     expect(rotationStartsAfter([native, frequent, native, frequent])).toEqual(['Scheduler rate(90 minutes)']);
+  });
+
+  it('deploys each function with exactly the environment the contract names, and each reads it back', () => {
+    const variables = (name: string, stack = template) => Object.keys((resource(stack, 'AWS::Lambda::Function', name) as { Environment: { Variables: Record<string, string> } }).Environment.Variables).sort();
+    expect(variables('RotationFunction')).toEqual([...Object.values(ROTATION_ENVIRONMENT), 'POWERTOOLS_SERVICE_NAME'].sort());
+    const everyVerifierSetting = synth({ verifierSni: 'www.example.com', verifierStaticNodes: ['10.0.0.1:443'], verifierPeersPerNode: 4 }).template;
+    const optional: string[] = [VERIFIER_ENVIRONMENT.capturedNodes];
+    expect(variables('VerifierFunction', everyVerifierSetting)).toEqual([...Object.values(VERIFIER_ENVIRONMENT).filter((name) => !optional.includes(name)), 'POWERTOOLS_SERVICE_NAME'].sort());
   });
 
   it('names its outputs as the README\'s deploy steps do', () => {

@@ -13,7 +13,7 @@ import { FakeParameter, FakeSecret, KEY_NAMES_PARAMETER } from './aws-fakes.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../src/local/fleet.js';
 import { applyTo, applyToAll, captureStdout, expectNoMaterial, lineage, logLines } from './helpers.js';
 import { lambdaContext, type TestLambdaContext } from './lambda-context.js';
-import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/clients.js';
+import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/contract.js';
 
 const STORE_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-store-GhIjKl';
 

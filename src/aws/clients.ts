@@ -1,5 +1,4 @@
-/** How long the verifier function may run (its Lambda timeout): the rotation function waits for it. */
-export const VERIFIER_TIMEOUT_SECONDS = 300;
+import { VERIFIER_TIMEOUT_SECONDS } from './contract.js';
 
 /**
  * Settings for the AWS SDK clients the functions build. Throttling and transient errors are

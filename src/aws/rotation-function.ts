@@ -25,6 +25,7 @@ import { LambdaFleetVerifier } from './lambda-fleet-verifier.js';
 import { SecretsManagerStore } from './secrets-manager-store.js';
 import { SsmFleetCommander } from './ssm-fleet-commander.js';
 import { SsmParameterKeyNames } from './ssm-parameter-key-names.js';
+import { ROTATION_ENVIRONMENT, ROTATION_METRICS } from './contract.js';
 import { requiredSetting } from './environment.js';
 
 export const ROTATION_STEPS = ['createSecret', 'setSecret', 'testSecret', 'finishSecret'] as const;
@@ -69,30 +70,30 @@ const DEADLINE_MARGIN_MS = 30_000;
 
 /** Reads the function's settings from its environment, refusing a policy that cannot keep tickets valid. */
 export function settingsFromEnvironment(environment: Record<string, string | undefined>): RotationFunctionSettings {
-  const keyLength = Number(requiredSetting(environment, 'KEY_LENGTH'));
+  const keyLength = Number(requiredSetting(environment, ROTATION_ENVIRONMENT.keyLength));
   if (!isKeyLength(keyLength)) throw new Error(`KEY_LENGTH ${keyLength} is not supported: use 80 or 48`);
-  const flavor = environment.SERVER_FLAVOR ?? DEFAULT_FLAVOR;
-  if (!isServerFlavor(flavor)) throw new Error(`SERVER_FLAVOR ${flavor} is not supported: use ${supportedFlavors()}`);
-  const rotationIntervalSeconds = Number(requiredSetting(environment, 'ROTATION_INTERVAL_SECONDS'));
+  const flavor = environment[ROTATION_ENVIRONMENT.serverFlavor] ?? DEFAULT_FLAVOR;
+  if (!isServerFlavor(flavor)) throw new Error(`${ROTATION_ENVIRONMENT.serverFlavor} ${flavor} is not supported: use ${supportedFlavors()}`);
+  const rotationIntervalSeconds = Number(requiredSetting(environment, ROTATION_ENVIRONMENT.rotationIntervalSeconds));
   const policy: RotationPolicy = {
     keyLength,
     flavor,
     rotationIntervalSeconds,
-    ticketLifetimeSeconds: Number(requiredSetting(environment, 'TICKET_LIFETIME_SECONDS')),
+    ticketLifetimeSeconds: Number(requiredSetting(environment, ROTATION_ENVIRONMENT.ticketLifetimeSeconds)),
     // The stack's schedule for this interval: a rotation may take effect this long after its scheduled time.
     rotationLatenessSeconds: rotationScheduleFor(rotationIntervalSeconds).latenessSeconds,
   };
   previousKeysToKeep(policy);
   return {
     policy,
-    documentName: requiredSetting(environment, 'DOCUMENT_NAME'),
-    tagKey: requiredSetting(environment, 'TARGET_TAG_KEY'),
-    tagValue: requiredSetting(environment, 'TARGET_TAG_VALUE'),
-    maxConcurrency: requiredSetting(environment, 'MAX_CONCURRENCY'),
-    maxErrors: requiredSetting(environment, 'MAX_ERRORS'),
-    outputLogGroup: requiredSetting(environment, 'COMMAND_OUTPUT_LOG_GROUP'),
-    verifierFunctionName: requiredSetting(environment, 'VERIFIER_FUNCTION_NAME'),
-    keyNamesParameter: requiredSetting(environment, 'KEY_NAMES_PARAMETER'),
+    documentName: requiredSetting(environment, ROTATION_ENVIRONMENT.documentName),
+    tagKey: requiredSetting(environment, ROTATION_ENVIRONMENT.targetTagKey),
+    tagValue: requiredSetting(environment, ROTATION_ENVIRONMENT.targetTagValue),
+    maxConcurrency: requiredSetting(environment, ROTATION_ENVIRONMENT.maxConcurrency),
+    maxErrors: requiredSetting(environment, ROTATION_ENVIRONMENT.maxErrors),
+    outputLogGroup: requiredSetting(environment, ROTATION_ENVIRONMENT.commandOutputLogGroup),
+    verifierFunctionName: requiredSetting(environment, ROTATION_ENVIRONMENT.verifierFunctionName),
+    keyNamesParameter: requiredSetting(environment, ROTATION_ENVIRONMENT.keyNamesParameter),
   };
 }
 
@@ -192,8 +193,8 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
         break;
       case 'setSecret':
         details = describeNodes(await applyPending(rotation, token));
-        metrics.addMetric('NodesUpdated', MetricUnit.Count, Number(details.nodesUpdated));
-        metrics.addMetric('NodesSkipped', MetricUnit.Count, Number(details.nodesSkipped));
+        metrics.addMetric(ROTATION_METRICS.nodesUpdated, MetricUnit.Count, Number(details.nodesUpdated));
+        metrics.addMetric(ROTATION_METRICS.nodesSkipped, MetricUnit.Count, Number(details.nodesSkipped));
         break;
       case 'testSecret': {
         const { statuses, verification } = await testPending(rotation, token);
@@ -202,20 +203,20 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
       }
       case 'finishSecret':
         await finishPending(rotation, token);
-        metrics.addMetric('RotationsSucceeded', MetricUnit.Count, 1);
-        if (revocation) metrics.addMetric('RevocationsFinished', MetricUnit.Count, 1);
+        metrics.addMetric(ROTATION_METRICS.rotationsSucceeded, MetricUnit.Count, 1);
+        if (revocation) metrics.addMetric(ROTATION_METRICS.revocationsFinished, MetricUnit.Count, 1);
         break;
     }
   } catch (error) {
     outcome = 'failed';
     if (error instanceof RotationError && error.results.length > 0) {
       details = describeNodes(error.results);
-      metrics.addMetric('NodesUpdated', MetricUnit.Count, Number(details.nodesUpdated));
-      metrics.addMetric('NodesFailed', MetricUnit.Count, Number(details.nodesFailed));
-      metrics.addMetric('NodesSkipped', MetricUnit.Count, Number(details.nodesSkipped));
+      metrics.addMetric(ROTATION_METRICS.nodesUpdated, MetricUnit.Count, Number(details.nodesUpdated));
+      metrics.addMetric(ROTATION_METRICS.nodesFailed, MetricUnit.Count, Number(details.nodesFailed));
+      metrics.addMetric(ROTATION_METRICS.nodesSkipped, MetricUnit.Count, Number(details.nodesSkipped));
     }
     details.error = error instanceof Error ? error.message : String(error);
-    metrics.addMetric('RotationsFailed', MetricUnit.Count, 1);
+    metrics.addMetric(ROTATION_METRICS.rotationsFailed, MetricUnit.Count, 1);
     if (error instanceof RotationError || error instanceof PolicyError) throw new Error(`${step} failed: ${error.message}`);
     throw error;
   } finally {
@@ -227,7 +228,7 @@ export async function runRotationStep(event: RotationEvent, context: LambdaConte
     }
     const stepMetric = metrics.singleMetric();
     stepMetric.addDimension('Step', step);
-    stepMetric.addMetric('StepDuration', MetricUnit.Milliseconds, durationMs);
+    stepMetric.addMetric(ROTATION_METRICS.stepDuration, MetricUnit.Milliseconds, durationMs);
     metrics.publishStoredMetrics();
   }
 }

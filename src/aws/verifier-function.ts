@@ -9,6 +9,7 @@ import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { CapturedTicketsMust, LaggingNodes } from '../core/rotation.js';
 import { readKeyNames } from './key-names-reader.js';
 import { TicketStore } from './ticket-store.js';
+import { VERIFIER_ENVIRONMENT, VERIFIER_METRICS } from './contract.js';
 import { requiredSetting } from './environment.js';
 
 export type VerifierAction = 'capture' | 'verify' | 'canary' | 'observe';
@@ -67,22 +68,23 @@ interface StoredTickets {
 const STORE_LIMIT_BYTES = 60_000;
 
 export function verifierSettingsFromEnvironment(environment: Record<string, string | undefined>): VerifierSettings {
-  const port = Number(environment.VERIFY_PORT ?? '443');
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`VERIFY_PORT ${environment.VERIFY_PORT} is not a TCP port`);
-  const staticNodes = (environment.VERIFY_STATIC_NODES ?? '').split(',').map((node) => node.trim()).filter((node) => node !== '');
+  const setting = (name: keyof typeof VERIFIER_ENVIRONMENT): string | undefined => environment[VERIFIER_ENVIRONMENT[name]];
+  const port = Number(setting('port') ?? '443');
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${VERIFIER_ENVIRONMENT.port} ${setting('port')} is not a TCP port`);
+  const staticNodes = (setting('staticNodes') ?? '').split(',').map((node) => node.trim()).filter((node) => node !== '');
   parseNodeList(staticNodes);
-  const peers = environment.VERIFY_PEERS_PER_NODE;
+  const peers = setting('peersPerNode');
   return {
-    keyNamesParameter: requiredSetting(environment, 'KEY_NAMES_PARAMETER'),
-    ticketStoreSecretArn: requiredSetting(environment, 'TICKET_STORE_SECRET_ARN'),
-    tagKey: requiredSetting(environment, 'TARGET_TAG_KEY'),
-    tagValue: requiredSetting(environment, 'TARGET_TAG_VALUE'),
+    keyNamesParameter: requiredSetting(environment, VERIFIER_ENVIRONMENT.keyNamesParameter),
+    ticketStoreSecretArn: requiredSetting(environment, VERIFIER_ENVIRONMENT.ticketStoreSecretArn),
+    tagKey: requiredSetting(environment, VERIFIER_ENVIRONMENT.targetTagKey),
+    tagValue: requiredSetting(environment, VERIFIER_ENVIRONMENT.targetTagValue),
     staticNodes,
     port,
-    ...(environment.VERIFY_SNI ? { servername: environment.VERIFY_SNI } : {}),
-    addresses: environment.VERIFY_ADDRESSES === 'public' ? 'public' : 'private',
+    ...(setting('sni') ? { servername: setting('sni') as string } : {}),
+    addresses: setting('addresses') === 'public' ? 'public' : 'private',
     ...(peers ? { peersPerNode: Number(peers) } : {}),
-    capturedNodes: Number(environment.VERIFY_CAPTURED_NODES ?? DEFAULT_CAPTURED_NODES),
+    capturedNodes: Number(setting('capturedNodes') ?? DEFAULT_CAPTURED_NODES),
   };
 }
 
@@ -154,14 +156,14 @@ async function capture(versionId: string, nodes: VerifyNode[], deps: VerifierDep
 function publish(report: VerificationReport, deps: VerifierDependencies): void {
   const { metrics } = deps;
   const onKey = report.nodes.filter((node) => node.onExpectedKey).length;
-  metrics.addMetric('CrossNodeResumptionRate', MetricUnit.Percent, report.pairs.tried === 0 ? 0 : (100 * report.pairs.resumed) / report.pairs.tried);
-  metrics.addMetric('NodesOnExpectedKey', MetricUnit.Count, onKey);
-  metrics.addMetric('NodesNotOnExpectedKey', MetricUnit.Count, report.nodes.length - onKey);
-  metrics.addMetric('UnreachableNodes', MetricUnit.Count, report.nodes.filter((node) => !node.reachable).length);
-  metrics.addMetric('VerificationFailures', MetricUnit.Count, report.failures.length);
-  metrics.addMetric('VerificationDuration', MetricUnit.Milliseconds, report.durationMs);
+  metrics.addMetric(VERIFIER_METRICS.crossNodeResumptionRate, MetricUnit.Percent, report.pairs.tried === 0 ? 0 : (100 * report.pairs.resumed) / report.pairs.tried);
+  metrics.addMetric(VERIFIER_METRICS.nodesOnExpectedKey, MetricUnit.Count, onKey);
+  metrics.addMetric(VERIFIER_METRICS.nodesNotOnExpectedKey, MetricUnit.Count, report.nodes.length - onKey);
+  metrics.addMetric(VERIFIER_METRICS.unreachableNodes, MetricUnit.Count, report.nodes.filter((node) => !node.reachable).length);
+  metrics.addMetric(VERIFIER_METRICS.verificationFailures, MetricUnit.Count, report.failures.length);
+  metrics.addMetric(VERIFIER_METRICS.verificationDuration, MetricUnit.Milliseconds, report.durationMs);
   if (report.continuity.tried > 0) {
-    metrics.addMetric('ContinuityResumptionRate', MetricUnit.Percent, (100 * report.continuity.resumed) / report.continuity.tried);
+    metrics.addMetric(VERIFIER_METRICS.continuityResumptionRate, MetricUnit.Percent, (100 * report.continuity.resumed) / report.continuity.tried);
   }
 }
 
@@ -244,7 +246,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
     });
     return { action: action === 'verify' ? 'verify' : 'canary', ...report };
   } catch (error) {
-    metrics.addMetric('VerifierErrors', MetricUnit.Count, 1);
+    metrics.addMetric(VERIFIER_METRICS.verifierErrors, MetricUnit.Count, 1);
     logger.error('verifier failed', { action, error: error instanceof Error ? error.message : String(error) });
     throw error;
   } finally {
