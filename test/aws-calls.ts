@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 
 /** The IAM service prefix of each SDK client package the code uses. */
 const SERVICE_OF_PACKAGE: Record<string, string> = {
@@ -49,12 +51,28 @@ export function sdkCallsOf(entry: string): string[] {
 }
 
 /**
+ * The files of applier/ an SSM document carries (gzip, base64), unpacked, by their path there;
+ * each is checked against the SHA-256 the document shows in the clear.
+ */
+export function embeddedFiles(command: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const [, name, digest, packed] of command.matchAll(/^# applier\/(\S+): sha256 ([0-9a-f]{64}) \(gzip, base64\)\n(?:mkdir -p "\$work\/[\w/]+"\n)?base64 -d <<'(?:\w+)' \| gunzip >"\$work\/\1"\n([A-Za-z0-9+/=\n]+?)\n\w+\n/gm)) {
+    const content = gunzipSync(Buffer.from(packed as string, 'base64'));
+    const actual = createHash('sha256').update(content).digest('hex');
+    if (actual !== digest) throw new Error(`applier/${name} in the document has SHA-256 ${actual}, not the ${digest} it shows`);
+    files[name as string] = content.toString('utf8');
+  }
+  return files;
+}
+
+/**
  * The `aws SERVICE OPERATION` calls of a node script (the AWS CLI), as IAM actions: its words
- * bare or quoted, at any depth (a command passed as an argument, such as the boot-time fetch).
+ * bare or quoted, at any depth (a command passed as an argument, such as the boot-time fetch),
+ * or as a list of words (Python's ["aws", "ssm", ...]).
  */
 export function cliCallsOf(script: string): string[] {
   const calls = new Set<string>();
-  for (const match of script.replace(/['"\\]/g, '').matchAll(/(?:^|[\s;|&(])aws\s+([a-z0-9-]+)\s+([a-z0-9-]+)/g)) {
+  for (const match of script.replace(/['"\\]/g, '').matchAll(/(?:^|[\s;|&([,])aws[\s,]+([a-z0-9-]+)[\s,]+([a-z0-9-]+)/g)) {
     const operation = match[2]!.split('-').map((word) => word[0]!.toUpperCase() + word.slice(1)).join('');
     calls.add(`${match[1]}:${operation}`);
   }

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { REVOCATION_TAG } from '../src/core/secret-store.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
-import { cliCallsOf, PROJECT, sdkCallsOf } from './aws-calls.js';
+import { cliCallsOf, embeddedFiles, PROJECT, sdkCallsOf } from './aws-calls.js';
 import { ACCOUNT, REGION, ResolvedTemplate } from './template-resolver.js';
 
 /**
@@ -282,12 +282,19 @@ describe('IAM, evaluated over the synthesized template', () => {
   it('allows a node whose role carries the fleet tag, with the managed policy on it, the calls of the node document and of the SSM agent sending its output', async () => {
     const policies = nodePolicies(account);
     const script = ((account.template.one('AWS::SSM::Document', 'TicketKeysNodeApplier').properties.Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand).join('\n');
-    expect(cliCallsOf(script)).toEqual(['secretsmanager:GetSecretValue']);
+    // The document's own lines and every file it carries (the applier's scripts and program, unpacked).
+    const everything = (command: string): string => {
+      const files = embeddedFiles(command);
+      expect(Object.keys(files)).toEqual(expect.arrayContaining(['apply-ticket-keys.sh', 'ticket_keys/apply.py']));
+      return [command, ...Object.values(files)].join('\n');
+    };
+    expect(cliCallsOf(everything(script))).toEqual(['secretsmanager:GetSecretValue']);
     // Every read names its stage: the node's role may read no other way.
     expect(script.match(/^.*fetch --.*$/gm)?.every((line) => line.includes('--version-stage AWS'))).toBe(true);
     const onboarding = ((account.template.one('AWS::SSM::Document', 'TicketKeysNodeOnboarding').properties.Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand).join('\n');
     // The boot-time fetch it installs reads AWSCURRENT with the same role.
-    expect(cliCallsOf(onboarding)).toEqual(['secretsmanager:GetSecretValue']);
+    expect(cliCallsOf(everything(onboarding))).toEqual(['secretsmanager:GetSecretValue']);
+    expect(cliCallsOf('subprocess.run(["aws", "ssm", "send-command"])')).toEqual(['ssm:SendCommand']);
     expect(onboarding.replace(/['\\]/g, '')).toContain('--version-stage AWSCURRENT');
     const outputGroup = `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:${commandOutputGroup}`;
     const outputStream = `${outputGroup}:log-stream:a1b2c3d4-command-id/i-0123456789abcdef0/applyTicketKeys/stdout`;

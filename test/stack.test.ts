@@ -1,9 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { App, Aspects, Duration } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -15,6 +13,7 @@ import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
 import { SECRET_ARN_PATTERN, VERSION_ID_PATTERN } from '../lib/node-applier-document.js';
 import { ROTATION_ENVIRONMENT, VERIFIER_ENVIRONMENT } from '../src/aws/contract.js';
+import { embeddedFiles } from './aws-calls.js';
 import { REGION, ResolvedTemplate } from './template-resolver.js';
 
 const FLEET = { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' };
@@ -28,17 +27,6 @@ function synth(props: Partial<TicketKeyRotationProps> = {}, nag = false): { app:
 }
 
 /** The properties of the one resource of `type` whose logical id starts with TicketKeys<name>. */
-/** The scripts a document carries (gzip, base64), unpacked, each checked against the digest it shows in the clear. */
-function embeddedScripts(command: string): Record<string, string> {
-  const scripts: Record<string, string> = {};
-  for (const [, name, digest, packed] of command.matchAll(/^# applier\/(\S+): sha256 ([0-9a-f]{64}) \(gzip, base64\)\n(?:mkdir -p "\$work\/[\w/]+"\n)?base64 -d <<'(?:\w+)' \| gunzip >"\$work\/\1"\n([A-Za-z0-9+/=\n]+?)\n\w+\n/gm)) {
-    const script = gunzipSync(Buffer.from(packed as string, 'base64'));
-    expect(createHash('sha256').update(script).digest('hex'), name).toBe(digest);
-    scripts[name as string] = script.toString('utf8');
-  }
-  return scripts;
-}
-
 /** Files of applier/ by their path there, as a document must carry them. */
 function sources(files: string[]): Record<string, string> {
   expect(files).toContain('ticket_keys/__main__.py');
@@ -187,7 +175,7 @@ describe('the CDK stack', () => {
     expect(content.parameters.SecretId?.allowedPattern).toBe(SECRET_ARN_PATTERN);
     expect(content.parameters.Action?.allowedValues).toEqual(['apply', 'status']);
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(embeddedScripts(command)).toEqual(sources(applierFiles()));
+    expect(embeddedFiles(command)).toEqual(sources(applierFiles()));
     expect(command).toMatch(/aws secretsmanager get-secret-value .*--query SecretString/);
     expect(command).toContain("'--reload-cmd' 'systemctl reload nginx'");
   });
@@ -269,7 +257,7 @@ describe('the CDK stack', () => {
     };
     expect(content.parameters.ConfigFile).toEqual(expect.objectContaining({ default: '/etc/nginx/nginx.conf', allowedPattern: '^/[A-Za-z0-9._/-]+$' }));
     const command = content.mainSteps[0]!.inputs.runCommand.join('\n');
-    expect(embeddedScripts(command)).toEqual(sources(onboardingFiles()));
+    expect(embeddedFiles(command)).toEqual(sources(onboardingFiles()));
     expect(onboardingFiles()).toEqual(expect.arrayContaining(['onboard-node.sh', 'ticket_keys/onboard.py', ...applierFiles()]));
     const secretArn = resolved.ref(resolved.one('AWS::SecretsManager::Secret', 'TicketKeysKeySet').id);
     const fetch = `'aws' 'secretsmanager' 'get-secret-value' '--region' '${REGION}' '--secret-id' '${secretArn}' '--version-stage' 'AWSCURRENT' '--query' 'SecretString' '--output' 'text' '--cli-connect-timeout' '5' '--cli-read-timeout' '10'`;
