@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -91,20 +92,29 @@ def remove_entry(path: str) -> None:
         os.unlink(path)
 
 
+@functools.lru_cache(maxsize=1)
+def mounts() -> tuple[tuple[str, str], ...]:
+    """Each mount point with its filesystem type, in the mount table's order (read once a run)."""
+    table = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            fields = line.split()
+            mount_point = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4])
+            table.append((mount_point, fields[fields.index("-") + 1]))
+    return tuple(table)
+
+
 def filesystem_of(path: str) -> str:
     """The filesystem type of a path, or of its nearest existing ancestor, from the mount table."""
     while not os.path.lexists(path):
         path = os.path.dirname(path)
     real = os.path.realpath(path)
     best, kind = "", "unknown"
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
-        for line in table:
-            fields = line.split()
-            mount_point = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4])
-            inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
-            # A later line mounted over an earlier one at the same point.
-            if inside and len(mount_point) >= len(best):
-                best, kind = mount_point, fields[fields.index("-") + 1]
+    for mount_point, fstype in mounts():
+        inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+        # A later line mounted over an earlier one at the same point.
+        if inside and len(mount_point) >= len(best):
+            best, kind = mount_point, fstype
     return kind
 
 

@@ -148,10 +148,10 @@ class Node:
         self.flavor = flavor
         self.summary = summary
 
-    def applier_args(self) -> list[str]:
+    def server_args(self) -> list[str]:
+        """The options the applier and the prestart share: the flavor, where its keys go, its commands."""
         options = self.options
-        # A short lock wait: the whole prestart must end well inside systemd's start timeout (90 s).
-        args = ["--flavor", options.flavor, "--key-dir", options.key_dir, "--include", options.include_file, "--lock-timeout", "10"]
+        args = ["--flavor", options.flavor, "--key-dir", options.key_dir, "--include", options.include_file]
         if options.test_command:
             args += ["--test-cmd", options.test_command]
         if options.dump_command:
@@ -159,6 +159,10 @@ class Node:
         if options.allow_persistent:
             args.append("--allow-persistent-key-dir")
         return args
+
+    def applier_args(self) -> list[str]:
+        # A short lock wait: the whole prestart must end well inside systemd's start timeout (90 s).
+        return self.server_args() + ["--lock-timeout", "10"]
 
     def applier(self, extra: list[str], key_set_text: str | None = None) -> tuple[int, apply.Summary]:
         """The applier, run here in this process (not through its wrapper): its exit code and summary."""
@@ -256,13 +260,9 @@ class Node:
         if options.systemd_dir == "none" or not os.path.isdir(options.systemd_dir):
             return
         self.install_program()
-        prestart = ["--prestart", "--flavor", name, "--key-dir", options.key_dir, "--include", options.include_file, "--test-cmd", options.test_command, "--fetch-wait", options.fetch_wait]
-        if options.dump_command:
-            prestart += ["--config-dump-cmd", options.dump_command]
+        prestart = ["--prestart", *self.server_args(), "--fetch-wait", options.fetch_wait]
         if options.fetch_command:
             prestart += ["--fetch-cmd", options.fetch_command]
-        if options.allow_persistent:
-            prestart.append("--allow-persistent-key-dir")
         command = " ".join(shlex.quote(word) for word in ["/bin/bash", os.path.join(options.install_dir, "onboard-node.sh"), *prestart])
         lines = ["#!/bin/bash", "# Written by onboard-node.sh: the boot-time fetch, run before %s starts (systemd ExecStartPre)." % name]
         # A drop-in's ExecStartPre runs after the unit's own. A server whose unit checks its config
@@ -284,10 +284,7 @@ class Node:
             "[Unit]\nWants=network-online.target\nAfter=network-online.target\n\n"
             "[Service]\n%sExecStartPre=/bin/bash %s\n" % (name, reset, before_start)
         )
-        try:
-            write_or_stop(os.path.join(unit_dir, "tls-ticket-keys.conf"), drop_in, 0o644)
-        except Stop:
-            raise Stop(8, "failed", "cannot write the %s.service drop-in in %s" % (name, options.systemd_dir)) from None
+        write_or_stop(os.path.join(unit_dir, "tls-ticket-keys.conf"), drop_in, 0o644, "the %s.service drop-in in %s" % (name, options.systemd_dir))
         if shutil.which("systemctl") and os.path.isdir("/run/systemd/system"):
             subprocess.run(["systemctl", "daemon-reload"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -376,12 +373,13 @@ def open_bytes(path: str) -> bytes:
         return handle.read()
 
 
-def write_or_stop(path: str, text: str, mode: int) -> None:
+def write_or_stop(path: str, text: str, mode: int, what: str = "") -> None:
+    """Replaces `path` whole; stops with "cannot write <what, or the path>" when it cannot."""
     try:
         staged = write_temporary(os.path.dirname(path), ".%s.tmp." % os.path.basename(path), text.encode(), mode)
         os.replace(staged, path)
     except OSError:
-        raise Stop(8, "failed", "cannot write %s" % path) from None
+        raise Stop(8, "failed", "cannot write %s" % (what or path)) from None
 
 
 def run_with_timeout(command: str, timeout: float | None, merge_errors: bool = False) -> tuple[int, str, str]:
@@ -405,9 +403,7 @@ def run_with_timeout(command: str, timeout: float | None, merge_errors: bool = F
 
 
 def run(argv: list[str], summary: Summary) -> int:
-    options = summary.options
-    parsed = parse_options(argv)
-    summary.options = options = parsed
+    summary.options = options = parse_options(argv)
     flavors = all_flavors()
     if options.help:
         print(
