@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ArnFormat, Aws, Duration, SecretValue, Stack } from 'aws-cdk-lib';
+import { Annotations, ArnFormat, Aws, Duration, SecretValue, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -28,8 +28,8 @@ import {
   type RotationMetric,
   type VerifierMetric,
 } from '../src/aws/contract.js';
-import { DEFAULT_KEY_LENGTH, EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
-import { DEFAULT_ROTATION_INTERVAL_SECONDS, defaultTicketLifetimeSeconds, previousKeysToKeep } from '../src/core/policy.js';
+import { EMPTY_KEY_SET_PLACEHOLDER, type KeyLength } from '../src/core/keyset.js';
+import { DEFAULT_ROTATION_INTERVAL_SECONDS, defaultKeyLength, defaultTicketLifetimeSeconds, previousKeysToKeep, rotationCost } from '../src/core/policy.js';
 import { DEFAULT_FLAVOR, FLAVORS, type ServerFlavor } from '../src/flavors/index.js';
 import { rotationScheduleFor, SCHEDULER_MAX_EVENT_AGE_SECONDS } from '../src/core/schedule.js';
 import { AWSCURRENT, AWSPENDING, REVOCATION_TAG } from '../src/core/secret-store.js';
@@ -65,15 +65,15 @@ export interface TicketKeyRotationProps {
   readonly nodeRoleArns?: string[];
   /** @default 12 hours */
   readonly rotationInterval?: Duration;
-  /** How long clients may resume with a ticket (nginx `ssl_session_timeout`). @default 12 hours, or the longest whole number of hours the flavor's keys cover at this interval (HAProxy every 12 hours: 10 hours) */
+  /** How long clients may resume with a ticket (nginx `ssl_session_timeout`). @default 12 hours, or the longest whole number of hours the flavor's keys cover at this interval (HAProxy every 12 hours: 10 hours; Apache: no longer than the interval) */
   readonly ticketLifetime?: Duration;
-  /** @default 80 */
+  /** @default 80, or the one length the flavor reads (Apache: 48) */
   readonly keyLength?: KeyLength;
-  /** The server terminating TLS on the nodes. @default nginx */
+  /** The server terminating TLS on the nodes. Apache holds one key: each rotation costs every client a full handshake, and synth warns so. @default nginx */
   readonly flavor?: ServerFlavor;
   /** On a memory filesystem unless allowPersistentKeyDirectory. @default /run/tls-ticket-keys */
   readonly keyDirectory?: string;
-  /** nginx: the file its config includes; haproxy: the tls-ticket-keys file. @default in keyDirectory, per flavor (src/flavors/) */
+  /** nginx and apache: the file their config includes; haproxy: the tls-ticket-keys file. @default in keyDirectory, per flavor (src/flavors/) */
   readonly includePath?: string;
   /** @default per flavor */
   readonly testCommand?: string;
@@ -140,8 +140,8 @@ export class TicketKeyRotation extends Construct {
   constructor(scope: Construct, id: string, props: TicketKeyRotationProps) {
     super(scope, id);
     const rotationInterval = props.rotationInterval ?? Duration.seconds(DEFAULT_ROTATION_INTERVAL_SECONDS);
-    const keyLength = props.keyLength ?? DEFAULT_KEY_LENGTH;
     const flavor = props.flavor ?? DEFAULT_FLAVOR;
+    const keyLength = props.keyLength ?? defaultKeyLength(flavor);
     const schedule = rotationScheduleFor(rotationInterval.toSeconds());
     const scheduledPolicy = { rotationIntervalSeconds: rotationInterval.toSeconds(), rotationLatenessSeconds: schedule.latenessSeconds, keyLength, flavor };
     const ticketLifetime = props.ticketLifetime ?? Duration.seconds(defaultTicketLifetimeSeconds(scheduledPolicy));
@@ -150,6 +150,8 @@ export class TicketKeyRotation extends Construct {
     const retention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
     // An impossible interval/lifetime pair, for this flavor and this schedule's lateness, fails synth with the policy's own message.
     previousKeysToKeep({ ...scheduledPolicy, ticketLifetimeSeconds: ticketLifetime.toSeconds() });
+    const cost = rotationCost(scheduledPolicy);
+    if (cost !== undefined) Annotations.of(this).addWarningV2('tls-ticket-keys:rotationCost', cost);
     for (const [name, value] of [['targetTagKey', props.targetTagKey], ['targetTagValue', props.targetTagValue]] as const) {
       if (value.trim() === '') throw new Error(`${name} must not be empty: it selects the nodes whose keys rotate`);
     }

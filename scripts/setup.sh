@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on Debian or Ubuntu, only what is missing: Node.js
-# 24, nginx, haproxy, shellcheck, pyflakes3, openssl and python3 from the distribution, and the
+# 24, nginx, haproxy, apache2, shellcheck, pyflakes3, openssl and python3 from the distribution, and the
 # npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ missing=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have nginx || missing+=(nginx)
 have haproxy || missing+=(haproxy)
+have apache2 || missing+=(apache2)
 have shellcheck || missing+=(shellcheck)
 have pyflakes3 || missing+=(pyflakes3)
 have openssl || missing+=(openssl)
@@ -24,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "setup: installing ${missing[*]} with apt-get" >&2
-  # Keep the packages' services from starting: the fleet runs its own nginx and HAProxy.
+  # Keep the packages' services from starting: the fleet runs its own nginx, HAProxy and Apache.
   policy=/usr/sbin/policy-rc.d
   created_policy=0
   if [ ! -e "$policy" ]; then

@@ -18,10 +18,13 @@ import {
 import {
   DEFAULT_ROTATION_INTERVAL_SECONDS,
   DEFAULT_TICKET_LIFETIME_SECONDS,
+  defaultKeyLength,
+  defaultTicketLifetimeSeconds,
   formatDuration,
   parseDuration,
   PolicyError,
   previousKeysToKeep,
+  rotationCost,
   type RotationPolicy,
 } from './core/policy.js';
 import { RotationError } from './core/rotation.js';
@@ -45,15 +48,18 @@ Verification (any fleet, AWS or not; exit 0 only when everything passed):
            [--expect-key NAME | --key-set FILE] [--tls 1.2,1.3] [--peers K] [--seed N] [--timeout-ms 3000] [--json]
 
 Local mode:
-  demo     [--nodes 3] [--rotations 4] [policy options]     real nginx nodes behind HAProxy, rotated while clients resume
+  demo     [--nodes 3] [--rotations 4] [policy options]     real nodes (--flavor) behind HAProxy, rotated while clients resume
 
-Policy options (defaults: ${formatDuration(DEFAULT_ROTATION_INTERVAL_SECONDS)}, ${formatDuration(DEFAULT_TICKET_LIFETIME_SECONDS)}, ${DEFAULT_KEY_LENGTH}):
+Policy options (defaults: every ${formatDuration(DEFAULT_ROTATION_INTERVAL_SECONDS)}; tickets live ${formatDuration(DEFAULT_TICKET_LIFETIME_SECONDS)}, or what the server's keys cover; ${DEFAULT_KEY_LENGTH}-byte keys):
   --rotation-interval DURATION   how often keys rotate (90s, 30m, 12h, 7d, 1h30m)
   --ticket-lifetime DURATION     how long clients may resume a ticket (nginx ssl_session_timeout)
-  --key-length 80|48             key size in bytes
+  --key-length 80|48             key size in bytes${Object.values(FLAVORS)
+  .filter((flavor) => flavor.keyLengths !== undefined)
+  .map((flavor) => ` (${flavor.name}: ${flavor.keyLengths?.join(' or ')} only, its default)`)
+  .join('')}
   --flavor ${SERVER_FLAVORS.join('|').padEnd(21)} the server on the nodes (default ${DEFAULT_FLAVOR}${Object.values(FLAVORS)
   .filter((flavor) => flavor.keyCapacity !== undefined)
-  .map((flavor) => `; ${flavor.name} holds ${flavor.keyCapacity} keys`)
+  .map((flavor) => `; ${flavor.name} holds ${flavor.keyCapacity} key${flavor.keyCapacity === 1 ? '' : 's'}`)
   .join('')})
 `;
 
@@ -83,17 +89,20 @@ const OPTIONS = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
 function policyFrom(values: Values): RotationPolicy {
-  const keyLength = values['key-length'] === undefined ? DEFAULT_KEY_LENGTH : Number(values['key-length']);
-  if (!isKeyLength(keyLength)) throw new UsageError(`--key-length ${values['key-length']} is not supported: use 80 or 48`);
   const flavor = values.flavor ?? DEFAULT_FLAVOR;
   if (!isServerFlavor(flavor)) throw new UsageError(`--flavor ${flavor} is not supported: use ${supportedFlavors()}`);
+  const keyLength = values['key-length'] === undefined ? defaultKeyLength(flavor) : Number(values['key-length']);
+  if (!isKeyLength(keyLength)) throw new UsageError(`--key-length ${values['key-length']} is not supported: use 80 or 48`);
+  const rotationIntervalSeconds =
+    values['rotation-interval'] === undefined ? DEFAULT_ROTATION_INTERVAL_SECONDS : parseDuration(values['rotation-interval'], '--rotation-interval');
   return {
     keyLength,
     flavor,
-    rotationIntervalSeconds:
-      values['rotation-interval'] === undefined ? DEFAULT_ROTATION_INTERVAL_SECONDS : parseDuration(values['rotation-interval'], '--rotation-interval'),
+    rotationIntervalSeconds,
     ticketLifetimeSeconds:
-      values['ticket-lifetime'] === undefined ? DEFAULT_TICKET_LIFETIME_SECONDS : parseDuration(values['ticket-lifetime'], '--ticket-lifetime'),
+      values['ticket-lifetime'] === undefined
+        ? defaultTicketLifetimeSeconds({ keyLength, flavor, rotationIntervalSeconds })
+        : parseDuration(values['ticket-lifetime'], '--ticket-lifetime'),
   };
 }
 
@@ -228,6 +237,8 @@ export async function main(argv: string[]): Promise<number> {
           throw new UsageError(`--key-length ${policy.keyLength} differs from the set's ${set.keyLength}: a length change needs \`ticket-keys init\` and a revocation-style cut-over`);
         }
         writeKeySet(rotateKeySet(set, previousKeysToKeep({ ...policy, keyLength: set.keyLength })), values.out);
+        const cost = rotationCost(policy);
+        if (cost !== undefined) process.stderr.write(`ticket-keys: note: ${cost}\n`);
         return 0;
       }
       case 'revoke': {

@@ -191,9 +191,9 @@ describe('the node applier on a real nginx node', () => {
     const missing = await runApplier(['--include', node.includeFile], serializeKeySet(gen2));
     expect(missing.exitCode).toBe(2);
     expect(missing.summary.error).toMatch(/--key-dir is required/);
-    const flavor = await runApplier([...nodeApplierArgs(node), '--flavor', 'apache'], serializeKeySet(gen2));
+    const flavor = await runApplier([...nodeApplierArgs(node), '--flavor', 'caddy'], serializeKeySet(gen2));
     expect(flavor.exitCode).toBe(2);
-    expect(flavor.summary.error).toMatch(/flavor apache is not supported/);
+    expect(flavor.summary.error).toMatch(/flavor caddy is not supported/);
     outputs.push(missing.stdout, missing.stderr, flavor.stdout, flavor.stderr);
   });
 

@@ -290,6 +290,7 @@ export class FakeVerifier {
       pairs: { tried: 12, resumed: 12 },
       continuity: event.captured === 'resume' ? { tried: 6, resumed: 6 } : { tried: 0, resumed: 0 },
       revocation: event.captured === 'be refused' ? { tried: 18, refused: 18 } : { tried: 0, refused: 0 },
+      retired: event.captured === 'fall back to a full handshake' ? { tried: 18, fellBack: 18 } : { tried: 0, fellBack: 0 },
       peersPerNode: 2,
       failures: this.failures,
       durationMs: 40,

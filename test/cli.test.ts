@@ -77,9 +77,9 @@ describe('ticket-keys CLI', () => {
     const set = cli(['init']).stdout;
     const haproxy = cli(['rotate', '--flavor', 'haproxy', '--rotation-interval', '6h', '--ticket-lifetime', '18h'], set);
     expect(haproxy.status).toBe(1);
-    expect(haproxy.stderr).toMatch(/haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 18h, or shorten the ticket lifetime to at most 6h/);
+    expect(haproxy.stderr).toMatch(/haproxy holds at most 3 keys \(1 previous, current and next\)\. Rotate no more often than every 18h, or shorten the ticket lifetime to at most 6h/);
     expect(cli(['rotate', '--flavor', 'nginx', '--rotation-interval', '6h', '--ticket-lifetime', '18h'], set).status).toBe(0);
-    expect(cli(['rotate', '--flavor', 'apache'], set).stderr).toMatch(/--flavor apache is not supported: use nginx or haproxy/);
+    expect(cli(['rotate', '--flavor', 'caddy'], set).stderr).toMatch(/--flavor caddy is not supported: use nginx, haproxy or apache/);
   });
 
   it('answers usage errors with exit 2 and the usage', () => {
@@ -102,5 +102,27 @@ describe('ticket-keys CLI', () => {
     ).toHaveLength(2);
     expect(result.stdout).toMatch(/Summary: 2 rotation\(s\) to generation 3; resumed (\d+)\/\1 .*connection errors 0/);
     expect(result.stdout).toContain('PASS');
+  });
+
+  it('apache: 48-byte keys by default, the cost of each rotation said, and a demo that pays it and resumes everywhere between rotations', () => {
+    const set = cli(['init', '--flavor', 'apache']).stdout;
+    expect(JSON.parse(set)).toMatchObject({ keyLength: 48 });
+    const rotated = cli(['rotate', '--flavor', 'apache'], set);
+    expect(rotated.status).toBe(0);
+    expect(rotated.stderr).toMatch(/^ticket-keys: note: apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake/);
+    expect(cli(['rotate', '--flavor', 'nginx'], set).stderr).toBe('');
+    expect(cli(['rotate', '--flavor', 'apache', '--rotation-interval', '30m'], set).stderr).toMatch(/rotation interval 30m is too short for apache/);
+    const demo = cli(['demo', '--flavor', 'apache', '--nodes', '2', '--rotations', '2']);
+    expect(demo.stderr).toBe('');
+    expect(demo.status).toBe(0);
+    expect(demo.stdout).toContain('Cost: apache holds one ticket key');
+    const rotations = demo.stdout
+      .split('\n')
+      .map((line) => /^rotation \d+ .*verified: 2\/2 on current key, cross-node 4\/4, tickets from before fell back to a full handshake 8\/8; clients resumed \d+\/\d+, then (\d+)\/(\d+) once each client had its new ticket$/.exec(line))
+      .filter((match) => match !== null);
+    expect(rotations).toHaveLength(2);
+    for (const match of rotations) expect(match[1]).toBe(match[2]);
+    expect(demo.stdout).toMatch(/full handshakes instead of resumption [1-9]\d*; connection errors 0; between rotations resumed (\d+)\/\1\n/);
+    expect(demo.stdout).toContain("PASS: between rotations every client resumed on every node, and the verifier found every node on the current key; each rotation cost each client full handshakes, as apache's one key must.");
   });
 });

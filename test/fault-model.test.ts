@@ -135,6 +135,7 @@ class ModelFleet implements FleetCommander, FleetVerifier {
       pairs: { tried: pairs, resumed: pairs - lost },
       continuity: { tried: continuity, resumed: continuity - notContinued },
       revocation: { tried: 0, refused: 0 },
+    retired: { tried: 0, fellBack: 0 },
       peersPerNode: up.length - 1,
       failures,
       durationMs: 0,

@@ -1,7 +1,7 @@
 import { renameSync } from 'node:fs';
 import net from 'node:net';
 import { expect, vi } from 'vitest';
-import { createKeySet, parseKeySet, rotateKeySet, serializeKeySet, type KeySet } from '../src/core/keyset.js';
+import { createKeySet, parseKeySet, rotateKeySet, serializeKeySet, type KeyLength, type KeySet } from '../src/core/keyset.js';
 import type { SecretStore } from '../src/core/secret-store.js';
 import { reloaded } from '../src/core/applier-summary.js';
 import { nodeApplierArgs, runApplier, type ApplierRun, type OnboardingSummary } from '../src/local/applier.js';
@@ -9,8 +9,8 @@ import type { FleetNode, LocalFleet } from '../src/local/fleet.js';
 import { handshake, type TlsVersion } from '../src/tls/probe.js';
 
 /** Generations 1..count of one lineage, keeping `retained` previous keys. */
-export function lineage(count: number, retained = 1): KeySet[] {
-  const sets = [createKeySet()];
+export function lineage(count: number, retained = 1, keyLength: KeyLength = 80): KeySet[] {
+  const sets = [createKeySet(keyLength)];
   while (sets.length < count) sets.push(rotateKeySet(sets[sets.length - 1] as KeySet, retained));
   return sets;
 }

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { createKeySet, rotateKeySet, serializeKeySet, SECRET_VALUE_MAX_BYTES, type KeySet } from '../src/core/keyset.js';
-import { defaultTicketLifetimeSeconds, formatDuration, keySetBytes, keySetCapacity, parseDuration, PolicyError, previousKeysToKeep } from '../src/core/policy.js';
+import {
+  defaultKeyLength,
+  defaultTicketLifetimeSeconds,
+  formatDuration, keySetBytes, keySetCapacity, parseDuration,
+  PolicyError,
+  previousKeysToKeep,
+  rotationCost,
+  ticketsSurviveRotation,
+} from '../src/core/policy.js';
 
 describe('retention policy', () => {
   it('keeps ceil(ticket lifetime / rotation interval) previous keys', () => {
@@ -42,7 +50,7 @@ describe('retention policy', () => {
     // With lateness: ceil((3h + 10m) / 1h) = 4 needed, 1 held; the lifetime must end 10m before the next rotation may.
     expect(() => previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, flavor: 'haproxy', rotationLatenessSeconds: 600 })).toThrow(
       new PolicyError(
-        'rotation interval too short for client session lifetime: rotating every 1h (each rotation taking effect up to 10m after its scheduled time) with a ticket lifetime of 3h needs 4 previous keys plus current and next, but haproxy holds at most 3 keys (previous, current, next). Rotate no more often than every 3h10m, or shorten the ticket lifetime to at most 50m.',
+        'rotation interval too short for client session lifetime: rotating every 1h (each rotation taking effect up to 10m after its scheduled time) with a ticket lifetime of 3h needs 4 previous keys plus current and next, but haproxy holds at most 3 keys (1 previous, current and next). Rotate no more often than every 3h10m, or shorten the ticket lifetime to at most 50m.',
       ),
     );
     expect(() => previousKeysToKeep({ rotationIntervalSeconds: 600, ticketLifetimeSeconds: 3600, keyLength: 80, rotationLatenessSeconds: 600 })).toThrow(
@@ -52,7 +60,7 @@ describe('retention policy', () => {
     expect(previousKeysToKeep({ rotationIntervalSeconds: 601, ticketLifetimeSeconds: 2, keyLength: 80, rotationLatenessSeconds: 600 })).toBe(2);
     expect(() =>
       previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, flavor: 'haproxy' }),
-    ).toThrow(/haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 3h, or shorten the ticket lifetime to at most 1h/);
+    ).toThrow(/haproxy holds at most 3 keys \(1 previous, current and next\)\. Rotate no more often than every 3h, or shorten the ticket lifetime to at most 1h/);
     expect(previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3600, keyLength: 80, flavor: 'haproxy' })).toBe(1);
     expect(previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3 * 3600, keyLength: 80, flavor: 'nginx' })).toBe(3);
     expect(() => previousKeysToKeep({ rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 8 * 86400, keyLength: 80 })).toThrow(
@@ -92,5 +100,47 @@ describe('retention policy', () => {
     expect(() => parseDuration(' ', 'ticket lifetime')).toThrow(new PolicyError('ticket lifetime " " is not a duration: write it like 90s, 30m, 12h, 7d or 1h30m'));
     expect(() => parseDuration('', 'ticket lifetime')).toThrow(expect.objectContaining({ name: 'PolicyError', message: expect.stringMatching(/"" is not a duration/) }));
     expect(() => parseDuration('0s', 'ticket lifetime')).toThrow(/longer than zero/);
+  });
+});
+
+describe('a server that holds one key (Apache)', () => {
+  const apache = { rotationIntervalSeconds: 12 * 3600, ticketLifetimeSeconds: 12 * 3600, keyLength: 48 as const, flavor: 'apache' as const };
+
+  it("keeps the set's one previous key, which no node loads, and lets no ticket outlive a rotation", () => {
+    expect(ticketsSurviveRotation('apache')).toBe(false);
+    expect(ticketsSurviveRotation('nginx') && ticketsSurviveRotation('haproxy') && ticketsSurviveRotation()).toBe(true);
+    expect(previousKeysToKeep(apache)).toBe(1);
+    expect(previousKeysToKeep({ ...apache, rotationLatenessSeconds: 75 * 60 })).toBe(1);
+    expect(defaultTicketLifetimeSeconds({ ...apache, rotationIntervalSeconds: 7 * 86400 })).toBe(12 * 3600);
+    expect(defaultTicketLifetimeSeconds({ ...apache, rotationIntervalSeconds: 5 * 3600 + 59 * 60 })).toBe(5 * 3600);
+    expect(defaultTicketLifetimeSeconds({ ...apache, rotationIntervalSeconds: 3600 })).toBe(3600);
+    expect(() => previousKeysToKeep({ ...apache, ticketLifetimeSeconds: 12 * 3600 + 1 })).toThrow(
+      new PolicyError(
+        'ticket lifetime 12h1s is longer than the rotation interval 12h, but apache holds one ticket key: no ticket outlives the next rotation. Shorten the ticket lifetime to at most 12h.',
+      ),
+    );
+  });
+
+  it('says what every rotation costs, and refuses an interval under an hour', () => {
+    expect(rotationCost(apache)).toBe(
+      'apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake, on every node at once, and one or two more while the nodes switch one by one (tickets still resume across nodes between rotations). Rotating every 12h, clients pay it once every 12h; a longer interval makes it rarer.',
+    );
+    expect(rotationCost({ ...apache, flavor: 'nginx' })).toBeUndefined();
+    expect(rotationCost({ ...apache, flavor: 'haproxy' })).toBeUndefined();
+    expect(previousKeysToKeep({ ...apache, rotationIntervalSeconds: 3600, ticketLifetimeSeconds: 3600 })).toBe(1);
+    expect(() => previousKeysToKeep({ ...apache, rotationIntervalSeconds: 3599, ticketLifetimeSeconds: 60 })).toThrow(
+      new PolicyError(
+        'rotation interval 59m59s is too short for apache: it holds one ticket key, so every rotation costs each client one full handshake, on every node at once. Rotate no more often than every 1h; 12h or more keeps the cost rare.',
+      ),
+    );
+  });
+
+  it('takes 48-byte keys only, and makes them by default', () => {
+    expect(defaultKeyLength('apache')).toBe(48);
+    expect(defaultKeyLength('nginx')).toBe(80);
+    expect(defaultKeyLength()).toBe(80);
+    expect(() => previousKeysToKeep({ ...apache, keyLength: 80 })).toThrow(
+      new PolicyError('apache reads 48-byte ticket keys, not 80-byte ones: set the key length to 48'),
+    );
   });
 });

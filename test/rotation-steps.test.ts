@@ -45,6 +45,7 @@ function report(ok: boolean, failures: Failure[]): VerificationReport {
     pairs: { tried: 0, resumed: 0 },
     continuity: { tried: 0, resumed: 0 },
     revocation: { tried: 0, refused: 0 },
+    retired: { tried: 0, fellBack: 0 },
     peersPerNode: 0,
     failures,
     durationMs: 0,
@@ -368,6 +369,17 @@ describe('testSecret with a verifier', () => {
     statuses = [serving(first, 'node-a'), { node: 'node-b', keys: [], skipped: 'stopped' }];
     await testPending(context, token);
     expect(verifier.calls.verify).toEqual([[token, currentKey(first).name, 'resume', undefined]]);
+  });
+
+  it('asks a one-key server (Apache) for the full handshake its rotation costs, not for tickets that resume', async () => {
+    const verifier = new ScriptedVerifier();
+    context.verifier = verifier;
+    context.policy = { rotationIntervalSeconds: 12 * 3600, ticketLifetimeSeconds: 12 * 3600, keyLength: 48, flavor: 'apache' };
+    const token = randomUUID();
+    const pending = await createPending(context, token);
+    statuses = [serving(pending, 'node-a')];
+    await testPending(context, token);
+    expect(verifier.calls.verify).toEqual([[token, currentKey(pending).name, 'fall back to a full handshake', undefined]]);
   });
 
   it('fails with every finding of the handshakes, in one message', async () => {

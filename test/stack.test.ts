@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_KEY_SET_PLACEHOLDER } from '../src/core/keyset.js';
 import { propsFromContext } from '../lib/settings.js';
 import { APPLIER_DIR, applierFiles, onboardingFiles } from '../src/project-paths.js';
+import { SERVER_FLAVORS } from '../src/flavors/index.js';
 import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import type { TicketKeyRotationProps } from '../lib/ticket-key-rotation.js';
 import { SECRET_ARN_PATTERN, VERSION_ID_PATTERN } from '../lib/node-applier-document.js';
@@ -278,7 +279,7 @@ describe('the CDK stack', () => {
     // CreateDocument, Content: "The content of the document must not exceed 64KB."
     // (https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CreateDocument.html)
     const sizes: string[] = [];
-    for (const flavor of ['nginx', 'haproxy'] as const) {
+    for (const flavor of SERVER_FLAVORS) {
       const resolved = new ResolvedTemplate((flavor === 'nginx' ? template : synth({ flavor }).template).toJSON() as never);
       for (const name of ['TicketKeysNodeApplier', 'TicketKeysNodeOnboarding']) {
         const size = Buffer.byteLength(JSON.stringify(resolved.one('AWS::SSM::Document', name).properties.Content));
@@ -308,9 +309,25 @@ describe('the CDK stack', () => {
     expect(JSON.stringify(resource(viaApi, 'AWS::SSM::Document', 'NodeApplier').Content)).toContain("'--runtime-socket' '/run/haproxy/admin.sock'");
     expect(() => synth({ runtimeSocket: '/run/haproxy/admin.sock' })).toThrow(/runtimeSocket is for the haproxy flavor only/);
     expect(() => synth({ flavor: 'haproxy', rotationInterval: Duration.hours(6), ticketLifetime: Duration.hours(18) })).toThrow(
-      /rotation interval too short for client session lifetime: rotating every 6h \(each rotation taking effect up to 1h15m after its scheduled time\) with a ticket lifetime of 18h needs 4 previous keys plus current and next, but haproxy holds at most 3 keys \(previous, current, next\)\. Rotate no more often than every 19h15m, or shorten the ticket lifetime to at most 4h45m\./,
+      /rotation interval too short for client session lifetime: rotating every 6h \(each rotation taking effect up to 1h15m after its scheduled time\) with a ticket lifetime of 18h needs 4 previous keys plus current and next, but haproxy holds at most 3 keys \(1 previous, current and next\)\. Rotate no more often than every 19h15m, or shorten the ticket lifetime to at most 4h45m\./,
     );
     expect(() => synth({ rotationInterval: Duration.hours(6), ticketLifetime: Duration.hours(18) })).not.toThrow();
+  });
+
+  it('builds the documents for an Apache fleet: 48-byte keys, its include and commands, and a synth warning that says what each rotation costs', () => {
+    const { stack, template: apache } = synth({ flavor: 'apache' });
+    const command = (resource(apache, 'AWS::SSM::Document', 'NodeApplier').Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps[0]!.inputs.runCommand.join('\n');
+    expect(command).toContain(
+      "'--flavor' 'apache' '--key-dir' '/run/tls-ticket-keys' '--include' '/run/tls-ticket-keys/ticket-keys.conf' '--test-cmd' 'apache2ctl configtest' '--config-dump-cmd' 'apache2ctl -t -D DUMP_INCLUDES' '--reload-cmd' 'systemctl reload apache2'",
+    );
+    expect((resource(apache, 'AWS::SSM::Document', 'NodeOnboarding').Content as { parameters: Record<string, { default?: string }> }).parameters.ConfigFile!.default).toBe('/etc/apache2/apache2.conf');
+    const variables = (resource(apache, 'AWS::Lambda::Function', 'RotationFunction') as { Environment: { Variables: Record<string, string> } }).Environment.Variables;
+    expect(variables).toMatchObject({ SERVER_FLAVOR: 'apache', KEY_LENGTH: '48', ROTATION_INTERVAL_SECONDS: '43200', TICKET_LIFETIME_SECONDS: '43200' });
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('apache holds one ticket key'));
+    expect(warnings.map((warning) => warning.entry.data)).toEqual([expect.stringMatching(/^apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake.*Rotating every 12h, clients pay it once every 12h/)]);
+    expect(Annotations.fromStack(synth({}).stack).findWarning('*', Match.stringLikeRegexp('holds one ticket key'))).toEqual([]);
+    expect(() => synth({ flavor: 'apache', keyLength: 80 })).toThrow(/apache reads 48-byte ticket keys, not 80-byte ones: set the key length to 48/);
+    expect(() => synth({ flavor: 'apache', rotationInterval: Duration.minutes(30) })).toThrow(/rotation interval 30m is too short for apache/);
   });
 
   it('fails synth for an impossible interval and lifetime, saying what to change', () => {

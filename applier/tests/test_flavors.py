@@ -8,7 +8,7 @@ A, B, C = b"a" * 48, b"b" * 48, b"c" * 48
 
 class RegistryTest(unittest.TestCase):
     def test_each_flavor_once_under_its_own_name(self):
-        self.assertEqual(sorted(all_flavors()), ["haproxy", "nginx"])
+        self.assertEqual(sorted(all_flavors()), ["apache", "haproxy", "nginx"])
         for name, flavor in all_flavors().items():
             self.assertEqual(flavor.name, name)
             self.assertTrue(flavor.test_command and flavor.dump_command and flavor.reload_command, name)
@@ -56,6 +56,30 @@ class NginxTest(unittest.TestCase):
         self.assertIsNone(self.nginx.referenced_directory("# nothing here\n"))
 
 
+class ApacheTest(unittest.TestCase):
+    apache = all_flavors()["apache"]
+
+    def test_holds_the_current_key_alone_and_only_48_byte_keys(self):
+        self.assertEqual(self.apache.held_keys, 1)
+        self.assertIsNone(self.apache.set_problem(["1", "2", "3", "4"], 48))
+        self.assertEqual(
+            self.apache.set_problem(["1", "2"], 80),
+            "key set holds 80-byte keys but Apache reads 48-byte ticket keys (SSLSessionTicketKeyFile): make the fleet's set with 48-byte keys",
+        )
+
+    def test_the_include_names_the_current_key_file_and_its_directory_is_read_back(self):
+        text = self.apache.render_include(7, ["aa", "bb", "cc"], [A], "/run/k/gen-7.x")
+        self.assertEqual(text.splitlines()[1:], ["SSLSessionTicketKeyFile /run/k/gen-7.x/00-aa.key"])
+        self.assertEqual(self.apache.referenced_directory(text), "/run/k/gen-7.x")
+        self.assertIsNone(self.apache.referenced_directory("# SSLSessionTicketKeyFile /elsewhere/k\n"))
+
+    def test_the_include_is_loaded_when_the_include_dump_lists_it(self):
+        dump = "Included configuration files:\n  (*) /etc/apache2/apache2.conf\n    (230) /run/k/ticket-keys.conf\n"
+        self.assertTrue(self.apache.config_loads_keys(dump, "/run/k/ticket-keys.conf"))
+        self.assertFalse(self.apache.config_loads_keys(dump, "/run/k/ticket-keys.con"))
+        self.assertFalse(self.apache.config_loads_keys("IncludeOptional /run/k/ticket-keys.conf\n", "/run/k/ticket-keys.conf"))
+
+
 class OnboardingEditsTest(unittest.TestCase):
     include = "/run/tls-ticket-keys/ticket-keys.conf"
 
@@ -83,3 +107,31 @@ class OnboardingEditsTest(unittest.TestCase):
         self.assertEqual(edited[1], "  bind :443 ssl crt /c.pem tls-ticket-keys /run/k/tls-ticket-keys  # public\n")
         self.assertEqual(edited[2], "  bind :80\n")
         self.assertEqual(len(haproxy.own_keys().split()), 3)
+
+    def test_apache_gains_one_optional_include_at_the_end_outside_every_section(self):
+        apache = all_flavors()["apache"]
+        config = ["ServerRoot /etc/apache2\n", "<VirtualHost *:443>\n", "  SSLEngine on\n", "</VirtualHost>"]
+        edited, changed = apache.onboard(config, "/etc/apache2/apache2.conf", "/run/tls-ticket-keys", self.include)
+        self.assertEqual(changed, 1)
+        self.assertEqual(edited[3:], ["</VirtualHost>\n", "# TLS session ticket keys, managed by apply-ticket-keys.sh\n", "IncludeOptional %s\n" % self.include])
+        self.assertEqual(apache.onboard(edited, "/etc/apache2/apache2.conf", "/run/tls-ticket-keys", self.include), (edited, 0))
+        self.assertEqual(apache.onboard(["Include /run/tls-ticket-keys/*.conf\n"], "/c", "/run/tls-ticket-keys", self.include)[1], 0)
+
+    def test_apache_refuses_keys_of_its_own_tickets_off_and_open_sections_naming_the_line(self):
+        from errors import Unsafe
+
+        apache = all_flavors()["apache"]
+        cases = [
+            (["<VirtualHost *:443>\n", "  SSLSessionTickets Off\n", "</VirtualHost>\n"], "line 2 turns session tickets off (SSLSessionTickets off): remove it, then run again"),
+            (["SSLSessionTicketKeyFile \\\n", "  /etc/apache2/ticket.key\n"], "line 1 sets SSLSessionTicketKeyFile: the managed key replaces it; remove that line, then run again"),
+            (["<IfModule ssl_module>\n"], "/c leaves 1 section(s) open: fix it, then run again"),
+            (["</IfModule>\n"], "line 1 closes a section that was never opened: fix /c"),
+        ]
+        for config, message in cases:
+            with self.assertRaises(Unsafe) as refused:
+                apache.onboard(config, "/c", "/run/tls-ticket-keys", self.include)
+            self.assertEqual(str(refused.exception), message)
+        with self.assertRaises(Unsafe):
+            apache.onboard([], "/c", "/run/k", "/run/k/ticket keys.conf")
+        # A comment is no directive, even one that names the directives above.
+        self.assertEqual(apache.onboard(["# SSLSessionTickets off\n"], "/c", "/run/tls-ticket-keys", self.include)[1], 1)

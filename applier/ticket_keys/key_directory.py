@@ -271,7 +271,7 @@ class KeyDirectory:
             return "the key directory holds %s, which the applier did not write" % ", ".join(foreign)
         if not isinstance(state.digests, list) or len(state.digests) != len(state.names):
             return "the state file records no digest of the keys"
-        expected = [self.flavor.key_file_name(index, name) for index, name in enumerate(state.names)]
+        expected = [self.flavor.key_file_name(index, name) for index, name in enumerate(state.names[: self.flavor.held_keys])]
         try:
             info = os.lstat(state.directory)
             if not stat.S_ISDIR(info.st_mode) or info.st_uid not in TRUSTED_OWNERS or info.st_mode & 0o077:
@@ -329,7 +329,7 @@ class KeyDirectory:
         """The generation's key files in a new directory, and new temporary files for the include
         and the state: nothing the server loads changes yet."""
         directory = make_directory(self.path, "gen-%d." % generation)
-        for index, (name, raw) in enumerate(zip(names, materials)):
+        for index, (name, raw) in enumerate(zip(names[: self.flavor.held_keys], materials)):
             write_new_file(os.path.join(directory, self.flavor.key_file_name(index, name)), raw, 0o600)
         dir_fd = os.open(directory, os.O_RDONLY)
         os.fsync(dir_fd)

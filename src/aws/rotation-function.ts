@@ -122,6 +122,7 @@ function describeVerification(report: VerificationReport): Record<string, unknow
     continuityTried: report.continuity.tried,
     continuityResumed: report.continuity.resumed,
     ...(report.revocation.tried > 0 ? { revokedTicketsTried: report.revocation.tried, revokedTicketsRefused: report.revocation.refused } : {}),
+    ...(report.retired.tried > 0 ? { retiredTicketsTried: report.retired.tried, retiredTicketsFellBack: report.retired.fellBack } : {}),
   };
 }
 

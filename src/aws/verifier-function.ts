@@ -4,7 +4,7 @@ import { paginateDescribeInstances, type EC2Client } from '@aws-sdk/client-ec2';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { TLS_VERSIONS, type TlsVersion } from '../tls/probe.js';
 import { parseNodeList } from '../verify/nodes.js';
-import { captureSources, captureTickets, DEFAULT_CAPTURED_NODES, observeKeys, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+import { captureSources, captureTickets, capturedTicketsOption, DEFAULT_CAPTURED_NODES, observeKeys, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { CapturedTicketsMust, LaggingNodes } from '../core/rotation.js';
 import { readKeyNames } from './key-names-reader.js';
@@ -19,7 +19,7 @@ export interface VerifierEvent {
   action?: VerifierAction;
   versionId?: string;
   expectedKey?: string;
-  /** verify: whether the tickets captured before the version must resume (a rotation) or be refused (a revocation). */
+  /** verify: what the tickets captured before the version must do after it (resume, unless told otherwise). */
   captured?: CapturedTicketsMust;
   /** verify: nodes the rotation could not reach through SSM, which may still encrypt with the key before. */
   lagging?: LaggingNodes;
@@ -225,7 +225,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
     const report = await verifyFleet(nodes, {
       expectedKey,
       ...(pendingKey !== undefined ? { pendingKey } : {}),
-      ...(event.captured === 'be refused' ? { revokedTickets: captured } : { ticketsBefore: captured }),
+      ...capturedTicketsOption(captured, event.captured ?? 'resume'),
       ...(event.lagging !== undefined ? { lagging: event.lagging } : {}),
       versions: TLS_VERSIONS,
       ...(settings.peersPerNode !== undefined ? { peersPerNode: settings.peersPerNode } : {}),
@@ -241,6 +241,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       pairs: report.pairs,
       continuity: report.continuity,
       revocation: report.revocation,
+      retired: report.retired,
       failures: report.failures.map((failure) => `${failure.kind}: ${failure.detail}`),
       durationMs: report.durationMs,
     });

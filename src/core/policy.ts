@@ -1,4 +1,5 @@
 import {
+  DEFAULT_KEY_LENGTH,
   KEY_SET_FORMAT,
   KEY_SET_VERSION,
   SECRET_VALUE_MAX_BYTES,
@@ -12,6 +13,8 @@ import { DEFAULT_FLAVOR, FLAVORS, type ServerFlavor } from '../flavors/index.js'
 export const MAX_TICKET_LIFETIME_SECONDS = 7 * 24 * 3600;
 export const DEFAULT_ROTATION_INTERVAL_SECONDS = 12 * 3600;
 export const DEFAULT_TICKET_LIFETIME_SECONDS = 12 * 3600;
+/** The shortest interval for a server that holds one key: each rotation costs every client a full handshake. */
+export const MIN_SINGLE_KEY_ROTATION_INTERVAL_SECONDS = 3600;
 
 export interface RotationPolicy {
   rotationIntervalSeconds: number;
@@ -78,15 +81,44 @@ export function keySetCapacity(keyLength: KeyLength): number {
   return count;
 }
 
+/** Whether a ticket outlives the rotation after it: the server holds a previous key (Apache holds only the current one). */
+export function ticketsSurviveRotation(flavor: ServerFlavor = DEFAULT_FLAVOR): boolean {
+  return (FLAVORS[flavor].keyCapacity ?? Infinity) >= 3;
+}
+
+/** The key length a flavor's set gets when none is given: the first it reads (Apache's 48 bytes), else the default. */
+export function defaultKeyLength(flavor: ServerFlavor = DEFAULT_FLAVOR): KeyLength {
+  return (FLAVORS[flavor].keyLengths?.[0] as KeyLength | undefined) ?? DEFAULT_KEY_LENGTH;
+}
+
+/**
+ * What each rotation costs clients, when it costs them anything: on a server that holds one
+ * key, every ticket dies with it, so each client's next connection is a full handshake, on
+ * every node at once. Undefined for servers that keep the keys before.
+ */
+export function rotationCost(policy: Pick<RotationPolicy, 'flavor' | 'rotationIntervalSeconds'>): string | undefined {
+  const flavor = policy.flavor ?? DEFAULT_FLAVOR;
+  if (ticketsSurviveRotation(flavor)) return undefined;
+  return (
+    `${flavor} holds one ticket key, with no previous or next key beside it: every rotation costs each client a full ` +
+    `handshake, on every node at once, and one or two more while the nodes switch one by one (tickets still resume ` +
+    `across nodes between rotations). Rotating every ${formatDuration(policy.rotationIntervalSeconds)}, clients pay it ` +
+    `once every ${formatDuration(policy.rotationIntervalSeconds)}; a longer interval makes it rarer.`
+  );
+}
+
 /**
  * The ticket lifetime when none is given: 12 hours, or less when the server's keys cannot cover
  * that at this interval (HAProxy's three): the longest whole number of hours they cover, or of
- * minutes under an hour. (An interval no longer than the lateness covers nothing: the policy
- * refuses it, saying so.)
+ * minutes under an hour. A server that holds one key covers one interval. (An interval no
+ * longer than the lateness covers nothing: the policy refuses it, saying so.)
  */
 export function defaultTicketLifetimeSeconds(policy: Omit<RotationPolicy, 'ticketLifetimeSeconds'>): number {
-  const capacity = FLAVORS[policy.flavor ?? DEFAULT_FLAVOR].keyCapacity ?? keySetCapacity(policy.keyLength);
-  const covered = policy.rotationIntervalSeconds * (capacity - 2) - (policy.rotationLatenessSeconds ?? 0);
+  const flavor = policy.flavor ?? DEFAULT_FLAVOR;
+  const capacity = FLAVORS[flavor].keyCapacity ?? keySetCapacity(policy.keyLength);
+  const covered = ticketsSurviveRotation(flavor)
+    ? policy.rotationIntervalSeconds * (capacity - 2) - (policy.rotationLatenessSeconds ?? 0)
+    : policy.rotationIntervalSeconds;
   const unit = covered >= 3600 ? 3600 : 60;
   return Math.min(DEFAULT_TICKET_LIFETIME_SECONDS, Math.max(60, Math.floor(covered / unit) * unit));
 }
@@ -119,15 +151,36 @@ export function previousKeysToKeep(policy: RotationPolicy): number {
         `(${formatDuration(lateness)}: its window and the time to apply it): rotate less often than every ${formatDuration(lateness)}`,
     );
   }
+  const flavor = policy.flavor ?? DEFAULT_FLAVOR;
+  const lengths = FLAVORS[flavor].keyLengths;
+  if (lengths !== undefined && !lengths.includes(policy.keyLength)) {
+    throw new PolicyError(`${flavor} reads ${lengths.join(' or ')}-byte ticket keys, not ${policy.keyLength}-byte ones: set the key length to ${lengths[0]}`);
+  }
+  if (!ticketsSurviveRotation(flavor)) {
+    if (interval < MIN_SINGLE_KEY_ROTATION_INTERVAL_SECONDS) {
+      throw new PolicyError(
+        `rotation interval ${formatDuration(interval)} is too short for ${flavor}: it holds one ticket key, so every rotation costs ` +
+          `each client one full handshake, on every node at once. Rotate no more often than every ` +
+          `${formatDuration(MIN_SINGLE_KEY_ROTATION_INTERVAL_SECONDS)}; 12h or more keeps the cost rare.`,
+      );
+    }
+    if (lifetime > interval) {
+      throw new PolicyError(
+        `ticket lifetime ${formatDuration(lifetime)} is longer than the rotation interval ${formatDuration(interval)}, but ${flavor} ` +
+          `holds one ticket key: no ticket outlives the next rotation. Shorten the ticket lifetime to at most ${formatDuration(interval)}.`,
+      );
+    }
+    // The set's own minimum: the nodes load only its current key.
+    return 1;
+  }
   const needed = Math.ceil((lifetime + lateness) / interval);
   const setCapacity = keySetCapacity(policy.keyLength);
-  const flavor = policy.flavor ?? DEFAULT_FLAVOR;
   const capacity = Math.min(FLAVORS[flavor].keyCapacity ?? Infinity, setCapacity);
   const serverBinds = capacity < setCapacity;
   const maxPrevious = capacity - 2;
   if (needed > maxPrevious) {
     const limit = serverBinds
-      ? `${flavor} holds at most ${capacity} keys (previous, current, next)`
+      ? `${flavor} holds at most ${capacity} keys (${maxPrevious} previous, current and next)`
       : `a key set of ${policy.keyLength}-byte keys holds at most ${capacity} keys (Secrets Manager's ${SECRET_VALUE_MAX_BYTES}-byte limit)`;
     const late = lateness > 0 ? ` (each rotation taking effect up to ${formatDuration(lateness)} after its scheduled time)` : '';
     throw new PolicyError(

@@ -10,7 +10,7 @@ import {
   type KeyFactoryOptions,
   type KeySet,
 } from './keyset.js';
-import { previousKeysToKeep, type RotationPolicy } from './policy.js';
+import { previousKeysToKeep, ticketsSurviveRotation, type RotationPolicy } from './policy.js';
 import type { KeyNamesBoard, VersionKeyNames } from './key-names.js';
 import { AWSCURRENT, AWSPENDING, AWSPREVIOUS, type SecretStore, type SecretVersion } from './secret-store.js';
 
@@ -52,8 +52,11 @@ export interface FleetCommander {
   applying?(versionId: string): Promise<boolean>;
 }
 
-/** What tickets captured before a version must do after it: resume (a rotation) or be refused (a revocation). */
-export type CapturedTicketsMust = 'resume' | 'be refused';
+/**
+ * What tickets captured before a version must do after it: resume (a rotation), be refused (a
+ * revocation), or fall back to a full handshake (a rotation on a server that holds one key).
+ */
+export type CapturedTicketsMust = 'resume' | 'be refused' | 'fall back to a full handshake';
 
 /** What the rotation reads of a verification: whether it passed, and each finding. A verifier's own report says more. */
 export interface VerificationOutcome {
@@ -360,7 +363,8 @@ export async function testPending<Report extends VerificationOutcome>(context: R
   // Nodes the commander skipped may still serve the current set (one generation behind is safe), or be stopped.
   const skipped = statuses.filter((status) => status.skipped !== undefined).map((status) => status.node);
   const lagging = skipped.length > 0 && current !== undefined && !revocation ? { nodes: skipped, key: currentKey(current).name } : undefined;
-  const verification = await context.verifier.verify(token, currentKey(pending).name, revocation ? 'be refused' : 'resume', lagging);
+  const captured = revocation ? 'be refused' : ticketsSurviveRotation(context.policy.flavor) ? 'resume' : 'fall back to a full handshake';
+  const verification = await context.verifier.verify(token, currentKey(pending).name, captured, lagging);
   if (!verification.ok) {
     const problems = verification.failures.map((failure) => `${failure.kind}: ${failure.detail}`);
     throw new RotationError(`verification of generation ${pending.generation} failed: ${problems.join('; ')}`);

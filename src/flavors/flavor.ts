@@ -7,6 +7,8 @@ export interface Flavor {
   readonly name: string;
   /** Keys the server holds at once, where it has a limit (HAProxy's TLS_TICKETS_NO); none: as many as a set. */
   readonly keyCapacity?: number;
+  /** The key lengths in bytes it reads, where it does not read both (48 and 80). */
+  readonly keyLengths?: readonly number[];
   /** The include's file name in the key directory. */
   readonly includeFileName: string;
   /** Its usual main config, where onboarding adds the managed keys unless told another file. */

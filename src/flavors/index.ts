@@ -1,11 +1,12 @@
 import type { Flavor } from './flavor.js';
+import { APACHE } from './apache.js';
 import { HAPROXY } from './haproxy.js';
 import { NGINX } from './nginx.js';
 
 export type { Flavor, LocalNodePlace, ResponseHead } from './flavor.js';
 
 /** Every flavor, by name: the one list a new flavor joins. */
-export const FLAVORS = { nginx: NGINX, haproxy: HAPROXY } as const satisfies Record<string, Flavor>;
+export const FLAVORS = { nginx: NGINX, haproxy: HAPROXY, apache: APACHE } as const satisfies Record<string, Flavor>;
 export type ServerFlavor = keyof typeof FLAVORS;
 export const SERVER_FLAVORS = Object.keys(FLAVORS) as ServerFlavor[];
 export const DEFAULT_FLAVOR: ServerFlavor = 'nginx';

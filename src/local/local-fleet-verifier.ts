@@ -1,5 +1,5 @@
 import type { CapturedTicketsMust, FleetVerifier, LaggingNodes } from '../core/rotation.js';
-import { captureSources, captureTickets, observeKeys, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
+import { captureSources, captureTickets, capturedTicketsOption, observeKeys, verifyFleet, type CapturedTicket, type VerificationReport, type VerifyNode } from '../verify/verifier.js';
 
 /** The verifier run in-process against the local nodes it finds running; captured tickets stay in memory. */
 export class LocalFleetVerifier implements FleetVerifier {
@@ -13,7 +13,7 @@ export class LocalFleetVerifier implements FleetVerifier {
 
   verify(versionId: string, expectedKey: string, captured: CapturedTicketsMust, lagging?: LaggingNodes): Promise<VerificationReport> {
     const tickets = this.captured.get(versionId) ?? [];
-    return verifyFleet(this.nodes(), { expectedKey, ...(captured === 'resume' ? { ticketsBefore: tickets } : { revokedTickets: tickets }), ...(lagging ? { lagging } : {}) });
+    return verifyFleet(this.nodes(), { expectedKey, ...capturedTicketsOption(tickets, captured), ...(lagging ? { lagging } : {}) });
   }
 
   async observe(nodes: string[]): Promise<Record<string, string | null>> {

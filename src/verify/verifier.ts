@@ -1,3 +1,4 @@
+import type { CapturedTicketsMust } from '../core/rotation.js';
 import { seededRandom, shuffled } from '../core/seeded-random.js';
 import { handshake, TLS_VERSIONS, type Endpoint, type HandshakeResult, type TlsVersion } from '../tls/probe.js';
 
@@ -39,9 +40,31 @@ export interface VerifyOptions {
   ticketsBefore?: CapturedTicket[];
   /** Tickets captured before a revocation, which must resume on no node after it. */
   revokedTickets?: CapturedTicket[];
+  /**
+   * Tickets captured before a rotation on a server that holds one key (Apache): their key is
+   * gone, so each must fall back to a full handshake. The cost of that server, expected.
+   */
+  retiredTickets?: CapturedTicket[];
 }
 
-export type FailureKind = 'unreachable' | 'handshake error' | 'no ticket' | 'wrong key' | 'not resumed' | 'different certificate' | 'different server flavor' | 'continuity' | 'revoked key accepted';
+/** The option that carries tickets captured before a version, by what they must do after it. */
+export function capturedTicketsOption(tickets: CapturedTicket[], must: CapturedTicketsMust): Pick<VerifyOptions, 'ticketsBefore' | 'revokedTickets' | 'retiredTickets'> {
+  if (must === 'be refused') return { revokedTickets: tickets };
+  if (must === 'fall back to a full handshake') return { retiredTickets: tickets };
+  return { ticketsBefore: tickets };
+}
+
+export type FailureKind =
+  | 'unreachable'
+  | 'handshake error'
+  | 'no ticket'
+  | 'wrong key'
+  | 'not resumed'
+  | 'different certificate'
+  | 'different server flavor'
+  | 'continuity'
+  | 'revoked key accepted'
+  | 'retired key accepted';
 
 export interface Failure {
   kind: FailureKind;
@@ -71,6 +94,8 @@ export interface VerificationReport {
   continuity: { tried: number; resumed: number };
   /** Tickets from before a revocation offered to the nodes, and how many were refused (all must be). */
   revocation: { tried: number; refused: number };
+  /** Tickets from before a rotation on a one-key server, and how many fell back to a full handshake (all must). */
+  retired: { tried: number; fellBack: number };
   peersPerNode: number;
   failures: Failure[];
   durationMs: number;
@@ -254,21 +279,30 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
     }
     return { kind: 'not resumed', detail: 'the resuming node does not hold the key the ticket was encrypted with' };
   };
-  type Purpose = 'pair' | 'continuity' | 'revoked';
+  type Purpose = 'pair' | 'continuity' | 'revoked' | 'retired';
   const resumeTasks: (() => Promise<{ ok: boolean; purpose: Purpose }>)[] = [];
   const offer = (issuer: string, session: Buffer, resumer: VerifyNode, version: TlsVersion, purpose: Purpose) =>
     resumeTasks.push(async () => {
       const subject = `${issuer} -> ${resumer.name}`;
       try {
         const result = await handshake(resumer, { version, session, timeoutMs });
-        if (purpose === 'revoked') {
+        if (purpose === 'revoked' || purpose === 'retired') {
           if (!result.resumed) return { ok: true, purpose };
-          failures.push({
-            kind: 'revoked key accepted',
-            subject,
-            version,
-            detail: `a ${version} ticket ${issuer} issued before the revocation resumed on ${resumer.name}: it still holds a revoked key; apply the current set to it`,
-          });
+          failures.push(
+            purpose === 'revoked'
+              ? {
+                  kind: 'revoked key accepted',
+                  subject,
+                  version,
+                  detail: `a ${version} ticket ${issuer} issued before the revocation resumed on ${resumer.name}: it still holds a revoked key; apply the current set to it`,
+                }
+              : {
+                  kind: 'retired key accepted',
+                  subject,
+                  version,
+                  detail: `a ${version} ticket ${issuer} issued before the rotation resumed on ${resumer.name}, whose server holds one key: it still runs the key before; apply the current set to it and reload it`,
+                },
+          );
           return { ok: false, purpose };
         }
         if (result.resumed) return { ok: true, purpose };
@@ -295,8 +329,8 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
   // each node gets one per TLS version, the captured ones in turn: every node is tried, every
   // captured ticket is tried on some nodes, and the handshakes stay linear in the fleet's size.
   // A revocation offers every revoked ticket to every node: each may be under another old key,
-  // and no node may accept any of them.
-  const offerEverywhere = (tickets: CapturedTicket[], purpose: 'continuity' | 'revoked'): void => {
+  // and no node may accept any of them. Retired tickets are all under the one key before.
+  const offerEverywhere = (tickets: CapturedTicket[], purpose: 'continuity' | 'revoked' | 'retired'): void => {
     if (reachable.length <= FULL_MESH_MAX_NODES || purpose === 'revoked') {
       for (const ticket of tickets) for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, purpose);
       return;
@@ -311,13 +345,14 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
   };
   offerEverywhere(options.ticketsBefore ?? [], 'continuity');
   offerEverywhere(options.revokedTickets ?? [], 'revoked');
+  offerEverywhere(options.retiredTickets ?? [], 'retired');
   const outcomes = await pool(resumeTasks, concurrency);
   type Counted = { tried: number; succeeded: number };
   const count = (purpose: Purpose): Counted => {
     const mine = outcomes.filter((outcome) => outcome.purpose === purpose);
     return { tried: mine.length, succeeded: mine.filter((outcome) => outcome.ok).length };
   };
-  const [pairs, continuity, revoked] = (['pair', 'continuity', 'revoked'] as const).map(count) as [Counted, Counted, Counted];
+  const [pairs, continuity, revoked, retired] = (['pair', 'continuity', 'revoked', 'retired'] as const).map(count) as [Counted, Counted, Counted, Counted];
   failures.sort((a, b) => a.subject.localeCompare(b.subject) || (a.version ?? '').localeCompare(b.version ?? '') || a.kind.localeCompare(b.kind));
   return {
     ok: failures.length === 0,
@@ -327,6 +362,7 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
     pairs: { tried: pairs.tried, resumed: pairs.succeeded },
     continuity: { tried: continuity.tried, resumed: continuity.succeeded },
     revocation: { tried: revoked.tried, refused: revoked.succeeded },
+    retired: { tried: retired.tried, fellBack: retired.succeeded },
     peersPerNode: Math.min(peersPerNode, Math.max(reachable.length - 1, 0)),
     failures,
     durationMs: Date.now() - started,
@@ -351,6 +387,9 @@ export function formatReport(report: VerificationReport): string {
   );
   if (report.continuity.tried > 0) lines.push(`tickets from before the rotation: ${report.continuity.resumed}/${report.continuity.tried} resumed`);
   if (report.revocation.tried > 0) lines.push(`tickets from before the revocation: ${report.revocation.refused}/${report.revocation.tried} refused`);
+  if (report.retired.tried > 0) {
+    lines.push(`tickets from before the rotation: ${report.retired.fellBack}/${report.retired.tried} fell back to a full handshake (the server holds one key: the cost of each rotation)`);
+  }
   for (const failure of report.failures) lines.push(`FAIL ${failure.kind}: ${failure.detail}`);
   lines.push(report.ok ? `PASS (${report.durationMs} ms)` : `FAIL: ${report.failures.length} problem(s) (${report.durationMs} ms)`);
   return lines.join('\n');

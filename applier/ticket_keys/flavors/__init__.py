@@ -18,6 +18,9 @@ class Flavor:
     include_holds_keys = False
     #: Whether a running server takes new keys through a runtime API (--runtime-socket) instead of a reload.
     has_runtime_api = False
+    #: How many of the set's keys, current first, the server holds, and so the applier writes to
+    #: disk; None: all of them.
+    held_keys: int | None = None
 
     def onboarding_test_command(self, config_file: str) -> str:
         """The config test onboarding runs after editing `config_file`, when none is given."""
@@ -110,6 +113,6 @@ MARK = "# TLS session ticket keys, managed by apply-ticket-keys.sh"
 
 
 def all_flavors() -> dict[str, Flavor]:
-    from flavors import haproxy, nginx
+    from flavors import apache, haproxy, nginx
 
-    return {flavor.name: flavor for flavor in (nginx.FLAVOR, haproxy.FLAVOR)}
+    return {flavor.name: flavor for flavor in (nginx.FLAVOR, haproxy.FLAVOR, apache.FLAVOR)}
