@@ -7,8 +7,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } from '../src/core/policy.js';
-import type { ServerFlavor } from '../src/flavors/index.js';
+import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, defaultKeyLength } from '../src/core/policy.js';
+import { FLAVORS, type ServerFlavor } from '../src/flavors/index.js';
 import { rotateNow, type RotationContext } from '../src/core/rotation.js';
 import { seededRandom, shuffled } from '../src/core/seeded-random.js';
 import { FileSecretStore } from '../src/local/file-secret-store.js';
@@ -95,7 +95,7 @@ function projectStrategy(fleet: LocalFleet, flavor: ServerFlavor, random: () => 
     policy: {
       rotationIntervalSeconds: DEFAULT_ROTATION_INTERVAL_SECONDS,
       ticketLifetimeSeconds: DEFAULT_TICKET_LIFETIME_SECONDS,
-      keyLength: 80,
+      keyLength: defaultKeyLength(flavor),
       flavor,
     },
   };
@@ -146,14 +146,11 @@ function seed000Strategy(fleet: LocalFleet, random: () => number, settings: Sett
   };
 }
 
-/**
- * No synchronisation: every node its own keys. nginx without ssl_session_ticket_key makes new
- * random keys at each reload; HAProxy is given three random keys of its own at each reload.
- */
+/** No synchronisation: every node its own keys, new at each reload (src/flavors: unsharedKeys). */
 function noSyncStrategy(fleet: LocalFleet, random: () => number, settings: Settings): Strategy {
   const ownKeys = async (node: FleetNode): Promise<void> => {
-    if (node.flavor === 'nginx') writeFileSync(node.includeFile, '# no shared keys: nginx makes its own at each reload\n');
-    else writeFileSync(node.includeFile, [0, 1, 2].map(() => `${randomBytes(80).toString('base64')}\n`).join(''), { mode: 0o600 });
+    const { text, mode } = FLAVORS[node.flavor].local.unsharedKeys();
+    writeFileSync(node.includeFile, text, { mode });
     await reloadNode(fleet, node);
   };
   return {
@@ -227,6 +224,8 @@ const PLANS: FleetPlan[] = [
   { flavor: 'nginx', nodes: 3, strategies: ['project', 'seed-000', 'no-sync'] },
   { flavor: 'nginx', nodes: 8, strategies: ['project', 'seed-000', 'no-sync'] },
   { flavor: 'haproxy', nodes: 3, strategies: ['project', 'no-sync'] },
+  // Apache holds one key: each rotation costs every client a full handshake, by design.
+  { flavor: 'apache', nodes: 3, strategies: ['project', 'no-sync'] },
 ];
 
 export async function continuityBenchmark(argv: string[]): Promise<void> {

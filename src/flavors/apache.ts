@@ -61,6 +61,7 @@ SSLSessionCache none
   SSLSessionTickets on
 </VirtualHost>
 `,
+    unsharedKeys: () => ({ text: '# no shared keys: Apache makes its own at each graceful restart\n', mode: 0o644 }),
     startArgs: ({ configFile }) => ['-f', configFile, '-D', 'FOREGROUND'],
   },
 };

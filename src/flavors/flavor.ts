@@ -49,6 +49,8 @@ export interface LocalServer {
   commands(place: LocalNodePlace): { testCommand: string; configDumpCommand: string; reloadCommand: string; pidFile: string; runtimeSocket?: string };
   /** The config an operator would have written (before onboarding): TLS 1.2 and 1.3, tickets on, no session cache. */
   config(place: LocalNodePlace & { runtimeSocket?: string }, tls: { certificate: string; key: string; certificateWithKey: string }): string;
+  /** An include that leaves the node on keys of its own, shared with no other node (a fleet without rotation). */
+  unsharedKeys(): { text: string; mode: number };
   /** The arguments that start it in the foreground. */
   startArgs(place: LocalNodePlace & { pidFile: string }): string[];
 }

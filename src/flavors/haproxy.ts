@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Flavor } from './flavor.js';
 
 /**
@@ -42,6 +43,8 @@ frontend tls
   bind ${node.host}:${node.port} ssl crt ${tls.certificateWithKey} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
   http-request return status 200 content-type text/plain string "${node.name}"
 `,
+    // Its file needs three keys: three random ones, its own.
+    unsharedKeys: () => ({ text: [0, 1, 2].map(() => `${randomBytes(80).toString('base64')}\n`).join(''), mode: 0o600 }),
     startArgs: ({ configFile, pidFile }) => ['-W', '-db', '-f', configFile, '-p', pidFile],
   },
 };

@@ -47,6 +47,7 @@ http {
   }
 }
 `,
+    unsharedKeys: () => ({ text: '# no shared keys: nginx makes its own at each reload\n', mode: 0o644 }),
     startArgs: ({ prefix, configFile }) => ['-p', prefix, '-c', configFile],
   },
 };
