@@ -123,7 +123,7 @@ describe('a server that holds one key (Apache)', () => {
 
   it('says what every rotation costs, and refuses an interval under an hour', () => {
     expect(rotationCost(apache)).toBe(
-      'apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake, on every node at once, and one or two more while the nodes switch one by one (tickets still resume across nodes between rotations). Rotating every 12h, clients pay it once every 12h; a longer interval makes it rarer.',
+      'apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake, on every node at once, and while the nodes switch one by one, one more at each connection that meets a node on the other key (tickets still resume across nodes between rotations). Rotating every 12h, clients pay it once every 12h; a longer interval makes it rarer.',
     );
     expect(rotationCost({ ...apache, flavor: 'nginx' })).toBeUndefined();
     expect(rotationCost({ ...apache, flavor: 'haproxy' })).toBeUndefined();

@@ -101,8 +101,9 @@ export function rotationCost(policy: Pick<RotationPolicy, 'flavor' | 'rotationIn
   if (ticketsSurviveRotation(flavor)) return undefined;
   return (
     `${flavor} holds one ticket key, with no previous or next key beside it: every rotation costs each client a full ` +
-    `handshake, on every node at once, and one or two more while the nodes switch one by one (tickets still resume ` +
-    `across nodes between rotations). Rotating every ${formatDuration(policy.rotationIntervalSeconds)}, clients pay it ` +
+    `handshake, on every node at once, and while the nodes switch one by one, one more at each connection that meets a ` +
+    `node on the other key (tickets still resume across nodes between rotations). Rotating every ` +
+    `${formatDuration(policy.rotationIntervalSeconds)}, clients pay it ` +
     `once every ${formatDuration(policy.rotationIntervalSeconds)}; a longer interval makes it rarer.`
   );
 }
