@@ -4,7 +4,11 @@
 // a change to them must be made on purpose, with a way for deployed stacks to follow.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { describe, expect, it } from 'vitest';
+import { TicketKeyRotationStack } from '../lib/ticket-key-rotation-stack.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
 import { CONFIGURATIONS, logicalIds } from './logical-ids.js';
 
@@ -20,4 +24,12 @@ describe('logical IDs', () => {
       expect(logicalIds(props)).toEqual(pinned[name]);
     });
   }
+
+  it('hold for what a user adds after the construct is made: a subscription added to the alarm topic gets the ID alarmEmail gives it', () => {
+    const stack = new TicketKeyRotationStack(new App(), 'TicketKeyRotation', { rotation: { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' } });
+    stack.rotation.alarmTopic.addSubscription(new EmailSubscription('ops@example.com'));
+    const subscriptions = Object.keys(Template.fromStack(stack).findResources('AWS::SNS::Subscription'));
+    const pinnedSubscriptions = Object.entries(pinned['haproxy, runtime API, alarm email'] ?? {}).filter(([, type]) => type === 'AWS::SNS::Subscription');
+    expect(subscriptions).toEqual(pinnedSubscriptions.map(([id]) => id));
+  });
 });
