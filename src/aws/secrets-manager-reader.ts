@@ -1,7 +1,7 @@
 import { GetSecretValueCommand, ResourceNotFoundException, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { SecretReader, SecretVersion, VersionReference } from '../core/secret-store.js';
 
-/** Reads versions of a secret in Secrets Manager: all the verifier needs, and all it may do. */
+/** Reads versions of a secret in Secrets Manager: SecretsManagerStore's read half, and the one way the verifier's ticket store reads. */
 export class SecretsManagerReader implements SecretReader {
   constructor(
     protected readonly client: SecretsManagerClient,

@@ -1,4 +1,6 @@
-import { DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, UpdateSecretVersionStageCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DescribeSecretCommand, PutSecretValueCommand, UpdateSecretVersionStageCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { AWSCURRENT, AWSPREVIOUS } from '../core/secret-store.js';
+import { SecretsManagerReader } from './secrets-manager-reader.js';
 
 /**
  * The verifier's own secret for the sessions it captures during a rotation: they hold live
@@ -9,14 +11,18 @@ import { DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, Up
  * https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DeleteSecret.html).
  */
 export class TicketStore {
+  /** The read half of SecretsManagerStore: the whole store's calls (ListSecretVersionIds, UntagResource) are not the verifier's. */
+  private readonly reader: SecretsManagerReader;
+
   constructor(
     private readonly client: SecretsManagerClient,
     private readonly secretId: string,
-  ) {}
+  ) {
+    this.reader = new SecretsManagerReader(client, secretId);
+  }
 
   async read(): Promise<string> {
-    const response = await this.client.send(new GetSecretValueCommand({ SecretId: this.secretId, VersionStage: 'AWSCURRENT' }));
-    return response.SecretString ?? '';
+    return (await this.reader.getVersion({ stage: AWSCURRENT }))?.value ?? '';
   }
 
   async replace(value: string): Promise<void> {
@@ -25,8 +31,8 @@ export class TicketStore {
     await this.client.send(new PutSecretValueCommand({ SecretId: this.secretId, SecretString: value }));
     const stages = (await this.client.send(new DescribeSecretCommand({ SecretId: this.secretId }))).VersionIdsToStages ?? {};
     for (const [versionId, labels] of Object.entries(stages)) {
-      if (labels.includes('AWSPREVIOUS')) {
-        await this.client.send(new UpdateSecretVersionStageCommand({ SecretId: this.secretId, VersionStage: 'AWSPREVIOUS', RemoveFromVersionId: versionId }));
+      if (labels.includes(AWSPREVIOUS)) {
+        await this.client.send(new UpdateSecretVersionStageCommand({ SecretId: this.secretId, VersionStage: AWSPREVIOUS, RemoveFromVersionId: versionId }));
       }
     }
   }
