@@ -7,6 +7,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Integration tests start real nginx and HAProxy processes; two cores run them best one file at a time.
     fileParallelism: false,
-    reporters: ['default', './test/plain-summary-reporter.ts'],
+    reporters: ['default', './test/support/plain-summary-reporter.ts'],
   },
 });

@@ -13,7 +13,7 @@ import { VERIFIER_TIMEOUT_SECONDS } from '../src/aws/contract.js';
 import { createKeySet, currentKey, EMPTY_KEY_SET_PLACEHOLDER } from '../src/core/keyset.js';
 import { startLocalFleet } from '../src/local/fleet.js';
 import { captureSources, captureTickets, verifyFleet } from '../src/verify/verifier.js';
-import { FakeFleet, FakeSecret, FakeVerifier, mockAws } from '../test/aws-fakes.js';
+import { FakeFleet, FakeSecret, FakeVerifier, mockAws } from '../test/support/aws-fakes.js';
 import { PROJECT_ROOT } from '../src/project-root.js';
 import { renderBars } from './chart.js';
 import { applyEverywhere, logicalNodes, machine, table, writeJson } from './common.js';

@@ -1,5 +1,5 @@
 """Unit tests of the node applier's program (applier/ticket_keys), run by `npm test`
-(test/applier-program.test.ts): `python3 -m unittest discover -s applier/tests -t applier`."""
+(test/unit/applier-program.test.ts): `python3 -m unittest discover -s applier/tests -t applier`."""
 
 import os
 import sys

@@ -1,6 +1,6 @@
 """The key set as a node reads it: the same checks, in the same order and with the same messages,
 as the engine's parseKeySet (src/core/keyset.ts), so that no document means one thing to the
-rotation and another to a node. test/keyset-validators.test.ts holds both to every case."""
+rotation and another to a node. test/unit/keyset-validators.test.ts holds both to every case."""
 
 from __future__ import annotations
 

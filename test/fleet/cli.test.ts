@@ -1,0 +1,128 @@
+import { makeMemoryDirectory } from '../../src/local/fleet.js';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseKeySet } from '../../src/core/keyset.js';
+import { expectNoMaterial } from '../support/helpers.js';
+
+const CLI = join(import.meta.dirname, '..', '..', 'dist', 'src', 'cli.js');
+
+function cli(args: string[], input?: string): { status: number; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [CLI, ...args], { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('ticket-keys CLI', () => {
+  let dir: string;
+  beforeAll(() => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
+    dir = makeMemoryDirectory('cli-test-');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('init, rotate in place, revoke and inspect a key set file; inspect never prints material', () => {
+    const file = join(dir, 'keys.json');
+    expect(cli(['init', '--out', file]).status).toBe(0);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const first = parseKeySet(readFileSync(file, 'utf8'));
+    expect(cli(['rotate', '--in', file, '--out', file, '--rotation-interval', '6h', '--ticket-lifetime', '18h']).status).toBe(0);
+    const second = parseKeySet(readFileSync(file, 'utf8'));
+    expect(second.generation).toBe(2);
+    const inspect = cli(['inspect', '--in', file]);
+    expect(inspect.status).toBe(0);
+    expect(inspect.stdout).toMatch(new RegExp(`generation 2, 80-byte keys\\n  current  ${second.keys[0]!.name}`));
+    expect(inspect.stdout).toContain(`previous ${first.keys[0]!.name}`);
+    const json = JSON.parse(cli(['inspect', '--json'], readFileSync(file, 'utf8')).stdout);
+    expect(json.keys.map((key: { state: string }) => key.state)).toEqual(['current', 'next', 'previous']);
+    expectNoMaterial(inspect.stdout + JSON.stringify(json), [first, second]);
+    const revoked = cli(['revoke'], readFileSync(file, 'utf8'));
+    expect(revoked.status).toBe(0);
+    const third = parseKeySet(revoked.stdout);
+    expect(third.generation).toBe(3);
+    expect(third.keys.map((key) => key.name)).not.toContain(second.keys[0]!.name);
+  });
+
+  it('reads a key set from a pipe that fills slowly (as `aws secretsmanager get-secret-value … |` does)', () => {
+    const file = join(dir, 'slow.json');
+    expect(cli(['init', '--out', file]).status).toBe(0);
+    const run = spawnSync('bash', ['-c', '(sleep 0.5; cat "$1") | "$2" "$3" inspect', '_', file, process.execPath, CLI], { encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toMatch(/^generation 1, 80-byte keys/);
+  });
+
+  it('makes 48-byte keys on request', () => {
+    const set = parseKeySet(cli(['init', '--key-length', '48']).stdout);
+    expect(Buffer.from(set.keys[0]!.material, 'base64')).toHaveLength(48);
+  });
+
+  it('refuses bad input with a clear message, exit 1, and leaves the file as it was', () => {
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, '{"format":"tls-ticket-keyset","version":7}');
+    const result = cli(['rotate', '--in', file, '--out', file]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/key set version 7 is not supported/);
+    expect(readFileSync(file, 'utf8')).toBe('{"format":"tls-ticket-keyset","version":7}');
+  });
+
+  it('refuses an impossible policy, naming what to change', () => {
+    const set = cli(['init']).stdout;
+    const result = cli(['rotate', '--rotation-interval', '1m', '--ticket-lifetime', '7d'], set);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/rotation interval too short for client session lifetime.*Rotate no more often than every/);
+    expect(result.stdout).toBe('');
+  });
+
+  it('knows HAProxy holds three keys: an interval shorter than the ticket lifetime is refused for it, not for nginx', () => {
+    const set = cli(['init']).stdout;
+    const haproxy = cli(['rotate', '--flavor', 'haproxy', '--rotation-interval', '6h', '--ticket-lifetime', '18h'], set);
+    expect(haproxy.status).toBe(1);
+    expect(haproxy.stderr).toMatch(/haproxy holds at most 3 keys \(1 previous, current and next\)\. Rotate no more often than every 18h, or shorten the ticket lifetime to at most 6h/);
+    expect(cli(['rotate', '--flavor', 'nginx', '--rotation-interval', '6h', '--ticket-lifetime', '18h'], set).status).toBe(0);
+    expect(cli(['rotate', '--flavor', 'caddy'], set).stderr).toMatch(/--flavor caddy is not supported: use nginx, haproxy or apache/);
+  });
+
+  it('answers usage errors with exit 2 and the usage', () => {
+    const unknown = cli(['spin']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command "spin"[\s\S]*Usage: ticket-keys/);
+    expect(cli(['init', '--key-length', '64']).stderr).toMatch(/--key-length 64 is not supported: use 80 or 48/);
+    expect(cli(['demo', '--nodes', '100']).stderr).toMatch(/--nodes must be a whole number from 2 to 16/);
+  });
+
+  it('demo: rotations on a real fleet while clients keep resuming, and exit 0', () => {
+    const result = cli(['demo', '--rotations', '2']);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const lines = result.stdout.split('\n');
+    expect(
+      lines.filter((line) =>
+        /^rotation \d+ +generation \d+ .*nodes 3\/3 applied .*verified: 3\/3 on current key, cross-node 12\/12, tickets from before 18\/18; clients resumed (\d+)\/\1$/.test(line),
+      ),
+    ).toHaveLength(2);
+    expect(result.stdout).toMatch(/Summary: 2 rotation\(s\) to generation 3; resumed (\d+)\/\1 .*connection errors 0/);
+    expect(result.stdout).toContain('PASS');
+  });
+
+  it('apache: 48-byte keys by default, the cost of each rotation said, and a demo that pays it and resumes everywhere between rotations', () => {
+    const set = cli(['init', '--flavor', 'apache']).stdout;
+    expect(JSON.parse(set)).toMatchObject({ keyLength: 48 });
+    const rotated = cli(['rotate', '--flavor', 'apache'], set);
+    expect(rotated.status).toBe(0);
+    expect(rotated.stderr).toMatch(/^ticket-keys: note: apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake/);
+    expect(cli(['rotate', '--flavor', 'nginx'], set).stderr).toBe('');
+    expect(cli(['rotate', '--flavor', 'apache', '--rotation-interval', '30m'], set).stderr).toMatch(/rotation interval 30m is too short for apache/);
+    const demo = cli(['demo', '--flavor', 'apache', '--nodes', '2', '--rotations', '2']);
+    expect(demo.stderr).toBe('');
+    expect(demo.status).toBe(0);
+    expect(demo.stdout).toContain('Cost: apache holds one ticket key');
+    const rotations = demo.stdout
+      .split('\n')
+      .map((line) => /^rotation \d+ .*verified: 2\/2 on current key, cross-node 4\/4, tickets from before fell back to a full handshake 8\/8; clients resumed \d+\/\d+, then (\d+)\/(\d+) once each client had its new ticket$/.exec(line))
+      .filter((match) => match !== null);
+    expect(rotations).toHaveLength(2);
+    for (const match of rotations) expect(match[1]).toBe(match[2]);
+    expect(demo.stdout).toMatch(/full handshakes instead of resumption [1-9]\d*; connection errors 0; between rotations resumed (\d+)\/\1\n/);
+    expect(demo.stdout).toContain("PASS: between rotations every client resumed on every node, and the verifier found every node on the current key; each rotation cost each client full handshakes, as apache's one key must.");
+  });
+});
