@@ -3,6 +3,8 @@ applier knows no flavor by name; an unknown one is refused, never treated like a
 
 from __future__ import annotations
 
+import re
+
 
 class Flavor:
     """What the applier needs to know of a server."""
@@ -56,8 +58,15 @@ class Flavor:
         """The include for a generation whose key files sit in `directory`."""
         raise NotImplementedError
 
+    #: The include's line that names a key file, its directory the first group; None: the include names no files.
+    key_file_line: re.Pattern[str] | None = None
+
     def referenced_directory(self, include_text: str) -> str | None:
         """The generation directory an include names, if it names one (the server may still load its files)."""
+        for line in include_text.splitlines() if self.key_file_line else ():
+            match = self.key_file_line.match(line.strip())
+            if match:
+                return match.group(1)
         return None
 
     def config_loads_keys(self, dump: str, include_file: str) -> bool:

@@ -13,7 +13,7 @@ from errors import Unsafe
 from flavors import MARK, Flavor
 
 KEY_LENGTH = 48
-INCLUDE_LINE = re.compile(r"^SSLSessionTicketKeyFile (.+)/[^/]+$")
+KEY_FILE_LINE = re.compile(r"^SSLSessionTicketKeyFile (.+)/[^/]+$")
 #: A line of `apache2ctl -t -D DUMP_INCLUDES`: the line that included it (or * for the main config), then the file.
 INCLUDED_FILE = re.compile(r"^\s*\((?:\*|\d+)\)\s+(.*\S)\s*$")
 
@@ -44,6 +44,7 @@ class Apache(Flavor):
     test_command = "apache2ctl configtest"
     dump_command = "apache2ctl -t -D DUMP_INCLUDES"
     reload_command = "systemctl reload apache2"
+    key_file_line = KEY_FILE_LINE
     held_keys = 1
 
     def set_problem(self, names: list[str], key_length: int) -> str | None:
@@ -59,13 +60,6 @@ class Apache(Flavor):
             generation,
             os.path.join(directory, self.key_file_name(0, names[0])),
         )
-
-    def referenced_directory(self, include_text: str) -> str | None:
-        for line in include_text.splitlines():
-            match = INCLUDE_LINE.match(line.strip())
-            if match:
-                return match.group(1)
-        return None
 
     def config_loads_keys(self, dump: str, include_file: str) -> bool:
         """The include among the files the server reads: `-D DUMP_INCLUDES` lists each one."""

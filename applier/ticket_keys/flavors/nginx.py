@@ -10,7 +10,7 @@ import os
 from errors import Unsafe
 from flavors import MARK, Flavor, code_of, uncommented
 
-INCLUDE_LINE = re.compile(r"^ssl_session_ticket_key (.+)/[^/]+;$")
+KEY_FILE_LINE = re.compile(r"^ssl_session_ticket_key (.+)/[^/]+;$")
 INCLUDE_DIRECTIVE = re.compile(r"(?:^|[\s;{}])include\s+[\"']?([^\s;\"']+)[\"']?\s*;")
 
 
@@ -20,18 +20,12 @@ class Nginx(Flavor):
     test_command = "nginx -t -q"
     dump_command = "nginx -T"
     reload_command = "systemctl reload nginx"
+    key_file_line = KEY_FILE_LINE
 
     def render_include(self, generation: int, names: list[str], materials: list[bytes], directory: str) -> str:
         lines = ["# Managed by apply-ticket-keys.sh: generation %d. Do not edit; the next rotation replaces it." % generation]
         lines += ["ssl_session_ticket_key %s;" % os.path.join(directory, self.key_file_name(index, name)) for index, name in enumerate(names)]
         return "\n".join(lines) + "\n"
-
-    def referenced_directory(self, include_text: str) -> str | None:
-        for line in include_text.splitlines():
-            match = INCLUDE_LINE.match(line.strip())
-            if match:
-                return match.group(1)
-        return None
 
     def config_loads_keys(self, dump: str, include_file: str) -> bool:
         """An include whose path or pattern matches the include file: nginx -T prints every config file verbatim."""
