@@ -1,37 +1,18 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { currentKey, parseKeySet, type KeySet } from '../../src/core/keyset.js';
-import { startLocalFleet, type FleetNode, type LocalFleet } from '../../src/local/fleet.js';
 import { TLS_VERSIONS } from '../../src/tls/probe.js';
 import { captureTickets, formatReport, verifyFleet } from '../../src/verify/verifier.js';
-import { applyTo, expectNoMaterial, freshTicket, lineage } from '../support/helpers.js';
+import { applierFleet, freshTicket, lineage } from '../support/helpers.js';
 import { malformedKeySets } from '../support/malformed-key-sets.js';
-import type { ApplierRun } from '../../src/local/applier.js';
 
 // Apache's mod_ssl holds one ticket key (SSLSessionTicketKeyFile, 48 bytes): what that means on
 // real Apache from Debian, behind the same applier as nginx and HAProxy.
 describe("the node applier's apache flavor on real Apache nodes (config test and graceful restart)", () => {
-  let fleet: LocalFleet;
   const sets = lineage(3, 1, 48);
   const [gen1, gen2, gen3] = sets as [KeySet, KeySet, KeySet];
-  const outputs: string[] = [];
-  const targets = () => fleet.nodes.map(({ name, host, port }) => ({ name, host, port }));
-
-  beforeAll(async () => {
-    fleet = await startLocalFleet({ nodeCount: 3, flavor: 'apache' });
-  });
-  afterAll(async () => {
-    await fleet?.stop();
-    expect(outputs.length).toBeGreaterThan(10);
-    expectNoMaterial(outputs.join('\n'), sets);
-  });
-
-  const apply = async (node: FleetNode, set: KeySet | string, extra: string[] = []): Promise<ApplierRun> => {
-    const run = await applyTo(fleet, node, set, extra);
-    outputs.push(run.stdout, run.stderr);
-    return run;
-  };
+  const { fleet, apply, targets, outputs } = applierFleet('apache', sets);
 
   it('before any set, each node encrypts with keys of its own: tickets do not resume across nodes', async () => {
     const report = await verifyFleet(targets());
@@ -42,12 +23,12 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
   });
 
   it('writes the current key alone (0600) and an include naming it; every node encrypts with it and resumes every other\'s tickets', async () => {
-    for (const node of fleet.nodes) {
+    for (const node of fleet().nodes) {
       const run = await apply(node, gen1);
       expect(run.exitCode, run.stderr).toBe(0);
       expect(run.summary).toMatchObject({ action: 'applied', flavor: 'apache', generation: 1, via: 'reload' });
     }
-    const node = fleet.nodes[0]!;
+    const node = fleet().nodes[0]!;
     const include = readFileSync(node.includeFile, 'utf8').split('\n');
     const keyFile = include[1]!.replace(/^SSLSessionTicketKeyFile /, '');
     expect(keyFile).toMatch(new RegExp(`/00-${currentKey(gen1).name}\\.key$`));
@@ -63,10 +44,10 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
   it('a rotation costs every client one full handshake: no ticket from before resumes after it, on any node; the verifier expects that', async () => {
     const before = await captureTickets(targets());
     expect(before).toHaveLength(6);
-    for (const node of fleet.nodes) {
-      const workers = fleet.workerPids(node);
+    for (const node of fleet().nodes) {
+      const workers = fleet().workerPids(node);
       expect((await apply(node, gen2)).summary).toMatchObject({ action: 'applied', generation: 2, via: 'reload' });
-      expect(fleet.workerPids(node).some((pid) => workers.includes(pid))).toBe(false);
+      expect(fleet().workerPids(node).some((pid) => workers.includes(pid))).toBe(false);
     }
     const expectingContinuity = await verifyFleet(targets(), { expectedKey: currentKey(gen2).name, ticketsBefore: before });
     outputs.push(JSON.stringify(expectingContinuity));
@@ -80,11 +61,11 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
   });
 
   it('a node still on the key before resumes its own old tickets: the verifier names it', async () => {
-    const node = fleet.nodes[2]!;
+    const node = fleet().nodes[2]!;
     await apply(node, gen1, ['--allow-downgrade']);
     const before = await captureTickets([targets()[2]!]);
-    await apply(fleet.nodes[0]!, gen3);
-    await apply(fleet.nodes[1]!, gen3);
+    await apply(fleet().nodes[0]!, gen3);
+    await apply(fleet().nodes[1]!, gen3);
     const report = await verifyFleet(targets(), { expectedKey: currentKey(gen3).name, retiredTickets: before });
     outputs.push(JSON.stringify(report));
     expect(report.failures.filter((failure) => failure.kind === 'retired key accepted').map((failure) => failure.subject)).toEqual([
@@ -96,15 +77,15 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
   });
 
   it('does nothing when the generation is active: no reload', async () => {
-    const node = fleet.nodes[1]!;
-    const workers = fleet.workerPids(node);
+    const node = fleet().nodes[1]!;
+    const workers = fleet().workerPids(node);
     const run = await apply(node, gen3);
     expect(run.summary.action).toBe('unchanged');
-    expect(fleet.workerPids(node)).toEqual(workers);
+    expect(fleet().workerPids(node)).toEqual(workers);
   });
 
   it('refuses 80-byte keys, saying what to change, touching nothing', async () => {
-    const node = fleet.nodes[0]!;
+    const node = fleet().nodes[0]!;
     const include = readFileSync(node.includeFile, 'utf8');
     const run = await apply(node, lineage(4)[3]!);
     expect(run.exitCode).toBe(3);
@@ -113,9 +94,9 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
   });
 
   it('refuses every malformed key set the other flavors refuse, leaving the include and the running key', async () => {
-    const node = fleet.nodes[0]!;
+    const node = fleet().nodes[0]!;
     const include = readFileSync(node.includeFile, 'utf8');
-    const workers = fleet.workerPids(node);
+    const workers = fleet().workerPids(node);
     // Built on an 80-byte set, as for the other flavors: each is refused for what is malformed, before the key length.
     const cases = malformedKeySets(lineage(4)[3]!);
     expect(cases.length).toBeGreaterThanOrEqual(12);
@@ -127,7 +108,7 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
       expect(() => parseKeySet(input), what).toThrow(message);
     }
     expect(readFileSync(node.includeFile, 'utf8')).toBe(include);
-    expect(fleet.workerPids(node)).toEqual(workers);
+    expect(fleet().workerPids(node)).toEqual(workers);
     for (const version of TLS_VERSIONS) expect((await freshTicket(node, version)).keyName).toBe(currentKey(gen3).name);
   });
 });

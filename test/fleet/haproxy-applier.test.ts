@@ -1,41 +1,22 @@
 import { readFileSync, statSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { currentKey, parseKeySet, type KeySet } from '../../src/core/keyset.js';
-import { startLocalFleet, type FleetNode, type LocalFleet } from '../../src/local/fleet.js';
 import { TLS_VERSIONS } from '../../src/tls/probe.js';
 import { captureTickets, verifyFleet } from '../../src/verify/verifier.js';
-import { applyTo, applyToAll, expectNoMaterial, freshTicket, lineage } from '../support/helpers.js';
+import { applierFleet, applyToAll, freshTicket, lineage } from '../support/helpers.js';
 import { malformedKeySets } from '../support/malformed-key-sets.js';
-import type { ApplierRun } from '../../src/local/applier.js';
 
 describe('the node applier\'s haproxy flavor on real HAProxy nodes (config check and graceful reload)', () => {
-  let fleet: LocalFleet;
   const sets = lineage(3, 1);
   const [gen1, gen2, gen3] = sets as [KeySet, KeySet, KeySet];
-  const outputs: string[] = [];
-  const targets = () => fleet.nodes.map(({ name, host, port }) => ({ name, host, port }));
-
-  beforeAll(async () => {
-    fleet = await startLocalFleet({ nodeCount: 3, flavor: 'haproxy' });
-  });
-  afterAll(async () => {
-    await fleet?.stop();
-    expect(outputs.length).toBeGreaterThan(10);
-    expectNoMaterial(outputs.join('\n'), sets);
-  });
-
-  const apply = async (node: FleetNode, set: KeySet | string, extra: string[] = []): Promise<ApplierRun> => {
-    const run = await applyTo(fleet, node, set, extra);
-    outputs.push(run.stdout, run.stderr);
-    return run;
-  };
+  const { fleet, apply, targets, outputs } = applierFleet('haproxy', sets);
 
   it('writes the keys file (0600, previous current next, HAProxy\'s layout); every node encrypts with the current key and resumes every other\'s tickets', async () => {
-    for (const node of fleet.nodes) {
+    for (const node of fleet().nodes) {
       const run = await apply(node, gen1, ['--allow-downgrade']);
       expect(run.summary).toMatchObject({ action: 'applied', flavor: 'haproxy', generation: 1 });
     }
-    const node = fleet.nodes[0]!;
+    const node = fleet().nodes[0]!;
     expect(statSync(node.includeFile).mode & 0o777).toBe(0o600);
     const lines = readFileSync(node.includeFile, 'utf8').trim().split('\n');
     const names = lines.map((line) => Buffer.from(line, 'base64').subarray(0, 16).toString('hex'));
@@ -50,14 +31,14 @@ describe('the node applier\'s haproxy flavor on real HAProxy nodes (config check
   });
 
   it('one node a generation ahead still resumes both ways; tickets from before a rotation resume after it', async () => {
-    await applyToAll(fleet, gen1, ['--allow-downgrade']);
+    await applyToAll(fleet(), gen1, ['--allow-downgrade']);
     const before = await captureTickets(targets());
-    await apply(fleet.nodes[0]!, gen2);
+    await apply(fleet().nodes[0]!, gen2);
     const mixed = await verifyFleet(targets(), { ticketsBefore: before });
     outputs.push(JSON.stringify(mixed));
     expect(mixed.pairs).toEqual({ tried: 12, resumed: 12 });
     expect(mixed.continuity).toEqual({ tried: 18, resumed: 18 });
-    for (const node of fleet.nodes.slice(1)) await apply(node, gen2);
+    for (const node of fleet().nodes.slice(1)) await apply(node, gen2);
     const after = await verifyFleet(targets(), { expectedKey: currentKey(gen2).name, ticketsBefore: before });
     outputs.push(JSON.stringify(after));
     expect(after.failures).toEqual([]);
@@ -65,16 +46,16 @@ describe('the node applier\'s haproxy flavor on real HAProxy nodes (config check
   });
 
   it('does nothing when the generation is active: no reload', async () => {
-    const node = fleet.nodes[1]!;
+    const node = fleet().nodes[1]!;
     await apply(node, gen2, ['--allow-downgrade']);
-    const workers = fleet.workerPids(node);
+    const workers = fleet().workerPids(node);
     const run = await apply(node, gen2);
     expect(run.summary.action).toBe('unchanged');
-    expect(fleet.workerPids(node)).toEqual(workers);
+    expect(fleet().workerPids(node)).toEqual(workers);
   });
 
   it('refuses a key set that needs more keys than HAProxy holds, saying what to change, touching nothing', async () => {
-    const node = fleet.nodes[2]!;
+    const node = fleet().nodes[2]!;
     await apply(node, gen2, ['--allow-downgrade']);
     const file = readFileSync(node.includeFile, 'utf8');
     const tooMany = lineage(3, 2)[2] as KeySet;
@@ -86,10 +67,10 @@ describe('the node applier\'s haproxy flavor on real HAProxy nodes (config check
   });
 
   it('refuses every malformed key set the nginx flavor refuses, leaving the file and the running keys', async () => {
-    const node = fleet.nodes[0]!;
+    const node = fleet().nodes[0]!;
     await apply(node, gen2, ['--allow-downgrade']);
     const file = readFileSync(node.includeFile, 'utf8');
-    const workers = fleet.workerPids(node);
+    const workers = fleet().workerPids(node);
     const cases = malformedKeySets(gen3);
     expect(cases.length).toBeGreaterThanOrEqual(12);
     for (const [what, make, message] of cases) {
@@ -100,7 +81,7 @@ describe('the node applier\'s haproxy flavor on real HAProxy nodes (config check
       expect(() => parseKeySet(input), what).toThrow(message);
     }
     expect(readFileSync(node.includeFile, 'utf8')).toBe(file);
-    expect(fleet.workerPids(node)).toEqual(workers);
+    expect(fleet().workerPids(node)).toEqual(workers);
     for (const version of TLS_VERSIONS) expect((await freshTicket(node, version)).keyName).toBe(currentKey(gen2).name);
   });
 });

@@ -1,11 +1,12 @@
 import { renameSync } from 'node:fs';
 import net from 'node:net';
-import { expect, vi } from 'vitest';
+import { afterAll, beforeAll, expect, vi } from 'vitest';
 import { createKeySet, parseKeySet, rotateKeySet, serializeKeySet, type KeyLength, type KeySet } from '../../src/core/keyset.js';
 import type { SecretStore } from '../../src/core/secret-store.js';
 import { reloaded } from '../../src/core/applier-summary.js';
 import { nodeApplierArgs, runApplier, type ApplierRun, type OnboardingSummary } from '../../src/local/applier.js';
-import type { FleetNode, LocalFleet } from '../../src/local/fleet.js';
+import type { ServerFlavor } from '../../src/flavors/index.js';
+import { startLocalFleet, type FleetNode, type LocalFleet } from '../../src/local/fleet.js';
 import { handshake, type TlsVersion } from '../../src/tls/probe.js';
 
 /** Generations 1..count of one lineage, keeping `retained` previous keys. */
@@ -28,6 +29,37 @@ export async function applyToAll(fleet: LocalFleet, set: KeySet, extraArgs: stri
     const run = await applyTo(fleet, node, set, extraArgs);
     expect(run.exitCode, run.stderr).toBe(0);
   }
+}
+
+/**
+ * Three real nodes of `flavor` for one describe block, started before its tests and stopped
+ * after them, when every applier output `apply` collected is searched for the material of `sets`.
+ */
+export function applierFleet(flavor: ServerFlavor, sets: KeySet[]) {
+  let started: LocalFleet | undefined;
+  const outputs: string[] = [];
+  beforeAll(async () => {
+    started = await startLocalFleet({ nodeCount: 3, flavor });
+  });
+  afterAll(async () => {
+    await started?.stop();
+    expect(outputs.length).toBeGreaterThan(10);
+    expectNoMaterial(outputs.join('\n'), sets);
+  });
+  const fleet = (): LocalFleet => {
+    if (started === undefined) throw new Error(`the ${flavor} fleet did not start`);
+    return started;
+  };
+  return {
+    fleet,
+    outputs,
+    targets: () => fleet().nodes.map(({ name, host, port }) => ({ name, host, port })),
+    async apply(node: FleetNode, set: KeySet | string, extra: string[] = []): Promise<ApplierRun> {
+      const run = await applyTo(fleet(), node, set, extra);
+      outputs.push(run.stdout, run.stderr);
+      return run;
+    },
+  };
 }
 
 /** Starts `node` while the store's directory is gone, as a node that cannot reach Secrets Manager at boot. */
