@@ -8,6 +8,7 @@ import { nodeApplierArgs, runApplier, type ApplierRun, type OnboardingSummary } 
 import type { ServerFlavor } from '../../src/flavors/index.js';
 import { startLocalFleet, type FleetNode, type LocalFleet } from '../../src/local/fleet.js';
 import { handshake, type TlsVersion } from '../../src/tls/probe.js';
+import { malformedKeySets } from './malformed-key-sets.js';
 
 /** Generations 1..count of one lineage, keeping `retained` previous keys. */
 export function lineage(count: number, retained = 1, keyLength: KeyLength = 80): KeySet[] {
@@ -50,14 +51,27 @@ export function applierFleet(flavor: ServerFlavor, sets: KeySet[]) {
     if (started === undefined) throw new Error(`the ${flavor} fleet did not start`);
     return started;
   };
+  const apply = async (node: FleetNode, set: KeySet | string, extra: string[] = []): Promise<ApplierRun> => {
+    const run = await applyTo(fleet(), node, set, extra);
+    outputs.push(run.stdout, run.stderr);
+    return run;
+  };
   return {
     fleet,
     outputs,
     targets: () => fleet().nodes.map(({ name, host, port }) => ({ name, host, port })),
-    async apply(node: FleetNode, set: KeySet | string, extra: string[] = []): Promise<ApplierRun> {
-      const run = await applyTo(fleet(), node, set, extra);
-      outputs.push(run.stdout, run.stderr);
-      return run;
+    apply,
+    /** Every malformed variant of `base` is refused by the applier on `node` (exit 3) with the engine's own message. */
+    async expectMalformedRefused(node: FleetNode, base: KeySet): Promise<void> {
+      const cases = malformedKeySets(base);
+      expect(cases.length).toBeGreaterThanOrEqual(12);
+      for (const [what, make, message] of cases) {
+        const input = make();
+        const run = await apply(node, input);
+        expect(run.exitCode, what).toBe(3);
+        expect(run.summary.error, what).toMatch(message);
+        expect(() => parseKeySet(input), what).toThrow(message);
+      }
     },
   };
 }
