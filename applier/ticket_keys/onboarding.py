@@ -273,7 +273,8 @@ class Node:
             lines.append("exec %s" % command)
         before_start = os.path.join(options.install_dir, "before-start-%s.sh" % name)
         write_or_stop(before_start, "\n".join(lines) + "\n", 0o644)
-        unit_dir = os.path.join(options.systemd_dir, "%s.service.d" % name)
+        unit = self.flavor.unit or name
+        unit_dir = os.path.join(options.systemd_dir, "%s.service.d" % unit)
         try:
             os.makedirs(unit_dir, exist_ok=True)
         except OSError:
@@ -284,7 +285,7 @@ class Node:
             "[Unit]\nWants=network-online.target\nAfter=network-online.target\n\n"
             "[Service]\n%sExecStartPre=/bin/bash %s\n" % (name, reset, before_start)
         )
-        write_or_stop(os.path.join(unit_dir, "tls-ticket-keys.conf"), drop_in, 0o644, "the %s.service drop-in in %s" % (name, options.systemd_dir))
+        write_or_stop(os.path.join(unit_dir, "tls-ticket-keys.conf"), drop_in, 0o644, "the %s.service drop-in in %s" % (unit, options.systemd_dir))
         if shutil.which("systemctl") and os.path.isdir("/run/systemd/system"):
             subprocess.run(["systemctl", "daemon-reload"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

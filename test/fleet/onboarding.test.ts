@@ -18,15 +18,16 @@ function argsFor(node: FleetNode, config: string, testCommand: string): string[]
   return args;
 }
 
-describe('onboarding a node (applier/onboard-node.sh) on real nginx and HAProxy', () => {
+describe('onboarding a node (applier/onboard-node.sh) on real nginx, HAProxy and Apache', () => {
   let fleet: LocalFleet;
   let node: FleetNode;
   let haproxyNode: FleetNode;
+  let apacheNode: FleetNode;
   let dir: string;
 
   beforeAll(async () => {
-    fleet = await startLocalFleet({ nodeCount: 2, flavor: ['nginx', 'haproxy'] });
-    [node, haproxyNode] = fleet.nodes as [FleetNode, FleetNode];
+    fleet = await startLocalFleet({ nodeCount: 3, flavor: ['nginx', 'haproxy', 'apache'] });
+    [node, haproxyNode, apacheNode] = fleet.nodes as [FleetNode, FleetNode, FleetNode];
     dir = mkdtempSync(join(fleet.baseDir, 'configs-'));
   });
   afterAll(async () => {
@@ -193,5 +194,36 @@ describe('onboarding a node (applier/onboard-node.sh) on real nginx and HAProxy'
     expect(run.exitCode).toBe(3);
     expect(run.summary.error).toMatch(/the bind line \d+ already loads tls-ticket-keys \/etc\/haproxy\/old-keys: remove it, then run again/);
     expect(readFileSync(other, 'utf8')).toBe(text);
+  });
+
+  it('gave the Apache config one IncludeOptional of the managed file at its end; a second run changes nothing; the managed key loads', async () => {
+    const config = readFileSync(apacheNode.configFile, 'utf8');
+    expect(config.endsWith(`</VirtualHost>\n${MARK}\nIncludeOptional ${apacheNode.includeFile}\n`)).toBe(true);
+    const again = runOnboarding(nodeOnboardingArgs(apacheNode));
+    expect(again.summary).toMatchObject({ action: 'unchanged', changed: 0 });
+    expect(readFileSync(apacheNode.configFile, 'utf8')).toBe(config);
+    const [, gen2] = lineage(2, 1, 48);
+    expect((await applyTo(fleet, apacheNode, gen2!)).exitCode).toBe(0);
+    expect((await freshTicket(apacheNode, 'TLSv1.2')).keyName).toBe(currentKey(gen2!).name);
+  });
+
+  it('refuses an Apache config that sets a ticket key file of its own, byte for byte unchanged', () => {
+    const text = readFileSync(apacheNode.configFile, 'utf8').replace(`${MARK}\nIncludeOptional ${apacheNode.includeFile}\n`, 'SSLSessionTicketKeyFile /etc/apache2/ticket.key\n');
+    const other = join(dir, 'apache-own-key.conf');
+    writeFileSync(other, text);
+    const run = runOnboarding(argsFor(apacheNode, other, 'exit 1'));
+    expect(run.exitCode).toBe(3);
+    expect(run.summary.error).toMatch(/line \d+ sets SSLSessionTicketKeyFile: the managed key replaces it; remove that line, then run again/);
+    expect(readFileSync(other, 'utf8')).toBe(text);
+  });
+
+  it('for Apache, the drop-in goes to its systemd unit as Debian names it, apache2.service', () => {
+    const systemd = mkdtempSync(join(fleet.baseDir, 'systemd-'));
+    const installDir = mkdtempSync(join(fleet.baseDir, 'lib-'));
+    const args = nodeOnboardingArgs(apacheNode);
+    args[args.indexOf('--systemd-dir') + 1] = systemd;
+    expect(runOnboarding([...args, '--install-dir', installDir, '--fetch-cmd', 'exit 254', '--fetch-wait', '1']).exitCode).toBe(0);
+    expect(readdirSync(systemd)).toEqual(['apache2.service.d']);
+    expect(readFileSync(join(systemd, 'apache2.service.d', 'tls-ticket-keys.conf'), 'utf8')).toContain(`[Service]\nExecStartPre=/bin/bash ${installDir}/before-start-apache.sh\n`);
   });
 });

@@ -16,6 +16,8 @@ class Flavor:
     test_command = ""
     dump_command = ""
     reload_command = ""
+    #: Its systemd unit, where onboarding puts the boot-time fetch's drop-in; the flavor's name when unset.
+    unit = ""
     #: Whether the include holds the keys themselves (then it is written 0600), or names key files.
     include_holds_keys = False
     #: Whether a running server takes new keys through a runtime API (--runtime-socket) instead of a reload.

@@ -46,6 +46,8 @@ class Apache(Flavor):
     reload_command = "systemctl reload apache2"
     key_file_line = KEY_FILE_LINE
     held_keys = 1
+    # Debian's and Ubuntu's unit; Red Hat's family names it httpd.
+    unit = "apache2"
 
     def set_problem(self, names: list[str], key_length: int) -> str | None:
         if key_length == KEY_LENGTH:
