@@ -15,6 +15,7 @@ export const APACHE: Flavor = {
   includeFileName: 'ticket-keys.conf',
   defaultConfig: '/etc/apache2/apache2.conf',
   commands: { test: 'apache2ctl configtest', configDump: 'apache2ctl -t -D DUMP_INCLUDES', reload: 'systemctl reload apache2' },
+  ticketsOn: '`SSLSessionTickets on` (the default) in its TLS virtual hosts',
   hasRuntimeApi: false,
   answered: (head) => head.serverProduct === 'apache' && head.headerNames.some((name) => name !== name.toLowerCase()),
   local: {

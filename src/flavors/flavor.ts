@@ -17,6 +17,8 @@ export interface Flavor {
   readonly commands: { readonly test: string; readonly configDump: string; readonly reload: string };
   /** Whether a running server takes new keys through a runtime API (`--runtime-socket`) instead of a reload. */
   readonly hasRuntimeApi: boolean;
+  /** What turns its session tickets on, for a node that issues none. */
+  readonly ticketsOn: string;
   /** Whether an HTTP/1 response head (its header lines) came from this server. */
   answered(head: ResponseHead): boolean;
   /** How the local fleet runs one node of it. */

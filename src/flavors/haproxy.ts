@@ -11,6 +11,7 @@ export const HAPROXY: Flavor = {
   includeFileName: 'tls-ticket-keys',
   defaultConfig: '/etc/haproxy/haproxy.cfg',
   commands: { test: 'haproxy -c -q -f /etc/haproxy/haproxy.cfg', configDump: 'cat /etc/haproxy/haproxy.cfg', reload: 'systemctl reload haproxy' },
+  ticketsOn: 'no `no-tls-tickets` on its bind lines (tickets are on by default)',
   hasRuntimeApi: true,
   // HAProxy writes HTTP/1 header names in lower case, even those it relays from a backend.
   answered: (head) => head.headerNames.length > 0 && head.headerNames.every((name) => name === name.toLowerCase()),

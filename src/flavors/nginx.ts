@@ -6,6 +6,7 @@ export const NGINX: Flavor = {
   includeFileName: 'ticket-keys.conf',
   defaultConfig: '/etc/nginx/nginx.conf',
   commands: { test: 'nginx -t -q', configDump: 'nginx -T', reload: 'systemctl reload nginx' },
+  ticketsOn: '`ssl_session_tickets on;` in its TLS server blocks',
   hasRuntimeApi: false,
   // Its own header names are capitalized: a proxy that relays its Server header (HAProxy) writes them in lower case.
   answered: (head) => head.serverProduct === 'nginx' && head.headerNames.some((name) => name !== name.toLowerCase()),

@@ -1,4 +1,5 @@
 import type { CapturedTicketsMust } from '../core/rotation.js';
+import { FLAVORS, isServerFlavor } from '../flavors/index.js';
 import { seededRandom, shuffled } from '../core/seeded-random.js';
 import { handshake, TLS_VERSIONS, type Endpoint, type HandshakeResult, type TlsVersion } from '../tls/probe.js';
 
@@ -242,7 +243,9 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
       certificates.set(node.name, result.certificateFingerprint);
       if (result.serverSoftware !== undefined) software.set(node.name, result.serverSoftware);
       if (result.ticketKeyName === undefined) {
-        failures.push({ kind: 'no ticket', subject: node.name, version, detail: `${node.name} issued no session ticket over ${version}: are tickets on (ssl_session_tickets)?` });
+        const software = result.serverSoftware;
+        const hint = isServerFlavor(software) ? FLAVORS[software].ticketsOn : Object.values(FLAVORS).map((flavor) => `${flavor.name}: ${flavor.ticketsOn}`).join('; ');
+        failures.push({ kind: 'no ticket', subject: node.name, version, detail: `${node.name} issued no session ticket over ${version}: turn session tickets on (${hint})` });
       } else {
         keys[version] = result.ticketKeyName;
         if (!acceptable(result.ticketKeyName, node.name)) {

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { currentKey, type KeySet } from '../../src/core/keyset.js';
@@ -101,5 +102,27 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
     expect(readFileSync(node.includeFile, 'utf8')).toBe(include);
     expect(fleet().workerPids(node)).toEqual(workers);
     for (const version of TLS_VERSIONS) expect((await freshTicket(node, version)).keyName).toBe(currentKey(gen3).name);
+  });
+
+  it("a node with tickets off is named, with what turns them on in Apache", async () => {
+    const node = fleet().nodes[1]!;
+    const config = readFileSync(node.configFile, 'utf8');
+    const reload = async (): Promise<void> => {
+      const before = fleet().workerPids(node);
+      expect(spawnSync('/bin/sh', ['-c', node.reloadCommand]).status).toBe(0);
+      await fleet().waitForReload(node, before);
+    };
+    writeFileSync(node.configFile, config.replace('SSLSessionTickets on', 'SSLSessionTickets off'));
+    try {
+      await reload();
+      const report = await verifyFleet(targets(), { expectedKey: currentKey(gen3).name, versions: ['TLSv1.2'] });
+      outputs.push(JSON.stringify(report));
+      expect(report.failures.filter((failure) => failure.kind === 'no ticket')).toEqual([
+        { kind: 'no ticket', subject: node.name, version: 'TLSv1.2', detail: `${node.name} issued no session ticket over TLSv1.2: turn session tickets on (\`SSLSessionTickets on\` (the default) in its TLS virtual hosts)` },
+      ]);
+    } finally {
+      writeFileSync(node.configFile, config);
+      await reload();
+    }
   });
 });
