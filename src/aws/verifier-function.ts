@@ -239,6 +239,7 @@ export async function runVerifier(event: VerifierEvent, deps: VerifierDependenci
       nodes: report.nodes.length,
       nodesOnExpectedKey: report.nodes.filter((node) => node.onExpectedKey).length,
       pairs: report.pairs,
+      pairsAcrossKeys: report.pairsAcrossKeys,
       continuity: report.continuity,
       revocation: report.revocation,
       retired: report.retired,

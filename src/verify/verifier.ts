@@ -1,4 +1,5 @@
 import type { CapturedTicketsMust } from '../core/rotation.js';
+import { ticketsSurviveRotation } from '../core/policy.js';
 import { FLAVORS, isServerFlavor } from '../flavors/index.js';
 import { seededRandom, shuffled } from '../core/seeded-random.js';
 import { handshake, TLS_VERSIONS, type Endpoint, type HandshakeResult, type TlsVersion } from '../tls/probe.js';
@@ -92,6 +93,8 @@ export interface VerificationReport {
   expectedKeyInferred: boolean;
   nodes: NodeReport[];
   pairs: { tried: number; resumed: number };
+  /** Pairs not tried: two nodes of a one-key server (Apache) on different keys, each acceptable, cannot resume each other's tickets. */
+  pairsAcrossKeys: number;
   continuity: { tried: number; resumed: number };
   /** Tickets from before a revocation offered to the nodes, and how many were refused (all must be). */
   revocation: { tried: number; refused: number };
@@ -321,11 +324,25 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
       }
       return { ok: false, purpose };
     });
+  // A server that holds one key (Apache) cannot open a ticket of another key: between two such
+  // nodes on different keys, each acceptable (mid-rotation, or a node a rotation left behind),
+  // that is the server's cost, not a fault, and the pair is not tried.
+  const holdsOneKey = (name: string): boolean => {
+    const flavor = software.get(name);
+    return isServerFlavor(flavor) && !ticketsSurviveRotation(flavor);
+  };
+  const keyOf = (name: string, version: TlsVersion): string | undefined => nodeReports.find((report) => report.node === name)?.keys[version];
+  const acrossKeys = (issuer: string, resumer: string, version: TlsVersion): boolean => {
+    const [a, b] = [keyOf(issuer, version), keyOf(resumer, version)];
+    return a !== b && acceptable(a, issuer) && acceptable(b, resumer) && holdsOneKey(issuer) && holdsOneKey(resumer);
+  };
+  let pairsAcrossKeys = 0;
   const peers = choosePeers(reachable.map((node) => node.name), peersPerNode, options.seed ?? 1);
   for (const { node, version, result } of fresh) {
     if (result?.session === undefined) continue;
     for (const peer of peers.get(node.name) ?? []) {
-      offer(node.name, result.session, byName.get(peer) as VerifyNode, version, 'pair');
+      if (acrossKeys(node.name, peer, version)) pairsAcrossKeys += 1;
+      else offer(node.name, result.session, byName.get(peer) as VerifyNode, version, 'pair');
     }
   }
   // Tickets from before: every one on every node in a small fleet. Above it, for continuity,
@@ -363,6 +380,7 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
     expectedKeyInferred: options.expectedKey === undefined,
     nodes: nodeReports,
     pairs: { tried: pairs.tried, resumed: pairs.succeeded },
+    pairsAcrossKeys,
     continuity: { tried: continuity.tried, resumed: continuity.succeeded },
     revocation: { tried: revoked.tried, refused: revoked.succeeded },
     retired: { tried: retired.tried, fellBack: retired.succeeded },
@@ -388,6 +406,7 @@ export function formatReport(report: VerificationReport): string {
     `expected key: ${report.expectedKey ?? 'none'}${report.expectedKeyInferred ? ' (the key most nodes use)' : ''}`,
     `cross-node resumption: ${report.pairs.resumed}/${report.pairs.tried} (${report.peersPerNode} peer(s) per node)`,
   );
+  if (report.pairsAcrossKeys > 0) lines.push(`pairs across keys not tried: ${report.pairsAcrossKeys} (the server holds one key: nodes on different keys cannot resume each other's tickets)`);
   if (report.continuity.tried > 0) lines.push(`tickets from before the rotation: ${report.continuity.resumed}/${report.continuity.tried} resumed`);
   if (report.revocation.tried > 0) lines.push(`tickets from before the revocation: ${report.revocation.refused}/${report.revocation.tried} refused`);
   if (report.retired.tried > 0) {

@@ -133,6 +133,7 @@ class ModelFleet implements FleetCommander, FleetVerifier {
       expectedKeyInferred: false,
       nodes: [],
       pairs: { tried: pairs, resumed: pairs - lost },
+      pairsAcrossKeys: 0,
       continuity: { tried: continuity, resumed: continuity - notContinued },
       revocation: { tried: 0, refused: 0 },
     retired: { tried: 0, fellBack: 0 },

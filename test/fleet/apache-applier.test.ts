@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { currentKey, type KeySet } from '../../src/core/keyset.js';
+import type { FleetNode } from '../../src/local/fleet.js';
 import { TLS_VERSIONS } from '../../src/tls/probe.js';
 import { captureTickets, formatReport, verifyFleet } from '../../src/verify/verifier.js';
 import { applierFleet, freshTicket, lineage } from '../support/helpers.js';
@@ -74,6 +75,26 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
     ]);
     expect(report.failures.some((failure) => failure.kind === 'wrong key' && failure.subject === node.name)).toBe(true);
     await apply(node, gen3);
+  });
+
+  it('nodes on two acceptable keys (mid-rotation, or one left behind) are the cost, not a fault: their pairs are not tried, the others must resume', async () => {
+    const [first, second, third] = fleet().nodes as [FleetNode, FleetNode, FleetNode];
+    await apply(first, gen2, ['--allow-downgrade']);
+    await apply(second, gen3);
+    await apply(third, gen3);
+    const lagging = { nodes: [first.name], key: currentKey(gen2).name };
+    const report = await verifyFleet(targets(), { expectedKey: currentKey(gen3).name, lagging });
+    outputs.push(formatReport(report));
+    expect(report.failures).toEqual([]);
+    expect(report.pairsAcrossKeys).toBe(8);
+    expect(report.pairs).toEqual({ tried: 4, resumed: 4 });
+    expect(formatReport(report)).toContain("pairs across keys not tried: 8 (the server holds one key: nodes on different keys cannot resume each other's tickets)");
+    // A key that is not acceptable is a fault, and so are its pairs.
+    const strict = await verifyFleet(targets(), { expectedKey: currentKey(gen3).name });
+    outputs.push(JSON.stringify(strict));
+    expect(strict.pairsAcrossKeys).toBe(0);
+    expect(new Set(strict.failures.map((failure) => failure.kind))).toEqual(new Set(['wrong key', 'not resumed']));
+    await apply(first, gen3);
   });
 
   it('does nothing when the generation is active: no reload', async () => {

@@ -288,6 +288,7 @@ export class FakeVerifier {
       expectedKeyInferred: false,
       nodes: [{ node: 'i-0aaa', address: '10.0.0.1:443', reachable: true, keys: {}, onExpectedKey: this.failures.length === 0 }],
       pairs: { tried: 12, resumed: 12 },
+      pairsAcrossKeys: 0,
       continuity: event.captured === 'resume' ? { tried: 6, resumed: 6 } : { tried: 0, resumed: 0 },
       revocation: event.captured === 'be refused' ? { tried: 18, refused: 18 } : { tried: 0, refused: 0 },
       retired: event.captured === 'fall back to a full handshake' ? { tried: 18, fellBack: 18 } : { tried: 0, fellBack: 0 },

@@ -43,6 +43,7 @@ function report(ok: boolean, failures: Failure[]): VerificationReport {
     expectedKeyInferred: false,
     nodes: [],
     pairs: { tried: 0, resumed: 0 },
+    pairsAcrossKeys: 0,
     continuity: { tried: 0, resumed: 0 },
     revocation: { tried: 0, refused: 0 },
     retired: { tried: 0, fellBack: 0 },
