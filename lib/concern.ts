@@ -7,25 +7,29 @@ import { Construct, type IConstruct } from 'constructs';
  * replaces a resource whose logical ID changes, and a replaced key set secret, KMS key, log
  * group or alarm topic would lose what a deployed stack holds. So every element under it gets
  * the ID of its path without this construct's own segment, given by its stack (any naming
- * scheme and rename the stack applies still hold): at once for what exists when `keepFormerIds`
- * runs, and at synthesis for anything added later (a grant that adds a resource policy).
+ * scheme and rename the stack applies still hold): `keepFormerIds` gives it to what exists,
+ * before anyone can read an ID (TicketKeyRotation calls it last), and an aspect gives it at
+ * synthesis to what a user adds later (a grant that adds a resource policy).
  */
 export class Concern extends Construct {
-  /** A detached tree that holds former paths alone, for the stack to name their leaves. */
-  private readonly formerPaths = new Stack(new App(), 'FormerPaths');
+  /** A detached tree that holds former paths alone, for the stack to name their leaves; never synthesized. */
+  private readonly formerPaths = new Stack(new App({ autoSynth: false }), 'FormerPaths');
+  private readonly kept = new WeakSet<CfnElement>();
 
   constructor(scope: Construct, id: string) {
     super(scope, id);
     Aspects.of(this).add({ visit: (node) => this.keepFormerId(node) }, { priority: AspectPriority.MUTATING });
   }
 
-  /** Gives every element created so far its former ID; call it before reading one's ID (a cdk-nag suppression). */
+  /** Gives every element created so far its former ID: before anything reads one (a cdk-nag suppression, an export). */
   keepFormerIds(): void {
     for (const child of this.node.findAll()) this.keepFormerId(child);
   }
 
   private keepFormerId(node: IConstruct): void {
-    if (CfnElement.isCfnElement(node)) node.overrideLogicalId(this.formerLogicalId(node));
+    if (!CfnElement.isCfnElement(node) || this.kept.has(node)) return;
+    node.overrideLogicalId(this.formerLogicalId(node));
+    this.kept.add(node);
   }
 
   /** The logical ID `element`'s stack gives the same path without this construct's segment. */

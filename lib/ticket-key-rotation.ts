@@ -174,6 +174,8 @@ export class TicketKeyRotation extends Construct {
       ...(props.alarmEmail !== undefined ? { alarmEmail: props.alarmEmail } : {}),
     });
 
+    for (const concern of [store, nodes, verifier, monitoring]) concern.keepFormerIds();
+
     this.key = store.key;
     this.secret = store.secret;
     this.keyNames = store.keyNames;

@@ -32,4 +32,11 @@ describe('logical IDs', () => {
     const pinnedSubscriptions = Object.entries(pinned['haproxy, runtime API, alarm email'] ?? {}).filter(([, type]) => type === 'AWS::SNS::Subscription');
     expect(subscriptions).toEqual(pinnedSubscriptions.map(([id]) => id));
   });
+
+  it('hold for a value the user exports from another stack before synthesis (exportValue reads and locks the ID)', () => {
+    const stack = new TicketKeyRotationStack(new App(), 'TicketKeyRotation', { rotation: { targetTagKey: 'TicketKeyFleet', targetTagValue: 'edge' } });
+    stack.exportValue(stack.rotation.secret.secretArn);
+    const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, unknown> };
+    expect(Object.keys(template.Resources).sort()).toEqual(Object.entries(pinned.default ?? {}).filter(([, type]) => type !== 'Output').map(([id]) => id).sort());
+  });
 });

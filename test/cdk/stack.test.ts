@@ -378,6 +378,9 @@ describe('the CDK stack', () => {
         stdio: 'pipe',
       });
       const synthesized = readFileSync(join(out, 'TicketKeyRotation.template.json'), 'utf8');
+      // The cloud assembly names this stack and nothing else: what cdk deploy would deploy.
+      const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { artifacts: Record<string, { type: string }> };
+      expect(Object.entries(manifest.artifacts).filter(([, artifact]) => artifact.type === 'aws:cloudformation:stack').map(([name]) => name)).toEqual(['TicketKeyRotation']);
       expect(synthesized).toContain('AWS::SSM::Document');
       expect(synthesized).toContain('"TicketKeyFleet"');
     } finally {
