@@ -93,6 +93,10 @@ function policyFrom(values: Values): RotationPolicy {
   if (!isServerFlavor(flavor)) throw new UsageError(`--flavor ${flavor} is not supported: use ${supportedFlavors()}`);
   const keyLength = values['key-length'] === undefined ? defaultKeyLength(flavor) : Number(values['key-length']);
   if (!isKeyLength(keyLength)) throw new UsageError(`--key-length ${values['key-length']} is not supported: use 80 or 48`);
+  const lengths = FLAVORS[flavor].keyLengths;
+  if (lengths !== undefined && !lengths.includes(keyLength)) {
+    throw new UsageError(`--key-length ${keyLength} is not supported by ${flavor}: use ${lengths.join(' or ')} (or leave it out)`);
+  }
   const rotationIntervalSeconds =
     values['rotation-interval'] === undefined ? DEFAULT_ROTATION_INTERVAL_SECONDS : parseDuration(values['rotation-interval'], '--rotation-interval');
   return {
@@ -233,6 +237,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'rotate': {
         const policy = policyFrom(values);
         const set = await readKeySet(values.in);
+        const lengths = FLAVORS[policy.flavor ?? DEFAULT_FLAVOR].keyLengths;
+        if (lengths !== undefined && !lengths.includes(set.keyLength)) {
+          throw new UsageError(
+            `the key set holds ${set.keyLength}-byte keys, which ${policy.flavor} cannot read: make a new set with \`ticket-keys init --flavor ${policy.flavor}\` and cut over to it as in a revocation`,
+          );
+        }
         if (values['key-length'] !== undefined && policy.keyLength !== set.keyLength) {
           throw new UsageError(`--key-length ${policy.keyLength} differs from the set's ${set.keyLength}: a length change needs \`ticket-keys init\` and a revocation-style cut-over`);
         }

@@ -116,6 +116,9 @@ class OnboardingEditsTest(unittest.TestCase):
         self.assertEqual(edited[3:], ["</VirtualHost>\n", "# TLS session ticket keys, managed by apply-ticket-keys.sh\n", "IncludeOptional %s\n" % self.include])
         self.assertEqual(apache.onboard(edited, "/etc/apache2/apache2.conf", "/run/tls-ticket-keys", self.include), (edited, 0))
         self.assertEqual(apache.onboard(["Include /run/tls-ticket-keys/*.conf\n"], "/c", "/run/tls-ticket-keys", self.include)[1], 0)
+        # Inside a virtual host the key file is not allowed: that include does not count.
+        inside = ["<VirtualHost *:443>\n", "  Include %s\n" % self.include, "</VirtualHost>\n"]
+        self.assertEqual(apache.onboard(inside, "/c", "/run/tls-ticket-keys", self.include)[1], 1)
 
     def test_apache_refuses_keys_of_its_own_tickets_off_and_open_sections_naming_the_line(self):
         from errors import Unsafe

@@ -156,7 +156,10 @@ async function capture(versionId: string, nodes: VerifyNode[], deps: VerifierDep
 function publish(report: VerificationReport, deps: VerifierDependencies): void {
   const { metrics } = deps;
   const onKey = report.nodes.filter((node) => node.onExpectedKey).length;
-  metrics.addMetric(VERIFIER_METRICS.crossNodeResumptionRate, MetricUnit.Percent, report.pairs.tried === 0 ? 0 : (100 * report.pairs.resumed) / report.pairs.tried);
+  // No pair tried (one node, or an Apache fleet whose every pair is across keys mid-rotation) is no rate at all, not 0%.
+  if (report.pairs.tried > 0) {
+    metrics.addMetric(VERIFIER_METRICS.crossNodeResumptionRate, MetricUnit.Percent, (100 * report.pairs.resumed) / report.pairs.tried);
+  }
   metrics.addMetric(VERIFIER_METRICS.nodesOnExpectedKey, MetricUnit.Count, onKey);
   metrics.addMetric(VERIFIER_METRICS.nodesNotOnExpectedKey, MetricUnit.Count, report.nodes.length - onKey);
   metrics.addMetric(VERIFIER_METRICS.unreachableNodes, MetricUnit.Count, report.nodes.filter((node) => !node.reachable).length);

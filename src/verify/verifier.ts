@@ -351,13 +351,15 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
   // A revocation offers every revoked ticket to every node: each may be under another old key,
   // and no node may accept any of them. Retired tickets are all under the one key before.
   const offerEverywhere = (tickets: CapturedTicket[], purpose: 'continuity' | 'revoked' | 'retired'): void => {
-    if (reachable.length <= FULL_MESH_MAX_NODES || purpose === 'revoked') {
-      for (const ticket of tickets) for (const resumer of reachable) offer(ticket.node, ticket.session, resumer, ticket.version, purpose);
+    // A node a rotation left behind still holds the key before: a retired ticket may resume there.
+    const resumers = purpose === 'retired' ? reachable.filter((node) => !options.lagging?.nodes.includes(node.name)) : reachable;
+    if (resumers.length <= FULL_MESH_MAX_NODES || purpose === 'revoked') {
+      for (const ticket of tickets) for (const resumer of resumers) offer(ticket.node, ticket.session, resumer, ticket.version, purpose);
       return;
     }
     for (const version of versions) {
       const mine = tickets.filter((ticket) => ticket.version === version);
-      reachable.forEach((resumer, index) => {
+      resumers.forEach((resumer, index) => {
         const ticket = mine[index % mine.length];
         if (ticket !== undefined) offer(ticket.node, ticket.session, resumer, version, purpose);
       });

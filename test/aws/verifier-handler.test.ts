@@ -133,6 +133,16 @@ describe('the verifier function (AWS mocked, real nginx nodes)', () => {
   /** The ticket store's stages: its current value, and whether any version is still labelled otherwise. */
   const storeState = () => ({ current: store.get({ VersionStage: 'AWSCURRENT' }).SecretString, labelled: Object.keys(store.describe().VersionIdsToStages).length });
 
+  it('canary: publishes no resumption rate when no pair was tried (a one-node fleet): a missing rate raises no alarm, a 0% one would', async () => {
+    const [only] = fleet.nodes as [FleetNode];
+    const settings = verifierSettingsFromEnvironment({ ...process.env, VERIFY_STATIC_NODES: `${only.host}:${only.port}` });
+    const deps = { ec2: new EC2Client({}), secrets: new SecretsManagerClient({}), ssm: new SSMClient({}), logger: new Logger({ logLevel: 'SILENT' }), metrics: new Metrics({ namespace: 'Test' }), settings };
+    const report = (await runVerifier({ action: 'canary' }, deps)) as VerificationReport;
+    expect(report).toMatchObject({ ok: true, pairs: { tried: 0, resumed: 0 } });
+    expect(metrics()).toMatchObject({ NodesOnExpectedKey: 1, VerificationFailures: 0 });
+    expect(metrics()).not.toHaveProperty('CrossNodeResumptionRate');
+  });
+
   it('capture keeps tickets once per rotation in the ticket store; verify resumes them, and forgets them, pass or fail', async () => {
     const versionId = '0b7c2b1e-6b1a-4d52-9a43-1c2d3e4f5a6b';
     expect(await handler({ action: 'capture', versionId })).toEqual({ action: 'capture', versionId, captured: 6, reused: false });

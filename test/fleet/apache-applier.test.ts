@@ -89,6 +89,12 @@ describe("the node applier's apache flavor on real Apache nodes (config test and
     expect(report.pairsAcrossKeys).toBe(8);
     expect(report.pairs).toEqual({ tried: 4, resumed: 4 });
     expect(formatReport(report)).toContain("pairs across keys not tried: 8 (the server holds one key: nodes on different keys cannot resume each other's tickets)");
+    // Tickets from before the rotation fall back everywhere but on the node left behind, which still holds their key.
+    const before = await captureTickets([targets()[0]!], { versions: ['TLSv1.3'] });
+    const withRetired = await verifyFleet(targets(), { expectedKey: currentKey(gen3).name, lagging, retiredTickets: before });
+    outputs.push(JSON.stringify(withRetired));
+    expect(withRetired.failures).toEqual([]);
+    expect(withRetired.retired).toEqual({ tried: 2, fellBack: 2 });
     // A key that is not acceptable is a fault, and so are its pairs.
     const strict = await verifyFleet(targets(), { expectedKey: currentKey(gen3).name });
     outputs.push(JSON.stringify(strict));

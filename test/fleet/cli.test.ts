@@ -107,6 +107,14 @@ describe('ticket-keys CLI', () => {
   it('apache: 48-byte keys by default, the cost of each rotation said, and a demo that pays it and resumes everywhere between rotations', () => {
     const set = cli(['init', '--flavor', 'apache']).stdout;
     expect(JSON.parse(set)).toMatchObject({ keyLength: 48 });
+    const eighty = cli(['init', '--flavor', 'apache', '--key-length', '80']);
+    expect(eighty.status).toBe(2);
+    expect(eighty.stdout).toBe('');
+    expect(eighty.stderr).toMatch(/^ticket-keys: --key-length 80 is not supported by apache: use 48 \(or leave it out\)\n/);
+    const nginxSet = cli(['init']).stdout;
+    const onApache = cli(['rotate', '--flavor', 'apache'], nginxSet);
+    expect(onApache.status).toBe(2);
+    expect(onApache.stderr).toMatch(/^ticket-keys: the key set holds 80-byte keys, which apache cannot read: make a new set with `ticket-keys init --flavor apache` and cut over to it as in a revocation\n/);
     const rotated = cli(['rotate', '--flavor', 'apache'], set);
     expect(rotated.status).toBe(0);
     expect(rotated.stderr).toMatch(/^ticket-keys: note: apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake/);

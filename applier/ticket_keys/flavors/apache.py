@@ -72,7 +72,7 @@ class Apache(Flavor):
 
     def onboard(self, lines: list[str], config_path: str, key_dir: str, include_file: str) -> tuple[list[str], int]:
         """`IncludeOptional` of the managed file at the end of the main config, outside every
-        section (the key file is a server-wide setting). Optional, so that Apache still starts
+        section (the key file is a server-wide setting: an include inside a section does not count). Optional, so that Apache still starts
         before the first key set is applied (with keys of its own, shared with no other node)."""
         if re.search(r"[*?\[\]\s'\"{}#\\]", include_file):
             raise Unsafe("--include %s has characters Apache would read as a pattern or syntax: use a plain file name" % include_file)
@@ -90,7 +90,7 @@ class Apache(Flavor):
                 raise Unsafe("line %d sets SSLSessionTicketKeyFile: the managed key replaces it; remove that line, then run again" % (number + 1))
             elif directive == "sslsessiontickets" and words[1:2] and words[1].lower() == "off":
                 raise Unsafe("line %d turns session tickets off (SSLSessionTickets off): remove it, then run again" % (number + 1))
-            elif directive in ("include", "includeoptional") and len(words) > 1:
+            elif directive in ("include", "includeoptional") and len(words) > 1 and depth == 0:
                 pattern = words[1].strip("\"'")
                 if pattern == include_file or fnmatch.fnmatchcase(include_file, pattern):
                     included = True
