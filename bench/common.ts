@@ -24,6 +24,7 @@ export function machine(): Record<string, string | number> {
     node: process.version,
     nginx: firstLine('nginx', ['-v']),
     haproxy: firstLine('haproxy', ['-v']),
+    apache: firstLine('apache2', ['-v']),
     openssl: firstLine('openssl', ['version']),
     date: new Date().toISOString(),
   };

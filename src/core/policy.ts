@@ -14,7 +14,7 @@ export const MAX_TICKET_LIFETIME_SECONDS = 7 * 24 * 3600;
 export const DEFAULT_ROTATION_INTERVAL_SECONDS = 12 * 3600;
 export const DEFAULT_TICKET_LIFETIME_SECONDS = 12 * 3600;
 /** The shortest interval for a server that holds one key: each rotation costs every client a full handshake. */
-export const MIN_SINGLE_KEY_ROTATION_INTERVAL_SECONDS = 3600;
+const MIN_SINGLE_KEY_ROTATION_INTERVAL_SECONDS = 3600;
 
 export interface RotationPolicy {
   rotationIntervalSeconds: number;

@@ -82,7 +82,7 @@ export interface NodeReport {
   reachable: boolean;
   /** Name of the key the node's tickets are encrypted with, per TLS version. */
   keys: Partial<Record<TlsVersion, string>>;
-  /** The server software its HTTP response shows ("nginx", "haproxy"), when it shows one. */
+  /** The server software its HTTP response shows (a flavor's name, or its Server header's product), when it shows one. */
   serverSoftware: string | undefined;
   onExpectedKey: boolean;
 }

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, parseKeySet, type KeySet } from '../../src/core/keyset.js';
 import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } from '../../src/core/policy.js';
-import type { ServerFlavor } from '../../src/flavors/index.js';
+import { FLAVORS, type ServerFlavor } from '../../src/flavors/index.js';
 import { rotateNow, type RotationContext } from '../../src/core/rotation.js';
 import { AWSCURRENT } from '../../src/core/secret-store.js';
 import { runApplier, nodeApplierArgs } from '../../src/local/applier.js';
@@ -121,7 +121,7 @@ describe.each<ServerFlavor>(['nginx', 'haproxy'])('the boot-time fetch on real %
     } finally {
       await empty.stop();
     }
-    if (flavor === 'haproxy') {
+    if (FLAVORS[flavor].hasRuntimeApi) {
       // The applier's --before-start runs before the runtime API listens: asking for both is a usage error.
       const refused = await runApplier([...nodeApplierArgs(node), '--runtime-socket', node.runtimeSocket!, '--before-start'], '');
       expect(refused.exitCode).toBe(2);
