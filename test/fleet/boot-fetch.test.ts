@@ -8,8 +8,8 @@ import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentKey, parseKeySet, type KeySet } from '../../src/core/keyset.js';
-import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS } from '../../src/core/policy.js';
-import { FLAVORS, type ServerFlavor } from '../../src/flavors/index.js';
+import { DEFAULT_ROTATION_INTERVAL_SECONDS, DEFAULT_TICKET_LIFETIME_SECONDS, defaultKeyLength } from '../../src/core/policy.js';
+import { FLAVORS, SERVER_FLAVORS, type ServerFlavor } from '../../src/flavors/index.js';
 import { rotateNow, type RotationContext } from '../../src/core/rotation.js';
 import { AWSCURRENT } from '../../src/core/secret-store.js';
 import { runApplier, nodeApplierArgs } from '../../src/local/applier.js';
@@ -31,7 +31,7 @@ async function throughTheBalancer(fleet: LocalFleet, durationMs: number): Promis
   return sumStats(await Promise.all(clients.map((client) => client.stop())));
 }
 
-describe.each<ServerFlavor>(['nginx', 'haproxy'])('the boot-time fetch on real %s', (flavor) => {
+describe.each<ServerFlavor>(SERVER_FLAVORS)('the boot-time fetch on real %s', (flavor) => {
   let fleet: LocalFleet;
   let commander: LocalFleetCommander;
   let context: RotationContext;
@@ -46,7 +46,7 @@ describe.each<ServerFlavor>(['nginx', 'haproxy'])('the boot-time fetch on real %
       store: fleet.store,
       commander,
       verifier: new LocalFleetVerifier(() => fleet.runningNodes()),
-      policy: { rotationIntervalSeconds: DEFAULT_ROTATION_INTERVAL_SECONDS, ticketLifetimeSeconds: DEFAULT_TICKET_LIFETIME_SECONDS, keyLength: 80, flavor },
+      policy: { rotationIntervalSeconds: DEFAULT_ROTATION_INTERVAL_SECONDS, ticketLifetimeSeconds: DEFAULT_TICKET_LIFETIME_SECONDS, keyLength: defaultKeyLength(flavor), flavor },
     };
     await rotate();
   });
