@@ -34,6 +34,7 @@ import { NodeAddressError, parseNodeList } from './verify/nodes.js';
 import { formatReport, verifyFleet, type VerifyNode } from './verify/verifier.js';
 import { runDemo } from './local/demo.js';
 import { writePrivateFile } from './local/private-file.js';
+import { undoOnAnyEnd } from './local/teardown.js';
 
 const USAGE = `Usage: ticket-keys <command> [options]
 
@@ -213,6 +214,7 @@ function disableCoreDumps(): void {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  undoOnAnyEnd();
   disableCoreDumps();
   let parsed;
   try {

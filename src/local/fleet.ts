@@ -1,10 +1,11 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, statfsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { shellQuote } from '../core/shell.js';
+import { removeDirectory, stopProcess, trackDirectory, trackProcess } from './teardown.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { DEFAULT_FLAVOR, FLAVORS, type ServerFlavor } from '../flavors/index.js';
 import { nodeOnboardingArgs, runOnboarding, type ManagedServer, type OnboardingSummary } from './applier.js';
@@ -71,18 +72,6 @@ const CERTIFICATE_KEY_OPTIONS: Record<CertificateKind, string[]> = {
   'rsa-2048': ['-newkey', 'rsa:2048'],
 };
 
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Last resort when a test runner or the demo dies without calling stop().
-  process.on('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
-  });
-}
-
 export function requireCommand(command: string, install: string): string {
   for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin', '/bin', ...(process.env.PATH ?? '').split(':')]) {
     const candidate = join(dir, command);
@@ -105,7 +94,7 @@ export function makeMemoryDirectory(prefix: string): string {
   if (!existsSync(root) || ![TMPFS_MAGIC, RAMFS_MAGIC].includes(statfsSync(root).type)) {
     throw new Error(`${root} is not a memory filesystem here: the local fleet keeps keys only in memory; mount one with \`mount -t tmpfs tmpfs ${root}\``);
   }
-  return mkdtempSync(join(root, prefix));
+  return trackDirectory(mkdtempSync(join(root, prefix)));
 }
 
 const GET_CURRENT_KEY_SET = join(PROJECT_ROOT, 'dist', 'src', 'local', 'get-current-key-set.js');
@@ -163,26 +152,15 @@ interface StartedProcess {
 }
 
 function startProcess(command: string, args: string[]): StartedProcess {
-  installExitHook();
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // A process group of its own: stopping it stops its workers too, and a terminal's Ctrl-C
+  // reaches only this process, which then stops it (teardown.ts).
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  trackProcess(child);
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
-  running.add(child);
-  child.once('exit', () => running.delete(child));
   return { child, recentStderr: () => stderr };
-}
-
-async function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill(signal);
-  const timeout = sleep(5000).then(() => 'timeout' as const);
-  if ((await Promise.race([exited, timeout])) === 'timeout') {
-    child.kill('SIGKILL');
-    await exited;
-  }
 }
 
 function childPids(parent: number): number[] {
@@ -248,7 +226,7 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
   const binaries = new Map([...new Set(flavors as ServerFlavor[])].map((flavor) => [flavor, requireCommand(FLAVORS[flavor].local.binary, FLAVORS[flavor].local.install)]));
   // The load balancer in front of the nodes.
   const haproxy = requireCommand('haproxy', 'install it with `apt-get install haproxy`');
-  const baseDir = mkdtempSync(join(tmpdir(), 'ticket-fleet-'));
+  const baseDir = trackDirectory(mkdtempSync(join(tmpdir(), 'ticket-fleet-')));
   const memoryDir = makeMemoryDirectory('ticket-fleet-keys-');
   const storeDir = join(memoryDir, 'secret');
   const store = new FileSecretStore(storeDir);
@@ -259,8 +237,8 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
   const stop = async (): Promise<void> => {
     const all = [...nodeProcesses.values(), ...(balancerProcess ? [balancerProcess] : [])];
     await Promise.all(all.map((child) => stopProcess(child, 'SIGTERM')));
-    rmSync(baseDir, { recursive: true, force: true });
-    rmSync(memoryDir, { recursive: true, force: true });
+    removeDirectory(baseDir);
+    removeDirectory(memoryDir);
   };
   const startNode = async (node: FleetNode): Promise<OnboardingSummary> => {
     const prepared = prepareNodeStart(node, storeDir, fetchWaitSeconds);
