@@ -59,7 +59,42 @@ def parse(text: str) -> KeySet:
     except ValueError:
         # The parser's own message quotes the input, which may hold key material: never pass it on.
         raise InvalidKeySet("key set is not valid JSON: " + TODO) from None
+    repeated = repeated_member(text)
+    if repeated is not None:
+        raise InvalidKeySet("key set gives the member %s twice in one object: parsers disagree on which one counts; %s" % (json.dumps(repeated[:32], ensure_ascii=False), TODO))
     return validate(doc)
+
+
+def repeated_member(text: str) -> str | None:
+    """The first member name that an object of `text` (valid JSON) gives a second time, in the
+    order of the text, as the engine's parseKeySet finds it (json keeps the last one silently)."""
+    open_objects: list[set[str] | None] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "{":
+            open_objects.append(set())
+        elif char == "[":
+            open_objects.append(None)
+        elif char in "}]":
+            open_objects.pop()
+        elif char == '"':
+            end = index + 1
+            while text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            token = text[index : end + 1]
+            index = end
+            following = end + 1
+            while following < len(text) and text[following] in " \t\n\r":
+                following += 1
+            members = open_objects[-1] if open_objects else None
+            if following < len(text) and text[following] == ":" and members is not None:
+                name = json.loads(token)
+                if name in members:
+                    return name
+                members.add(name)
+        index += 1
+    return None
 
 
 def validate(doc: object) -> KeySet:

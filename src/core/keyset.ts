@@ -169,7 +169,41 @@ export function parseKeySet(text: string): KeySet {
     // The parser's own message quotes the input, which may hold key material: never pass it on.
     throw new KeySetError(`key set is not valid JSON: ${WHAT_TO_DO}`);
   }
+  const repeated = repeatedMember(text);
+  if (repeated !== undefined) {
+    throw new KeySetError(`key set gives the member ${JSON.stringify(repeated.slice(0, 32))} twice in one object: parsers disagree on which one counts; ${WHAT_TO_DO}`);
+  }
   return validateKeySet(value);
+}
+
+/**
+ * The first member name that an object of `text` (valid JSON) gives a second time, in the order
+ * of the text. JSON.parse keeps the last one silently; another parser may keep the first. The
+ * applier's parser (applier/ticket_keys/keyset.py) scans the same way.
+ */
+function repeatedMember(text: string): string | undefined {
+  const open: (Set<string> | undefined)[] = [];
+  for (let index = 0; index < text.length; index += 1) {
+    const char = text[index];
+    if (char === '{') open.push(new Set());
+    else if (char === '[') open.push(undefined);
+    else if (char === '}' || char === ']') open.pop();
+    else if (char === '"') {
+      let end = index + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      const token = text.slice(index, end + 1);
+      index = end;
+      let next = end + 1;
+      while (' \t\n\r'.includes(text[next] ?? '.')) next += 1;
+      const members = open.at(-1);
+      if (text[next] === ':' && members !== undefined) {
+        const name = JSON.parse(token) as string;
+        if (members.has(name)) return name;
+        members.add(name);
+      }
+    }
+  }
+  return undefined;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

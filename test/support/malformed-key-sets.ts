@@ -50,6 +50,9 @@ export function malformedKeySets(gen2: KeySet): [string, () => string, RegExp][]
     ['a key that is null', () => variant(gen2, (doc) => ((doc.keys as unknown[])[0] = null)), /key 1 is not an object/],
     ['two unknown fields', () => variant(gen2, (doc) => Object.assign(doc, { expires: 'never', owner: 'ops' })), /key set has unknown field\(s\) expires, owner: /],
     ['a creation time with an offset, not Z', () => variant(gen2, (doc) => ((doc.keys[1] as Record<string, unknown>).createdAt = '2026-02-28T10:00:00.000+00:00')), /key 2 \(\w+\) has createdAt that is not an ISO 8601/],
+    // JSON.parse and Python's json both keep the last of two members of one name: two readers of other parsers could read other values.
+    ['a member given twice', () => serializeKeySet(gen2).replace('{', '{"generation":1,'), /key set gives the member "generation" twice in one object: /],
+    ["a key's member given twice", () => serializeKeySet(gen2).replace(/"state":"next"/, '"state":"previous","state":"next"'), /key set gives the member "state" twice in one object: /],
     ['a creation time with ten fraction digits', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).createdAt = '2026-02-28T10:00:00.1234567891Z')), /key 1 \(\w+\) has createdAt that is not an ISO 8601/],
   ];
 }
