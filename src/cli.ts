@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { existsSync, readFileSync } from 'node:fs';
 import {
   createKeySet,
   currentKey,
@@ -35,61 +34,39 @@ import { formatReport, verifyFleet, type VerifyNode } from './verify/verifier.js
 import { runDemo } from './local/demo.js';
 import { writePrivateFile } from './local/private-file.js';
 import { undoOnAnyEnd } from './local/teardown.js';
+import { command, nearest, UsageError, type Command, type OptionSpecs, type OptionValues } from './cli/options.js';
 
-const USAGE = `Usage: ticket-keys <command> [options]
-
-Key set files (key material goes only to --out files, mode 0600, or to a pipe):
-  init     [--key-length 80|48] [--out FILE]               a new key set, generation 1
-  rotate   [--in FILE] [--out FILE] [policy options]        generation g+1 (--in and --out may be the same file)
-  revoke   [--in FILE] [--out FILE]                         every key replaced, nothing retained
-  inspect  [--in FILE] [--json]                             generation, key names and states; never material
-
-Verification (any fleet, AWS or not; exit 0 only when everything passed):
-  verify   --node [NAME=]HOST:PORT[/SNI] ... | --nodes-file FILE   every node encrypts with the expected key, tickets resume across nodes
-           [--expect-key NAME | --key-set FILE] [--tls 1.2,1.3] [--peers K] [--seed N] [--timeout-ms 3000] [--json]
-
-Local mode:
-  demo     [--nodes 3] [--rotations 4] [policy options]     real nodes (--flavor) behind HAProxy, rotated while clients resume
-
-Policy options (defaults: every ${formatDuration(DEFAULT_ROTATION_INTERVAL_SECONDS)}; tickets live ${formatDuration(DEFAULT_TICKET_LIFETIME_SECONDS)}, or what the server's keys cover; ${DEFAULT_KEY_LENGTH}-byte keys):
-  --rotation-interval DURATION   how often keys rotate (90s, 30m, 12h, 7d, 1h30m)
-  --ticket-lifetime DURATION     how long clients may resume a ticket (nginx ssl_session_timeout)
-  --key-length 80|48             key size in bytes${Object.values(FLAVORS)
-  .filter((flavor) => flavor.keyLengths !== undefined)
-  .map((flavor) => ` (${flavor.name}: ${flavor.keyLengths?.join(' or ')} only, its default)`)
-  .join('')}
-  --flavor ${SERVER_FLAVORS.join('|').padEnd(21)} the server on the nodes (default ${DEFAULT_FLAVOR}${Object.values(FLAVORS)
+const FLAVOR_NOTES = Object.values(FLAVORS)
   .filter((flavor) => flavor.keyCapacity !== undefined)
-  .map((flavor) => `; ${flavor.name} holds ${flavor.keyCapacity} key${flavor.keyCapacity === 1 ? '' : 's'}`)
-  .join('')})
-`;
+  .map((flavor) => `${flavor.name} holds ${flavor.keyCapacity} key${flavor.keyCapacity === 1 ? '' : 's'}`)
+  .join('; ');
 
-class UsageError extends Error {}
+const KEY_OPTIONS = {
+  'key-length': {
+    kind: 'string',
+    value: '80|48',
+    help: `key size in bytes (default ${DEFAULT_KEY_LENGTH}${Object.values(FLAVORS)
+      .filter((flavor) => flavor.keyLengths !== undefined)
+      .map((flavor) => `; ${flavor.name}: ${flavor.keyLengths?.join(' or ')} only, its default`)
+      .join('')})`,
+  },
+  flavor: { kind: 'string', value: SERVER_FLAVORS.join('|'), help: `the server on the nodes (default ${DEFAULT_FLAVOR}; ${FLAVOR_NOTES})` },
+} as const satisfies OptionSpecs;
 
-const OPTIONS = {
-  in: { type: 'string' },
-  out: { type: 'string' },
-  json: { type: 'boolean' },
-  'key-length': { type: 'string' },
-  flavor: { type: 'string' },
-  'rotation-interval': { type: 'string' },
-  'ticket-lifetime': { type: 'string' },
-  nodes: { type: 'string' },
-  node: { type: 'string', multiple: true },
-  'nodes-file': { type: 'string' },
-  'expect-key': { type: 'string' },
-  'key-set': { type: 'string' },
-  tls: { type: 'string' },
-  peers: { type: 'string' },
-  seed: { type: 'string' },
-  'timeout-ms': { type: 'string' },
-  rotations: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+const POLICY_OPTIONS = {
+  'rotation-interval': { kind: 'string', value: 'DURATION', help: `how often keys rotate: 90s, 30m, 12h, 7d, 1h30m (default ${formatDuration(DEFAULT_ROTATION_INTERVAL_SECONDS)})` },
+  'ticket-lifetime': {
+    kind: 'string',
+    value: 'DURATION',
+    help: `how long clients may resume a ticket, nginx's ssl_session_timeout (default ${formatDuration(DEFAULT_TICKET_LIFETIME_SECONDS)}, or what the server's keys cover)`,
+  },
+  ...KEY_OPTIONS,
+} as const satisfies OptionSpecs;
 
-type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+const INPUT = { in: { kind: 'string', value: 'FILE', help: 'the key set to read (default: standard input)' } } as const satisfies OptionSpecs;
+const OUTPUT = { out: { kind: 'string', value: 'FILE', help: 'where to write the key set, mode 0600 (default: standard output, never a terminal)' } } as const satisfies OptionSpecs;
 
-function policyFrom(values: Values): RotationPolicy {
+function policyFrom(values: OptionValues<typeof POLICY_OPTIONS>): RotationPolicy {
   const flavor = values.flavor ?? DEFAULT_FLAVOR;
   if (!isServerFlavor(flavor)) throw new UsageError(`--flavor ${flavor} is not supported: use ${supportedFlavors()}`);
   const keyLength = values['key-length'] === undefined ? defaultKeyLength(flavor) : Number(values['key-length']);
@@ -118,7 +95,19 @@ function wholeNumber(text: string | undefined, fallback: number, what: string, m
   return value;
 }
 
-function verifyTargets(values: Values): VerifyNode[] {
+const VERIFY_OPTIONS = {
+  node: { kind: 'strings', value: '[NAME=]HOST:PORT[/SNI]', help: 'a node to verify (repeat it)' },
+  'nodes-file': { kind: 'string', value: 'FILE', help: 'the nodes, one [NAME=]HOST:PORT[/SNI] a line (# starts a comment)' },
+  'expect-key': { kind: 'string', value: 'NAME', help: 'the key every node must encrypt with (default: the key most nodes use)' },
+  'key-set': { kind: 'string', value: 'FILE', help: "expect the current key of this key set (only its key names are read)" },
+  tls: { kind: 'string', value: '1.2,1.3', help: 'the TLS versions to check (default both)' },
+  peers: { kind: 'string', value: 'K', help: 'other nodes each ticket is tried on (default: every other node up to 12 nodes, else 6)' },
+  seed: { kind: 'string', value: 'N', help: 'the seed of the choice of peers (default 1)' },
+  'timeout-ms': { kind: 'string', value: 'MS', help: 'per connection (default 3000)' },
+  json: { kind: 'boolean', help: 'the report as JSON' },
+} as const satisfies OptionSpecs;
+
+function verifyTargets(values: OptionValues<typeof VERIFY_OPTIONS>): VerifyNode[] {
   const lines = [...(values.node ?? [])];
   if (values['nodes-file'] !== undefined) {
     let text: string;
@@ -146,7 +135,7 @@ function tlsVersions(text: string | undefined): TlsVersion[] {
   return versions as TlsVersion[];
 }
 
-async function verify(values: Values): Promise<number> {
+async function verify(values: OptionValues<typeof VERIFY_OPTIONS>): Promise<number> {
   const nodes = verifyTargets(values);
   if (values['expect-key'] !== undefined && values['key-set'] !== undefined) throw new UsageError('give --expect-key or --key-set, not both');
   const expectedKey = values['key-set'] !== undefined ? currentKey(await readKeySet(values['key-set'])).name : values['expect-key'];
@@ -213,73 +202,128 @@ function disableCoreDumps(): void {
   if (run.status !== 0) process.stderr.write(`ticket-keys: could not turn core dumps off (prlimit: ${run.error?.message ?? run.stderr.trim()}); a crash could write keys to a core file: install util-linux, or run \`ulimit -c 0\` first\n`);
 }
 
+/** One line for what a command wrote, on standard error (standard output may be the key set itself). */
+function reportWritten(set: KeySet, path: string | undefined): void {
+  const names = set.keys.map((key) => `${key.state} ${key.name}`).join(', ');
+  process.stderr.write(`ticket-keys: wrote generation ${set.generation} to ${path ?? 'standard output'}: ${names}\n`);
+}
+
+const COMMANDS: Record<string, Command> = {
+  init: command('init', {
+    summary: 'a new key set, generation 1',
+    options: { ...KEY_OPTIONS, ...OUTPUT, force: { kind: 'boolean', help: 'replace an existing --out file (and every key in it)' } },
+    async run(values) {
+      if (values.out !== undefined && !values.force && existsSync(values.out)) {
+        throw new Refused(`--out ${values.out} exists: init would replace the key set there and every key in it; nothing changed: choose another file, or pass --force to replace it`);
+      }
+      const set = createKeySet(policyFrom(values).keyLength);
+      writeKeySet(set, values.out);
+      reportWritten(set, values.out);
+      return 0;
+    },
+  }),
+  rotate: command('rotate', {
+    summary: 'generation g+1 of a key set (--in and --out may be the same file)',
+    options: { ...INPUT, ...OUTPUT, ...POLICY_OPTIONS },
+    async run(values) {
+      const policy = policyFrom(values);
+      const set = await readKeySet(values.in);
+      const lengths = FLAVORS[policy.flavor ?? DEFAULT_FLAVOR].keyLengths;
+      if (lengths !== undefined && !lengths.includes(set.keyLength)) {
+        throw new UsageError(
+          `the key set holds ${set.keyLength}-byte keys, which ${policy.flavor} cannot read: make a new set with \`ticket-keys init --flavor ${policy.flavor}\` and cut over to it as in a revocation`,
+        );
+      }
+      if (values['key-length'] !== undefined && policy.keyLength !== set.keyLength) {
+        throw new UsageError(`--key-length ${policy.keyLength} differs from the set's ${set.keyLength}: a length change needs \`ticket-keys init\` and a revocation-style cut-over`);
+      }
+      const rotated = rotateKeySet(set, previousKeysToKeep({ ...policy, keyLength: set.keyLength }));
+      writeKeySet(rotated, values.out);
+      reportWritten(rotated, values.out);
+      const cost = rotationCost(policy);
+      if (cost !== undefined) process.stderr.write(`ticket-keys: note: ${cost}\n`);
+      return 0;
+    },
+  }),
+  revoke: command('revoke', {
+    summary: 'every key replaced, nothing retained',
+    options: { ...INPUT, ...OUTPUT },
+    async run(values) {
+      const revoked = revokeKeySet(await readKeySet(values.in));
+      writeKeySet(revoked, values.out);
+      reportWritten(revoked, values.out);
+      return 0;
+    },
+  }),
+  inspect: command('inspect', {
+    summary: 'generation, key names and states of a key set; never key material',
+    options: { ...INPUT, json: { kind: 'boolean', help: 'as JSON' } },
+    async run(values) {
+      process.stdout.write(`${inspect(await readKeySet(values.in), values.json ?? false)}\n`);
+      return 0;
+    },
+  }),
+  verify: command('verify', {
+    summary: 'any fleet, AWS or not: every node encrypts with the expected key and tickets resume across nodes (exit 0 only when all passed)',
+    options: VERIFY_OPTIONS,
+    run: verify,
+  }),
+  demo: command('demo', {
+    summary: 'the local mode: real nodes behind HAProxy, rotated while clients keep resuming',
+    options: {
+      nodes: { kind: 'string', value: 'N', help: 'how many nodes, 2 to 16 (default 3)' },
+      rotations: { kind: 'string', value: 'N', help: 'how many rotations, 1 to 50 (default 4)' },
+      ...POLICY_OPTIONS,
+    },
+    async run(values) {
+      const ok = await runDemo({
+        nodes: wholeNumber(values.nodes, 3, '--nodes', 2, 16),
+        rotations: wholeNumber(values.rotations, 4, '--rotations', 1, 50),
+        policy: policyFrom(values),
+      });
+      return ok ? 0 : 1;
+    },
+  }),
+};
+
+const USAGE = `Usage: ticket-keys <command> [options]
+
+${Object.entries(COMMANDS)
+  .map(([name, entry]) => `  ${name.padEnd(8)} ${entry.summary}`)
+  .join('\n')}
+
+Key material goes only to --out files (mode 0600) or to a pipe, never to a terminal.
+\`ticket-keys <command> --help\` lists a command's options.
+`;
+
+/** A refusal that changed nothing: its message alone, exit 1. */
+class Refused extends Error {}
+
 export async function main(argv: string[]): Promise<number> {
   undoOnAnyEnd();
   disableCoreDumps();
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (error) {
-    process.stderr.write(`ticket-keys: ${(error as Error).message}\n\n${USAGE}`);
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    process.stderr.write(USAGE);
     return 2;
   }
-  const { values, positionals } = parsed;
-  const [command, ...extra] = positionals;
-  if (values.help || command === undefined || command === 'help') {
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(USAGE);
-    return command === undefined && !values.help ? 2 : 0;
+    return 0;
   }
   try {
-    if (extra.length > 0) throw new UsageError(`unexpected argument(s) ${extra.join(' ')}`);
-    switch (command) {
-      case 'init': {
-        writeKeySet(createKeySet(policyFrom(values).keyLength), values.out);
-        return 0;
-      }
-      case 'rotate': {
-        const policy = policyFrom(values);
-        const set = await readKeySet(values.in);
-        const lengths = FLAVORS[policy.flavor ?? DEFAULT_FLAVOR].keyLengths;
-        if (lengths !== undefined && !lengths.includes(set.keyLength)) {
-          throw new UsageError(
-            `the key set holds ${set.keyLength}-byte keys, which ${policy.flavor} cannot read: make a new set with \`ticket-keys init --flavor ${policy.flavor}\` and cut over to it as in a revocation`,
-          );
-        }
-        if (values['key-length'] !== undefined && policy.keyLength !== set.keyLength) {
-          throw new UsageError(`--key-length ${policy.keyLength} differs from the set's ${set.keyLength}: a length change needs \`ticket-keys init\` and a revocation-style cut-over`);
-        }
-        writeKeySet(rotateKeySet(set, previousKeysToKeep({ ...policy, keyLength: set.keyLength })), values.out);
-        const cost = rotationCost(policy);
-        if (cost !== undefined) process.stderr.write(`ticket-keys: note: ${cost}\n`);
-        return 0;
-      }
-      case 'revoke': {
-        writeKeySet(revokeKeySet(await readKeySet(values.in)), values.out);
-        return 0;
-      }
-      case 'inspect': {
-        process.stdout.write(`${inspect(await readKeySet(values.in), values.json ?? false)}\n`);
-        return 0;
-      }
-      case 'verify':
-        return await verify(values);
-      case 'demo': {
-        const ok = await runDemo({
-          nodes: wholeNumber(values.nodes, 3, '--nodes', 2, 16),
-          rotations: wholeNumber(values.rotations, 4, '--rotations', 1, 50),
-          policy: policyFrom(values),
-        });
-        return ok ? 0 : 1;
-      }
-      default:
-        throw new UsageError(`unknown command "${command}"`);
+    const chosen = COMMANDS[name];
+    if (chosen === undefined) {
+      const close = nearest(name, Object.keys(COMMANDS));
+      throw new UsageError(`unknown command "${name}"${close ? ` (did you mean ${close}?)` : ''}: the commands are ${Object.keys(COMMANDS).join(', ')}; see \`ticket-keys --help\``);
     }
+    return await chosen.run(rest);
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`ticket-keys: ${error.message}\n\n${USAGE}`);
+      process.stderr.write(`ticket-keys: ${error.message}\n`);
       return 2;
     }
-    if (error instanceof KeySetError || error instanceof PolicyError || error instanceof RotationError) {
+    if (error instanceof KeySetError || error instanceof PolicyError || error instanceof RotationError || error instanceof Refused) {
       process.stderr.write(`ticket-keys: ${error.message}\n`);
       return 1;
     }

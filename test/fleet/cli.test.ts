@@ -82,12 +82,52 @@ describe('ticket-keys CLI', () => {
     expect(cli(['rotate', '--flavor', 'caddy'], set).stderr).toMatch(/--flavor caddy is not supported: use nginx, haproxy or apache/);
   });
 
-  it('answers usage errors with exit 2 and the usage', () => {
-    const unknown = cli(['spin']);
+  it('answers usage errors with exit 2 and one line that says what to do, not the whole usage', () => {
+    const unknown = cli(['rotat']);
     expect(unknown.status).toBe(2);
-    expect(unknown.stderr).toMatch(/unknown command "spin"[\s\S]*Usage: ticket-keys/);
+    expect(unknown.stderr).toBe('ticket-keys: unknown command "rotat" (did you mean rotate?): the commands are init, rotate, revoke, inspect, verify, demo; see `ticket-keys --help`\n');
+    expect(cli([]).stderr).toMatch(/^Usage: ticket-keys <command> \[options\]\n\n {2}init /);
     expect(cli(['init', '--key-length', '64']).stderr).toMatch(/--key-length 64 is not supported: use 80 or 48/);
     expect(cli(['demo', '--nodes', '100']).stderr).toMatch(/--nodes must be a whole number from 2 to 16/);
+  });
+
+  it('takes only each command\'s own options, names a wrong one with the nearest valid one, and points to its --help', () => {
+    for (const [args, message] of [
+      [['demo', '--node', '5'], 'ticket-keys: demo has no option --node (did you mean --nodes?): see `ticket-keys demo --help`\n'],
+      [['inspect', '--nodes', '4'], 'ticket-keys: inspect has no option --nodes: see `ticket-keys inspect --help`\n'],
+      [['demo', '--json'], 'ticket-keys: demo has no option --json: see `ticket-keys demo --help`\n'],
+      [['init', '--out'], 'ticket-keys: --out needs a value (FILE); see `ticket-keys init --help`\n'],
+      [['inspect', '--json=yes'], 'ticket-keys: --json takes no value; see `ticket-keys inspect --help`\n'],
+      [['inspect', 'keys.json'], 'ticket-keys: inspect takes no argument "keys.json": give everything as an option; see `ticket-keys inspect --help`\n'],
+    ] as const) {
+      const result = cli([...args]);
+      expect(result.status, args.join(' ')).toBe(2);
+      expect(result.stderr, args.join(' ')).toBe(message);
+      expect(result.stdout, args.join(' ')).toBe('');
+    }
+    const help = cli(['init', '--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: ticket-keys init \[options\]: a new key set, generation 1\n/);
+    expect(help.stdout).toContain('--force');
+    expect(help.stdout).not.toContain('--nodes');
+  });
+
+  it('init refuses to replace an existing file unless --force; rotate and revoke write in place and say what they wrote', () => {
+    const file = join(dir, 'live.json');
+    expect(cli(['init', '--out', file]).stderr).toMatch(/^ticket-keys: wrote generation 1 to .*live\.json: current [0-9a-f]{32}, next [0-9a-f]{32}\n$/);
+    const live = readFileSync(file, 'utf8');
+    const again = cli(['init', '--out', file]);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toBe(`ticket-keys: --out ${file} exists: init would replace the key set there and every key in it; nothing changed: choose another file, or pass --force to replace it\n`);
+    expect(readFileSync(file, 'utf8')).toBe(live);
+    expect(cli(['init', '--out', file, '--force']).status).toBe(0);
+    expect(readFileSync(file, 'utf8')).not.toBe(live);
+    const rotated = cli(['rotate', '--in', file, '--out', file]);
+    const second = parseKeySet(readFileSync(file, 'utf8'));
+    expect(rotated.stderr).toBe(`ticket-keys: wrote generation 2 to ${file}: ${second.keys.map((key) => `${key.state} ${key.name}`).join(', ')}\n`);
+    const revoked = cli(['revoke', '--in', file]);
+    expect(revoked.stderr).toBe(`ticket-keys: wrote generation 3 to standard output: ${parseKeySet(revoked.stdout).keys.map((key) => `${key.state} ${key.name}`).join(', ')}\n`);
+    expectNoMaterial(rotated.stderr + revoked.stderr, [second, parseKeySet(revoked.stdout)]);
   });
 
   it('demo: rotations on a real fleet while clients keep resuming, and exit 0', () => {
@@ -117,8 +157,8 @@ describe('ticket-keys CLI', () => {
     expect(onApache.stderr).toMatch(/^ticket-keys: the key set holds 80-byte keys, which apache cannot read: make a new set with `ticket-keys init --flavor apache` and cut over to it as in a revocation\n/);
     const rotated = cli(['rotate', '--flavor', 'apache'], set);
     expect(rotated.status).toBe(0);
-    expect(rotated.stderr).toMatch(/^ticket-keys: note: apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake/);
-    expect(cli(['rotate', '--flavor', 'nginx'], set).stderr).toBe('');
+    expect(rotated.stderr).toMatch(/\nticket-keys: note: apache holds one ticket key, with no previous or next key beside it: every rotation costs each client a full handshake/);
+    expect(cli(['rotate', '--flavor', 'nginx'], set).stderr).not.toMatch(/note:/);
     expect(cli(['rotate', '--flavor', 'apache', '--rotation-interval', '30m'], set).stderr).toMatch(/rotation interval 30m is too short for apache/);
     const demo = cli(['demo', '--flavor', 'apache', '--nodes', '2', '--rotations', '2']);
     expect(demo.stderr).toBe('');
