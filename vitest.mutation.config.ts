@@ -23,6 +23,8 @@ export default defineConfig({
     ],
     // The fault model's random interleavings: fewer per mutant than `npm test` runs (1,500).
     env: { MODEL_RUNS: '100' },
+    // Synthesized apps write their cloud assembly in a directory removed after each file.
+    setupFiles: ['./test/support/cdk-outdir.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

@@ -14,6 +14,7 @@ import { VERIFIER_ENVIRONMENT as VERIFIER_ENV, VERIFIER_SERVICE, VERIFIER_TIMEOU
 import { Concern } from './concern.js';
 import { restrictReads } from './restrict-reads.js';
 import { ticketKeyFunction } from './ticket-key-function.js';
+import { SettingError } from './setting-error.js';
 
 /**
  * One vCPU ("At 1,769 MB, a function has the equivalent of one vCPU":
@@ -66,7 +67,7 @@ export class FleetVerifier extends Concern {
     let network: Pick<nodejs.NodejsFunctionProps, 'vpc' | 'vpcSubnets' | 'securityGroups'> = {};
     if (props.vpcId !== undefined) {
       const subnetIds = props.subnetIds ?? [];
-      if (subnetIds.length === 0) throw new Error('verifierSubnetIds is required with verifierVpcId: the subnets the verifier runs in');
+      if (subnetIds.length === 0) throw new SettingError('verifierSubnetIds is required with verifierVpcId: the subnets the verifier runs in');
       const vpc = ec2.Vpc.fromVpcAttributes(this, 'NodesVpc', { vpcId: props.vpcId, availabilityZones: Stack.of(this).availabilityZones });
       this.securityGroup = new ec2.SecurityGroup(this, 'VerifierSecurityGroup', { vpc, allowAllOutbound: false, description: 'TLS ticket key verifier' });
       this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(props.port), 'TLS handshakes with the nodes');

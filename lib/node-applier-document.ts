@@ -5,6 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { FLAVORS, type ServerFlavor } from '../src/flavors/index.js';
 import { shellQuote } from '../src/core/shell.js';
 import { APPLIER_DIR, applierFiles, onboardingFiles } from '../src/project-paths.js';
+import { SettingError } from './setting-error.js';
 
 /** How the applier is run on each node: baked into the document at synth time. */
 export interface NodeApplierSettings {
@@ -27,9 +28,9 @@ const HEREDOC_END = 'APPLY_TICKET_KEYS_SCRIPT';
 export const FETCH_FAILED_EXIT = 10;
 
 function checkSetting(name: string, value: string): void {
-  if (value.trim() === '' || /[\n\r]/.test(value)) throw new Error(`${name} must be one non-empty line (got ${JSON.stringify(value)})`);
+  if (value.trim() === '' || /[\n\r]/.test(value)) throw new SettingError(`${name} must be one non-empty line (got ${JSON.stringify(value)})`);
   // SSM would read "{{" as a parameter reference and change the command.
-  if (value.includes('{{')) throw new Error(`${name} must not contain "{{" (got ${JSON.stringify(value)})`);
+  if (value.includes('{{')) throw new SettingError(`${name} must not contain "{{" (got ${JSON.stringify(value)})`);
 }
 
 /** gzip's header byte for "operating system unknown": the same bytes whichever system synthesizes. */
@@ -81,7 +82,7 @@ ${files.map(embeddedFile).join('\n')}`;
  */
 export function nodeApplierCommand(settings: NodeApplierSettings): string {
   for (const path of [settings.keyDirectory, settings.includePath]) {
-    if (!path.startsWith('/')) throw new Error(`key directory and include path must be absolute (got ${JSON.stringify(path)})`);
+    if (!path.startsWith('/')) throw new SettingError(`key directory and include path must be absolute (got ${JSON.stringify(path)})`);
   }
   checkSetting('keyDirectory', settings.keyDirectory);
   checkSetting('includePath', settings.includePath);
@@ -91,7 +92,7 @@ export function nodeApplierCommand(settings: NodeApplierSettings): string {
   if (settings.runtimeSocket !== undefined) {
     if (!FLAVORS[settings.flavor].hasRuntimeApi) {
       const withApi = Object.values(FLAVORS).filter((flavor) => flavor.hasRuntimeApi).map((flavor) => flavor.name);
-      throw new Error(`runtimeSocket is for the ${withApi.join(' or ')} flavor only`);
+      throw new SettingError(`runtimeSocket is for the ${withApi.join(' or ')} flavor only`);
     }
     checkSetting('runtimeSocket', settings.runtimeSocket);
   }

@@ -5,6 +5,7 @@ import { parseDuration } from '../src/core/policy.js';
 import { isServerFlavor, supportedFlavors, type ServerFlavor } from '../src/flavors/index.js';
 import { parseNodeList } from '../src/verify/nodes.js';
 import type { TicketKeyRotationProps } from './ticket-key-rotation.js';
+import { SettingError } from './setting-error.js';
 
 /** The context keys the app reads (cdk.json defaults, `-c key=value` overrides). */
 export const SETTING_KEYS = [
@@ -50,7 +51,7 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
   };
   const need = (key: SettingKey): string => {
     const value = text(key);
-    if (value === undefined) throw new Error(`context setting ${key} is required: set it in cdk.json or pass -c ${key}=VALUE`);
+    if (value === undefined) throw new SettingError(`context setting ${key} is required: set it in cdk.json or pass -c ${key}=VALUE`);
     return value;
   };
   const duration = (key: SettingKey): Duration | undefined => {
@@ -59,16 +60,16 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
   };
   const rate = (key: SettingKey): string | undefined => {
     const value = text(key);
-    if (value !== undefined && !RATE.test(value)) throw new Error(`context setting ${key}="${value}" must be a count like 10 or a percentage like 25%`);
+    if (value !== undefined && !RATE.test(value)) throw new SettingError(`context setting ${key}="${value}" must be a count like 10 or a percentage like 25%`);
     return value;
   };
   const keyLength = text('keyLength') === undefined ? undefined : Number(text('keyLength'));
-  if (keyLength !== undefined && !isKeyLength(keyLength)) throw new Error(`context setting keyLength="${text('keyLength')}" is not supported: use 80 or 48`);
+  if (keyLength !== undefined && !isKeyLength(keyLength)) throw new SettingError(`context setting keyLength="${text('keyLength')}" is not supported: use 80 or 48`);
   const flavor = text('flavor');
-  if (flavor !== undefined && !isServerFlavor(flavor)) throw new Error(`context setting flavor="${flavor}" is not supported: use ${supportedFlavors()}`);
+  if (flavor !== undefined && !isServerFlavor(flavor)) throw new SettingError(`context setting flavor="${flavor}" is not supported: use ${supportedFlavors()}`);
   const retentionDays = text('logRetentionDays');
   if (retentionDays !== undefined && !Object.values(logs.RetentionDays).includes(Number(retentionDays))) {
-    throw new Error(`context setting logRetentionDays="${retentionDays}" is not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, … 3653)`);
+    throw new SettingError(`context setting logRetentionDays="${retentionDays}" is not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, … 3653)`);
   }
   const list = (key: SettingKey): string[] | undefined => {
     const value = text(key);
@@ -78,23 +79,23 @@ export function propsFromContext(get: (key: SettingKey) => unknown): TicketKeyRo
     const value = text(key);
     if (value === undefined) return undefined;
     const number = Number(value);
-    if (!Number.isInteger(number) || number < min || number > max) throw new Error(`context setting ${key}="${value}" must be a whole number from ${min} to ${max}`);
+    if (!Number.isInteger(number) || number < min || number > max) throw new SettingError(`context setting ${key}="${value}" must be a whole number from ${min} to ${max}`);
     return number;
   };
   const yesNo = (key: SettingKey): boolean | undefined => {
     const value = text(key);
     if (value === undefined) return undefined;
-    if (value !== 'true' && value !== 'false') throw new Error(`context setting ${key}="${value}" must be true or false`);
+    if (value !== 'true' && value !== 'false') throw new SettingError(`context setting ${key}="${value}" must be true or false`);
     return value === 'true';
   };
   const email = text('alarmEmail');
-  if (email !== undefined && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) throw new Error(`context setting alarmEmail="${email}" is not an email address`);
+  if (email !== undefined && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) throw new SettingError(`context setting alarmEmail="${email}" is not an email address`);
   const staticNodes = list('verifierStaticNodes');
   if (staticNodes !== undefined) {
     try {
       parseNodeList(staticNodes);
     } catch (error) {
-      throw new Error(`context setting verifierStaticNodes: ${(error as Error).message}`);
+      throw new SettingError(`context setting verifierStaticNodes: ${(error as Error).message}`);
     }
   }
   const optional = <T>(key: string, value: T | undefined): Record<string, T> => (value === undefined ? {} : { [key]: value });

@@ -16,6 +16,7 @@ import { FleetVerifier } from './fleet-verifier.js';
 import { KeyStore } from './key-store.js';
 import { Monitoring } from './monitoring.js';
 import { NodeDocuments } from './node-documents.js';
+import { SettingError } from './setting-error.js';
 
 /** On tmpfs (/run is one on systemd hosts): keys never reach a disk, a backup or a snapshot. */
 export const DEFAULT_KEY_DIRECTORY = '/run/tls-ticket-keys';
@@ -120,7 +121,7 @@ export class TicketKeyRotation extends Construct {
     const cost = rotationCost(scheduledPolicy);
     if (cost !== undefined) Annotations.of(this).addWarningV2('tls-ticket-keys:rotationCost', cost);
     for (const [name, value] of [['targetTagKey', props.targetTagKey], ['targetTagValue', props.targetTagValue]] as const) {
-      if (value.trim() === '') throw new Error(`${name} must not be empty: it selects the nodes whose keys rotate`);
+      if (value.trim() === '') throw new SettingError(`${name} must not be empty: it selects the nodes whose keys rotate`);
     }
     const fleet = { targetTagKey: props.targetTagKey, targetTagValue: props.targetTagValue };
 

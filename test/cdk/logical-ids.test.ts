@@ -2,7 +2,8 @@
 // makes CloudFormation replace the resource (a new key set secret, KMS key, log group or alarm
 // topic). The IDs of every configuration below are pinned in test/support/fixtures/logical-ids.json;
 // a change to them must be made on purpose, with a way for deployed stacks to follow.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -38,5 +39,12 @@ describe('logical IDs', () => {
     stack.exportValue(stack.rotation.secret.secretArn);
     const template = Template.fromStack(stack).toJSON() as { Resources: Record<string, unknown> };
     expect(Object.keys(template.Resources).sort()).toEqual(Object.entries(pinned.default ?? {}).filter(([, type]) => type !== 'Output').map(([id]) => id).sort());
+  });
+
+  it('are read from a synthesis that leaves no cloud assembly behind in the temporary directory (test/support/cdk-outdir.ts)', () => {
+    const assemblies = (): string[] => readdirSync(tmpdir()).filter((name) => name.startsWith('cdk.out'));
+    const before = assemblies();
+    logicalIds({});
+    expect(assemblies()).toEqual(before);
   });
 });

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -385,6 +385,28 @@ describe('the CDK stack', () => {
       expect(synthesized).toContain('"TicketKeyFleet"');
     } finally {
       rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a setting that cannot work with its message alone, no stack trace, and exit 1', () => {
+    const cdkJson = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
+    const environment = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('AWS_')));
+    for (const [setting, message] of [
+      [{ ticketLifetime: '8d' }, /^cdk synth: ticket lifetime 8d is longer than TLS allows \(RFC 8446: at most 7d\): shorten the ticket lifetime\n$/],
+      [{ rotationInterval: '30m', ticketLifetime: '7d' }, /^cdk synth: rotation interval too short for client session lifetime: .* Rotate no more often than every [^\n]*\n$/],
+      [{ maxConcurrency: 'lots' }, /^cdk synth: context setting maxConcurrency="lots" must be a count like 10 or a percentage like 25%\n$/],
+    ] as const) {
+      const out = mkdtempSync(join(tmpdir(), 'cdk-out-'));
+      try {
+        const run = spawnSync(process.execPath, [join(import.meta.dirname, '..', '..', 'dist', 'bin', 'app.js')], {
+          env: { ...environment, CDK_OUTDIR: out, CDK_CONTEXT_JSON: JSON.stringify({ ...cdkJson.context, ...setting }) },
+          encoding: 'utf8',
+        });
+        expect(run.status, JSON.stringify(setting)).toBe(1);
+        expect(run.stderr, JSON.stringify(setting)).toMatch(message);
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
     }
   });
 });
