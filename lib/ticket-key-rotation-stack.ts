@@ -26,6 +26,8 @@ export class TicketKeyRotationStack extends Stack {
       KeyNamesParameter: { value: rotation.keyNames.parameterName, description: 'Names of the current and pending keys (no material), published by each rotation' },
       VerifierFunctionName: { value: rotation.verifierFunction.functionName, description: 'Invoke with {"action":"canary"} to verify the fleet now' },
       RotationLogGroup: { value: rotation.rotationLogs.logGroupName, description: 'One JSON line per rotation step' },
+      CommandOutputLogGroup: { value: rotation.commandOutput.logGroupName, description: 'The nodes\' output of the SSM documents' },
+      TargetTag: { value: `${props.rotation.targetTagKey}=${props.rotation.targetTagValue}`, description: 'The EC2 tag that selects the fleet\'s nodes (key=value)' },
       AlarmTopicArn: { value: rotation.alarmTopic.topicArn, description: 'The alarms\' SNS topic: subscribe to it' },
       ...(rotation.verifierSecurityGroup
         ? { VerifierSecurityGroupId: { value: rotation.verifierSecurityGroup.securityGroupId, description: 'Allow TLS from this security group in the nodes\' security group' } }

@@ -35,6 +35,8 @@ import { runDemo } from './local/demo.js';
 import { writePrivateFile } from './local/private-file.js';
 import { undoOnAnyEnd } from './local/teardown.js';
 import { command, nearest, UsageError, type Command, type OptionSpecs, type OptionValues } from './cli/options.js';
+import { awsRevoke, awsRotate, awsStatus, awsVerify, onAws, refuseLocalOptions, STACK_OPTIONS } from './cli/aws.js';
+import { OperatorError } from './aws/stack-operator.js';
 
 const FLAVOR_NOTES = Object.values(FLAVORS)
   .filter((flavor) => flavor.keyCapacity !== undefined)
@@ -223,9 +225,13 @@ const COMMANDS: Record<string, Command> = {
     },
   }),
   rotate: command('rotate', {
-    summary: 'generation g+1 of a key set (--in and --out may be the same file)',
-    options: { ...INPUT, ...OUTPUT, ...POLICY_OPTIONS },
+    summary: 'generation g+1 of a key set (--in and --out may be the same file), or, with --stack, a rotation of the deployed stack',
+    options: { ...INPUT, ...OUTPUT, ...POLICY_OPTIONS, ...STACK_OPTIONS },
     async run(values) {
+      if (onAws(values)) {
+        refuseLocalOptions('rotate', values, ['in', 'out', 'rotation-interval', 'ticket-lifetime', 'key-length', 'flavor']);
+        return awsRotate(values);
+      }
       const policy = policyFrom(values);
       const set = await readKeySet(values.in);
       const lengths = FLAVORS[policy.flavor ?? DEFAULT_FLAVOR].keyLengths;
@@ -246,9 +252,14 @@ const COMMANDS: Record<string, Command> = {
     },
   }),
   revoke: command('revoke', {
-    summary: 'every key replaced, nothing retained',
-    options: { ...INPUT, ...OUTPUT },
+    summary: 'every key replaced, nothing retained; with --stack, the deployed stack\'s revocation',
+    options: { ...INPUT, ...OUTPUT, ...STACK_OPTIONS, reason: { kind: 'string', value: 'TEXT', help: 'with --stack: who asks and why ("alice: INC-4711"), kept in the RevokeTicketKeys tag' } },
     async run(values) {
+      if (onAws(values)) {
+        refuseLocalOptions('revoke', values, ['in', 'out']);
+        return awsRevoke(values);
+      }
+      if (values.reason !== undefined) throw new UsageError('--reason is for revoke --stack: a key set file keeps no reason');
       const revoked = revokeKeySet(await readKeySet(values.in));
       writeKeySet(revoked, values.out);
       reportWritten(revoked, values.out);
@@ -264,9 +275,27 @@ const COMMANDS: Record<string, Command> = {
     },
   }),
   verify: command('verify', {
-    summary: 'any fleet, AWS or not: every node encrypts with the expected key and tickets resume across nodes (exit 0 only when all passed)',
-    options: VERIFY_OPTIONS,
-    run: verify,
+    summary: 'any fleet, AWS or not: every node encrypts with the expected key and tickets resume across nodes (exit 0 only when all passed); with --stack, the stack\'s verifier function',
+    options: { ...VERIFY_OPTIONS, ...STACK_OPTIONS },
+    async run(values) {
+      if (onAws(values)) {
+        refuseLocalOptions('verify', values, ['node', 'nodes-file', 'expect-key', 'key-set', 'tls', 'peers', 'seed', 'timeout-ms']);
+        return awsVerify(values);
+      }
+      return verify(values);
+    },
+  }),
+  status: command('status', {
+    summary: 'a deployed stack: its key versions and names, rotation in flight, last step, revocation, and each node\'s generation',
+    options: {
+      ...STACK_OPTIONS,
+      'skip-nodes': { kind: 'boolean', help: 'leave out the nodes\' status round (an SSM command to every tagged node)' },
+      json: { kind: 'boolean', help: 'as JSON' },
+    },
+    async run(values) {
+      if (!onAws(values)) throw new UsageError('status needs --stack NAME or --secret-id ARN: a key set file has `ticket-keys inspect`');
+      return awsStatus(values);
+    },
   }),
   demo: command('demo', {
     summary: 'the local mode: real nodes behind HAProxy, rotated while clients keep resuming',
@@ -323,8 +352,13 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`ticket-keys: ${error.message}\n`);
       return 2;
     }
-    if (error instanceof KeySetError || error instanceof PolicyError || error instanceof RotationError || error instanceof Refused) {
+    if (error instanceof KeySetError || error instanceof PolicyError || error instanceof RotationError || error instanceof Refused || error instanceof OperatorError) {
       process.stderr.write(`ticket-keys: ${error.message}\n`);
+      return 1;
+    }
+    // An AWS service's refusal (access denied, throttled): its name and message, not a stack trace.
+    if (error instanceof Error && '$metadata' in error) {
+      process.stderr.write(`ticket-keys: AWS answered ${error.name}: ${error.message}\n`);
       return 1;
     }
     throw error;

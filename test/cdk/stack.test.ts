@@ -148,7 +148,7 @@ describe('the CDK stack', () => {
 
   it('names its outputs as the README\'s deploy steps do', () => {
     const names = (stack: Template) => Object.keys((stack.toJSON() as { Outputs: Record<string, unknown> }).Outputs).sort();
-    const expected = ['AlarmTopicArn', 'ConvergenceAssociationId', 'DocumentName', 'KeyNamesParameter', 'NodePolicyArn', 'OnboardingDocumentName', 'RotationLogGroup', 'SecretArn', 'VerifierFunctionName'];
+    const expected = ['AlarmTopicArn', 'CommandOutputLogGroup', 'ConvergenceAssociationId', 'DocumentName', 'KeyNamesParameter', 'NodePolicyArn', 'OnboardingDocumentName', 'RotationLogGroup', 'SecretArn', 'TargetTag', 'VerifierFunctionName'];
     expect(names(template)).toEqual(expected);
     const inVpc = synth({ verifierVpcId: 'vpc-0abc', verifierSubnetIds: ['subnet-1'] }).template;
     expect(names(inVpc)).toEqual([...expected, 'VerifierSecurityGroupId'].sort());

@@ -85,7 +85,7 @@ describe('ticket-keys CLI', () => {
   it('answers usage errors with exit 2 and one line that says what to do, not the whole usage', () => {
     const unknown = cli(['rotat']);
     expect(unknown.status).toBe(2);
-    expect(unknown.stderr).toBe('ticket-keys: unknown command "rotat" (did you mean rotate?): the commands are init, rotate, revoke, inspect, verify, demo; see `ticket-keys --help`\n');
+    expect(unknown.stderr).toBe('ticket-keys: unknown command "rotat" (did you mean rotate?): the commands are init, rotate, revoke, inspect, verify, status, demo; see `ticket-keys --help`\n');
     expect(cli([]).stderr).toMatch(/^Usage: ticket-keys <command> \[options\]\n\n {2}init /);
     expect(cli(['init', '--key-length', '64']).stderr).toMatch(/--key-length 64 is not supported: use 80 or 48/);
     expect(cli(['demo', '--nodes', '100']).stderr).toMatch(/--nodes must be a whole number from 2 to 16/);
