@@ -182,7 +182,11 @@ function writeKeySet(set: KeySet, path: string | undefined): void {
     process.stdout.write(text);
     return;
   }
-  writePrivateFile(path, text);
+  try {
+    writePrivateFile(path, text);
+  } catch (error) {
+    throw new Refused(`cannot write ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)}): give --out a file in a directory you can write`);
+  }
 }
 
 function inspect(set: KeySet, json: boolean): string {

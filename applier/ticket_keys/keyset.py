@@ -55,7 +55,7 @@ def parse(text: str) -> KeySet:
     if text.strip() == "":
         raise InvalidKeySet("key set is empty: give the key set JSON on standard input or as a file")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=reject_constant)
     except ValueError:
         # The parser's own message quotes the input, which may hold key material: never pass it on.
         raise InvalidKeySet("key set is not valid JSON: " + TODO) from None
@@ -63,6 +63,11 @@ def parse(text: str) -> KeySet:
     if repeated is not None:
         raise InvalidKeySet("key set gives the member %s twice in one object: parsers disagree on which one counts; %s" % (json.dumps(repeated[:32], ensure_ascii=False), TODO))
     return validate(doc)
+
+
+def reject_constant(name: str) -> object:
+    """NaN and Infinity are no JSON: Python's json reads them, JSON.parse does not."""
+    raise ValueError(name)
 
 
 def repeated_member(text: str) -> str | None:

@@ -24,6 +24,12 @@ export interface SsmFleetSettings {
   /** Stop waiting for nodes at this time (epoch milliseconds): the Lambda's own deadline, less a margin. */
   deadline: number;
   pollIntervalMs?: number;
+  /**
+   * Who sends the commands, when not the rotation: in their comment, so that an operator's
+   * status round and the rotation's never take each other for their own (a status cancels an
+   * earlier one of its own comment).
+   */
+  requester?: string;
 }
 
 const DELIVERY_TIMEOUT_SECONDS = 600;
@@ -36,8 +42,8 @@ const EARLIER_COMMAND_WINDOW_MS = 6 * 3600_000;
 const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'Delivery Timed Out', 'Execution Timed Out', 'Undeliverable', 'Terminated', 'InvalidPlatform', 'AccessDenied']);
 
 /** What a command is sent for, in its Comment (at most 100 characters): how a retry finds it. */
-function commentFor(action: 'apply' | 'status', versionId: string): string {
-  return `TLS ticket keys: ${action} ${versionId || 'AWSCURRENT'}`.slice(0, 100);
+function commentFor(action: 'apply' | 'status', versionId: string, requester?: string): string {
+  return `TLS ticket keys: ${action} ${versionId || 'AWSCURRENT'}${requester ? ` (${requester})` : ''}`.slice(0, 100);
 }
 
 /** The applier's summary: the last line of the invocation's standard output that is a JSON object. */
@@ -124,7 +130,7 @@ export class SsmFleetCommander implements FleetCommander {
 
   /** Whether an apply of `versionId` that an earlier invocation sent is still running. */
   async applying(versionId: string): Promise<boolean> {
-    return (await this.runningCommand(commentFor('apply', versionId))) !== undefined;
+    return (await this.runningCommand(commentFor('apply', versionId, this.settings.requester))) !== undefined;
   }
 
   /**
@@ -158,7 +164,7 @@ export class SsmFleetCommander implements FleetCommander {
     const online = new Set([...connections].filter(([, ping]) => ping === 'Online').map(([id]) => id));
     const skipReason = (id: string): string =>
       connections.has(id) ? `not connected to SSM (PingStatus ${connections.get(id)})` : 'not a running managed node (stopped, or its SSM agent never registered)';
-    const comment = commentFor(action, versionId);
+    const comment = commentFor(action, versionId, settings.requester);
     // A step that ran out of time leaves its command running. The retry goes on with an apply; a
     // status it asks again (what the nodes serve now), cancelling the old one: never two at once.
     let earlier = await this.runningCommand(comment);

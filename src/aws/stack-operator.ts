@@ -71,13 +71,14 @@ export class StackOperator {
   private constructor(
     private readonly clients: OperatorClients,
     readonly outputs: StackOutputs,
+    private readonly byStack: boolean,
   ) {}
 
   /** The stack named `stack` (its outputs), or a secret alone (`secretId`: status and rotate, nothing that needs the stack's other parts). */
   static async open(clients: OperatorClients, target: { stack?: string; secretId?: string }): Promise<StackOperator> {
     if (target.stack === undefined) {
       if (target.secretId === undefined) throw new OperatorError('give --stack NAME (the deployed stack) or --secret-id ARN (its key set secret)');
-      return new StackOperator(clients, { SecretArn: target.secretId });
+      return new StackOperator(clients, { SecretArn: target.secretId }, false);
     }
     let outputs: Record<string, string>;
     try {
@@ -89,13 +90,14 @@ export class StackOperator {
       throw error;
     }
     if (!outputs.SecretArn) throw new OperatorError(`stack ${target.stack} has no SecretArn output: is it a ticket key rotation stack?`);
-    return new StackOperator(clients, outputs as unknown as StackOutputs);
+    return new StackOperator(clients, outputs as unknown as StackOutputs, true);
   }
 
   private need(name: keyof StackOutputs): string {
     const value = this.outputs[name];
-    if (value === undefined || value === '') throw new OperatorError(`this needs the stack's ${name} output: give --stack NAME rather than --secret-id`);
-    return value;
+    if (value !== undefined && value !== '') return value;
+    if (this.byStack) throw new OperatorError(`the stack has no ${name} output: deploy this version of it${name === 'TargetTag' || name === 'CommandOutputLogGroup' ? ', or pass --skip-nodes' : ''}`);
+    throw new OperatorError(`this needs the stack's ${name} output: give --stack NAME rather than --secret-id`);
   }
 
   async status(options: { nodes: boolean }): Promise<FleetStatus> {
@@ -159,6 +161,7 @@ export class StackOperator {
       maxErrors: '100%',
       outputLogGroup: this.need('CommandOutputLogGroup'),
       deadline: Date.now() + STATUS_DEADLINE_MS,
+      requester: 'ticket-keys status',
     });
     return commander.status();
   }
@@ -180,7 +183,13 @@ export class StackOperator {
       throw new OperatorError('--reason must be 1 to 256 letters, digits, spaces or _ . : / = + - @ (a tag value): say who and why, like "alice: INC-4711"');
     }
     await this.clients.secrets.send(new TagResourceCommand({ SecretId: this.outputs.SecretArn, Tags: [{ Key: REVOCATION_TAG, Value: reason }] }));
-    return this.rotate();
+    try {
+      return await this.rotate();
+    } catch (error) {
+      throw new OperatorError(
+        `the revocation is requested (the secret carries the ${REVOCATION_TAG} tag), but starting its rotation failed: ${(error as Error).name}: ${(error as Error).message}; the next rotation revokes: start it with \`ticket-keys rotate\` once that is fixed`,
+      );
+    }
   }
 
   /** Runs the verifier function's canary against AWSCURRENT's key, and returns its report (or why it skipped). */

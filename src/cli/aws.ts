@@ -32,6 +32,7 @@ export function refuseLocalOptions(command: string, values: Record<string, unkno
  * missing credentials is said in one line with what to set, before anything is sent.
  */
 async function operator(values: OptionValues<typeof STACK_OPTIONS>): Promise<StackOperator> {
+  if (values.stack !== undefined && values['secret-id'] !== undefined) throw new UsageError('give --stack or --secret-id, not both: the stack names its secret');
   const secrets = new SecretsManagerClient(AWS_CLIENT_CONFIG);
   try {
     await secrets.config.region();
@@ -40,8 +41,9 @@ async function operator(values: OptionValues<typeof STACK_OPTIONS>): Promise<Sta
   }
   try {
     await secrets.config.credentials();
-  } catch {
-    throw new OperatorError('no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance or task role gives them');
+  } catch (error) {
+    const why = process.env.AWS_PROFILE ? ` (profile ${process.env.AWS_PROFILE}: ${(error as Error).message})` : '';
+    throw new OperatorError(`no AWS credentials${why}: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance or task role gives them`);
   }
   const clients = {
     cloudformation: new CloudFormationClient(AWS_CLIENT_CONFIG),
@@ -104,7 +106,7 @@ export async function awsRotate(values: OptionValues<typeof STACK_OPTIONS>): Pro
 export async function awsRevoke(values: OptionValues<typeof STACK_OPTIONS> & { reason?: string }): Promise<number> {
   if (values.reason === undefined) throw new UsageError('revoke --stack needs --reason TEXT: who asks and why, kept on the secret and in the audit log');
   const versionId = await (await operator(values)).revoke(values.reason);
-  process.stderr.write(`ticket-keys: revocation requested and started: version ${versionId} replaces every key; follow it with \`ticket-keys status\`\n`);
+  process.stderr.write(`ticket-keys: revocation requested and started: version ${versionId} replaces every key; follow it with \`ticket-keys status ${values.stack ? `--stack ${values.stack}` : `--secret-id ${values['secret-id']}`}\`\n`);
   return 0;
 }
 

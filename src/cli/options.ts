@@ -39,7 +39,7 @@ function distance(a: string, b: string): number {
 
 /** The candidate closest to `word`, when it is close enough to be what was meant. */
 export function nearest(word: string, candidates: readonly string[]): string | undefined {
-  const scored = candidates.map((candidate) => ({ candidate, score: candidate.startsWith(word) || word.startsWith(candidate) ? 0.5 : distance(word, candidate) }));
+  const scored = candidates.map((candidate) => ({ candidate, score: distance(word, candidate) }));
   const best = scored.sort((a, b) => a.score - b.score)[0];
   return best !== undefined && best.score <= Math.max(1, Math.floor(word.length / 3)) ? best.candidate : undefined;
 }
@@ -87,7 +87,9 @@ export function command<Specs extends OptionSpecs>(
           throw new UsageError(`${name} has no option ${token.rawName}${close ? ` (did you mean --${close}?)` : ''}: ${seeHelp}`);
         }
         if (spec.kind === 'boolean' && token.value !== undefined) throw new UsageError(`${token.rawName} takes no value; ${seeHelp}`);
-        if (spec.kind !== 'boolean' && token.value === undefined) throw new UsageError(`${token.rawName} needs a value${spec.value ? ` (${spec.value})` : ''}; ${seeHelp}`);
+        // Without strict parsing, `--out --force` would take "--force" as the file: an option is never a value unless written --out=VALUE.
+        const optionAsValue = token.value !== undefined && !token.inlineValue && token.value.startsWith('-') && token.value !== '-';
+        if (spec.kind !== 'boolean' && (token.value === undefined || optionAsValue)) throw new UsageError(`${token.rawName} needs a value${spec.value ? ` (${spec.value})` : ''}; ${seeHelp}`);
       }
       if (values.help === true) {
         process.stdout.write(help);

@@ -171,7 +171,7 @@ export function parseKeySet(text: string): KeySet {
   }
   const repeated = repeatedMember(text);
   if (repeated !== undefined) {
-    throw new KeySetError(`key set gives the member ${JSON.stringify(repeated.slice(0, 32))} twice in one object: parsers disagree on which one counts; ${WHAT_TO_DO}`);
+    throw new KeySetError(`key set gives the member ${JSON.stringify([...repeated].slice(0, 32).join(''))} twice in one object: parsers disagree on which one counts; ${WHAT_TO_DO}`);
   }
   return validateKeySet(value);
 }

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { APPLIER_PATH, ONBOARDING_PATH } from '../project-paths.js';
 import type { ApplierSummary } from '../core/applier-summary.js';
 import type { ServerFlavor } from '../flavors/index.js';
+import { trackProcess } from './teardown.js';
 
 export interface ApplierRun {
   exitCode: number;
@@ -36,7 +37,9 @@ export const NODE_PATH = `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 
 export function runApplier(args: string[], input?: string): Promise<ApplierRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [APPLIER_PATH, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PATH: NODE_PATH } });
+    // Tracked like a server: the local mode, ended, stops an apply in flight before it removes the key directory.
+    const child = spawn('bash', [APPLIER_PATH, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PATH: NODE_PATH }, detached: true });
+    trackProcess(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

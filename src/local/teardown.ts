@@ -83,12 +83,13 @@ const SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGPIPE: 13, SIGTERM: 15 } as con
 export function undoOnAnyEnd(): void {
   let ending = false;
   const end = (code: number, message?: string): void => {
-    if (message !== undefined) process.stderr.write(message);
-    if (ending) process.exit(code);
+    if (ending) return;
     ending = true;
+    if (message !== undefined) process.stderr.write(message);
     void undoEverything().finally(() => process.exit(code));
   };
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => end(128 + SIGNAL_NUMBERS[signal]));
+  // While the undo runs, what it stops may make the command fail: that is not news.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => (ending ? process.exit(128 + SIGNAL_NUMBERS[signal]) : end(128 + SIGNAL_NUMBERS[signal])));
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') end(128 + SIGNAL_NUMBERS.SIGPIPE);
     else end(1, `ticket-keys: cannot write to standard output: ${error.message}\n`);

@@ -8,7 +8,7 @@ import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-clo
 import { CloudWatchLogsClient, FilterLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { DescribeSecretCommand, GetSecretValueCommand, RotateSecretCommand, SecretsManagerClient, TagResourceCommand } from '@aws-sdk/client-secrets-manager';
-import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { OperatorError, StackOperator, type OperatorClients } from '../../src/aws/stack-operator.js';
@@ -114,6 +114,8 @@ describe('the operator\'s commands on a deployed stack (AWS mocked as documented
       { node: 'i-0aaa', keys: ['k1', 'k2'], generation: 7 },
       { node: 'i-0bbb', keys: [], skipped: expect.stringMatching(/not connected to SSM/) as unknown as string },
     ]);
+    // Its own comment: a rotation's status round (same document) is never taken for it, nor cancelled by it.
+    expect(ssm.commandCalls(SendCommandCommand).map((call) => (call.args[0].input as { Comment?: string }).Comment)).toEqual(['TLS ticket keys: status AWSCURRENT (ticket-keys status)']);
     expect(formatStatus(status)).toMatch(/\nnodes {7}2 tagged\n {2}i-0aaa {16} generation 7\n {2}i-0bbb {16} skipped: .*not connected to SSM/);
   });
 
@@ -134,6 +136,13 @@ describe('the operator\'s commands on a deployed stack (AWS mocked as documented
     expect(await operator.revoke('alice: INC-4711')).toBe('v9');
     expect(secrets.calls().map((call) => call.args[0].constructor.name)).toEqual(['TagResourceCommand', 'RotateSecretCommand']);
     expect(secrets.commandCalls(TagResourceCommand)[0]!.args[0].input.Tags).toEqual([{ Key: 'RevokeTicketKeys', Value: 'alice: INC-4711' }]);
+    // Tagged, but the rotation could not start: said so, since the next rotation revokes anyway.
+    secrets.on(RotateSecretCommand).rejects(Object.assign(new Error('User is not authorized to perform: secretsmanager:RotateSecret'), { name: 'AccessDeniedException' }));
+    await expect(operator.revoke('alice: INC-4711')).rejects.toThrow(
+      new OperatorError(
+        'the revocation is requested (the secret carries the RevokeTicketKeys tag), but starting its rotation failed: AccessDeniedException: User is not authorized to perform: secretsmanager:RotateSecret; the next rotation revokes: start it with `ticket-keys rotate` once that is fixed',
+      ),
+    );
   });
 
   it('verify runs the verifier\'s canary and returns its report; a failed function is said with its message', async () => {

@@ -97,6 +97,9 @@ describe('ticket-keys CLI', () => {
       [['inspect', '--nodes', '4'], 'ticket-keys: inspect has no option --nodes: see `ticket-keys inspect --help`\n'],
       [['demo', '--json'], 'ticket-keys: demo has no option --json: see `ticket-keys demo --help`\n'],
       [['init', '--out'], 'ticket-keys: --out needs a value (FILE); see `ticket-keys init --help`\n'],
+      [['init', '--out', '--force'], 'ticket-keys: --out needs a value (FILE); see `ticket-keys init --help`\n'],
+      [['verify', '--node-file', 'nodes.txt'], 'ticket-keys: verify has no option --node-file (did you mean --nodes-file?): see `ticket-keys verify --help`\n'],
+      [['status', '--stack', 'A', '--secret-id', 'B'], 'ticket-keys: give --stack or --secret-id, not both: the stack names its secret\n'],
       [['inspect', '--json=yes'], 'ticket-keys: --json takes no value; see `ticket-keys inspect --help`\n'],
       [['inspect', 'keys.json'], 'ticket-keys: inspect takes no argument "keys.json": give everything as an option; see `ticket-keys inspect --help`\n'],
     ] as const) {
@@ -120,6 +123,9 @@ describe('ticket-keys CLI', () => {
     expect(again.status).toBe(1);
     expect(again.stderr).toBe(`ticket-keys: --out ${file} exists: init would replace the key set there and every key in it; nothing changed: choose another file, or pass --force to replace it\n`);
     expect(readFileSync(file, 'utf8')).toBe(live);
+    const unwritable = cli(['init', '--out', join(dir, 'no-such-dir', 'keys.json')]);
+    expect(unwritable.status).toBe(1);
+    expect(unwritable.stderr).toBe(`ticket-keys: cannot write ${join(dir, 'no-such-dir', 'keys.json')} (ENOENT): give --out a file in a directory you can write\n`);
     expect(cli(['init', '--out', file, '--force']).status).toBe(0);
     expect(readFileSync(file, 'utf8')).not.toBe(live);
     const rotated = cli(['rotate', '--in', file, '--out', file]);
