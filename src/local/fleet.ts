@@ -283,7 +283,18 @@ export async function startLocalFleet(options: FleetOptions): Promise<LocalFleet
     balancerProcess = balancer.child;
     await waitForPort(balancerPort, 'haproxy', balancer);
 
-    const workersOf = (pidFile: string): number[] => childPids(Number(readFileSync(pidFile, 'utf8').trim()));
+    // HAProxy rewrites its pid file when it reloads: a moment without one is a reload going on, not an error.
+    const workersOf = (pidFile: string): number[] => {
+      let text: string;
+      try {
+        text = readFileSync(pidFile, 'utf8');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+        throw error;
+      }
+      const pid = Number(text.trim());
+      return pid > 0 ? childPids(pid) : [];
+    };
     const workerPids = (node: FleetNode): number[] => workersOf(node.pidFile);
     const waitForNewWorkers = async (what: string, pidFile: string, before: number[]): Promise<void> => {
       const deadline = Date.now() + 10_000;
