@@ -54,7 +54,7 @@ export function malformedKeySets(gen2: KeySet): [string, () => string, RegExp][]
     ['a member given twice', () => serializeKeySet(gen2).replace('{', '{"generation":1,'), /key set gives the member "generation" twice in one object: /],
     ["a key's member given twice", () => serializeKeySet(gen2).replace(/"state":"next"/, '"state":"previous","state":"next"'), /key set gives the member "state" twice in one object: /],
     // Python's json reads NaN and Infinity; they are no JSON, and JSON.parse refuses them.
-    ['NaN, which is no JSON', () => serializeKeySet(gen2).replace(/"generation":\d+/, '"generation":NaN'), /key set is not valid JSON/],
+    ['NaN, which is no JSON', () => serializeKeySet(gen2).replace(/"generation":\d+/, '"generation":NaN'), /not valid JSON/],
     ['a creation time with ten fraction digits', () => variant(gen2, (doc) => ((doc.keys[0] as Record<string, unknown>).createdAt = '2026-02-28T10:00:00.1234567891Z')), /key 1 \(\w+\) has createdAt that is not an ISO 8601/],
   ];
 }
