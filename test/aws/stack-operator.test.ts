@@ -1,7 +1,7 @@
 // The operator's commands against a deployed stack (ticket-keys status, rotate, revoke, verify
 // --stack), with the AWS clients mocked as AWS documents them.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
@@ -15,6 +15,7 @@ import { OperatorError, StackOperator, type OperatorClients } from '../../src/aw
 import { formatStatus } from '../../src/cli/aws.js';
 import { nodeApplierDocument } from '../../lib/node-applier-document.js';
 import { PROJECT_ROOT } from '../../src/project-root.js';
+import { sdkCallsOf } from '../support/aws-calls.js';
 import { FAKE_CLOCK, onFakeClock } from '../support/lambda-context.js';
 import { FAKE_NODE_SETTINGS, fakeDocument, mockRunCommand, RunCommandFake, type ManagedNode } from '../support/run-command-fake.js';
 
@@ -54,12 +55,15 @@ describe('the operator\'s commands on a deployed stack (AWS mocked as documented
     // "If the specified stack doesn't exist, a ValidationError is returned"
     // (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeStacks.html).
     cloudformation.on(DescribeStacksCommand, { StackName: 'Nope' }).rejects(Object.assign(new Error('Stack with id Nope does not exist'), { name: 'ValidationError' }));
+    // VersionIdsToStages lists "the versions of the secret that have staging labels attached"; a
+    // version without one is not in it
+    // (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DescribeSecret.html).
     secrets.on(DescribeSecretCommand).resolves({
       ARN: SECRET,
       RotationEnabled: true,
       LastRotatedDate: new Date('2026-11-25T18:00:00Z'),
       NextRotationDate: new Date('2026-11-26T06:00:00Z'),
-      VersionIdsToStages: { v7: ['AWSCURRENT'], v8: ['AWSPENDING'], v6: [] },
+      VersionIdsToStages: { v7: ['AWSCURRENT'], v8: ['AWSPENDING'] },
       Tags: [{ Key: 'RevokeTicketKeys', Value: 'alice: INC-4711' }],
     });
     ssm.on(GetParameterCommand, { Name: '/ticket-keys/names' }).resolves({ Parameter: { Name: '/ticket-keys/names', Value: JSON.stringify({ current: CURRENT, pending: PENDING }) } });
@@ -120,6 +124,8 @@ describe('the operator\'s commands on a deployed stack (AWS mocked as documented
   });
 
   it('rotate starts a rotation of the stack\'s secret, with a token of its own', async () => {
+    // RotateSecret answers with the ARN and the VersionId of the new version
+    // (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_RotateSecret.html).
     secrets.on(RotateSecretCommand).resolves({ ARN: SECRET, VersionId: 'v9' });
     expect(await (await open()).rotate()).toBe('v9');
     const input = secrets.commandCalls(RotateSecretCommand)[0]!.args[0].input;
@@ -161,6 +167,30 @@ describe('the operator\'s commands on a deployed stack (AWS mocked as documented
     await expect(StackOperator.open(clients(), {})).rejects.toThrow(/give --stack NAME/);
     const bySecret = await StackOperator.open(clients(), { secretId: SECRET });
     await expect(bySecret.verify()).rejects.toThrow("this needs the stack's VerifierFunctionName output: give --stack NAME rather than --secret-id");
+  });
+});
+
+describe('the calls the operator\'s commands make', () => {
+  it('are the ones the README lists for an operator\'s IAM policy, and no other', () => {
+    const calls = sdkCallsOf(join(PROJECT_ROOT, 'src', 'cli', 'aws.ts'));
+    expect(calls).toEqual([
+      'cloudformation:DescribeStacks',
+      'lambda:InvokeFunction',
+      'logs:FilterLogEvents',
+      'secretsmanager:DescribeSecret',
+      'secretsmanager:RotateSecret',
+      'secretsmanager:TagResource',
+      'ssm:CancelCommand',
+      'ssm:DescribeInstanceInformation',
+      'ssm:GetCommandInvocation',
+      'ssm:GetParameter',
+      'ssm:ListCommandInvocations',
+      'ssm:ListCommands',
+      'ssm:SendCommand',
+    ]);
+    const readme = readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8');
+    const operatorSection = readme.slice(readme.indexOf('Their calls, for an operator\'s IAM policy'), readme.indexOf('which `RotateSecret` needs.'));
+    for (const call of calls) expect(operatorSection, call).toContain(call.split(':')[1] as string);
   });
 });
 

@@ -9,6 +9,8 @@ const SERVICE_OF_PACKAGE: Record<string, string> = {
   '@aws-sdk/client-ssm': 'ssm',
   '@aws-sdk/client-lambda': 'lambda',
   '@aws-sdk/client-ec2': 'ec2',
+  '@aws-sdk/client-cloudformation': 'cloudformation',
+  '@aws-sdk/client-cloudwatch-logs': 'logs',
 };
 
 /** SDK commands whose IAM action has another name. */
