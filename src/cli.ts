@@ -23,6 +23,7 @@ import {
   parseDuration,
   PolicyError,
   previousKeysToKeep,
+  readableKeyLengths,
   rotationCost,
   type RotationPolicy,
 } from './core/policy.js';
@@ -73,9 +74,8 @@ function policyFrom(values: OptionValues<typeof POLICY_OPTIONS>): RotationPolicy
   if (!isServerFlavor(flavor)) throw new UsageError(`--flavor ${flavor} is not supported: use ${supportedFlavors()}`);
   const keyLength = values['key-length'] === undefined ? defaultKeyLength(flavor) : Number(values['key-length']);
   if (!isKeyLength(keyLength)) throw new UsageError(`--key-length ${values['key-length']} is not supported: use 80 or 48`);
-  const lengths = FLAVORS[flavor].keyLengths;
-  if (lengths !== undefined && !lengths.includes(keyLength)) {
-    throw new UsageError(`--key-length ${keyLength} is not supported by ${flavor}: use ${lengths.join(' or ')} (or leave it out)`);
+  if (!readableKeyLengths(flavor).includes(keyLength)) {
+    throw new UsageError(`--key-length ${keyLength} is not supported by ${flavor}: use ${readableKeyLengths(flavor).join(' or ')} (or leave it out)`);
   }
   const rotationIntervalSeconds =
     values['rotation-interval'] === undefined ? DEFAULT_ROTATION_INTERVAL_SECONDS : parseDuration(values['rotation-interval'], '--rotation-interval');
@@ -238,8 +238,7 @@ const COMMANDS: Record<string, Command> = {
       }
       const policy = policyFrom(values);
       const set = await readKeySet(values.in);
-      const lengths = FLAVORS[policy.flavor ?? DEFAULT_FLAVOR].keyLengths;
-      if (lengths !== undefined && !lengths.includes(set.keyLength)) {
+      if (!readableKeyLengths(policy.flavor).includes(set.keyLength)) {
         throw new UsageError(
           `the key set holds ${set.keyLength}-byte keys, which ${policy.flavor} cannot read: make a new set with \`ticket-keys init --flavor ${policy.flavor}\` and cut over to it as in a revocation`,
         );

@@ -1,5 +1,6 @@
 import {
   DEFAULT_KEY_LENGTH,
+  KEY_LENGTHS,
   KEY_SET_FORMAT,
   KEY_SET_VERSION,
   SECRET_VALUE_MAX_BYTES,
@@ -86,6 +87,11 @@ export function ticketsSurviveRotation(flavor: ServerFlavor = DEFAULT_FLAVOR): b
   return (FLAVORS[flavor].keyCapacity ?? Infinity) >= 3;
 }
 
+/** The key lengths a flavor's server reads: all of them, unless the flavor names its own (Apache: 48). */
+export function readableKeyLengths(flavor: ServerFlavor = DEFAULT_FLAVOR): readonly number[] {
+  return FLAVORS[flavor].keyLengths ?? KEY_LENGTHS;
+}
+
 /** The key length a flavor's set gets when none is given: the first it reads (Apache's 48 bytes), else the default. */
 export function defaultKeyLength(flavor: ServerFlavor = DEFAULT_FLAVOR): KeyLength {
   return (FLAVORS[flavor].keyLengths?.[0] as KeyLength | undefined) ?? DEFAULT_KEY_LENGTH;
@@ -153,8 +159,8 @@ export function previousKeysToKeep(policy: RotationPolicy): number {
     );
   }
   const flavor = policy.flavor ?? DEFAULT_FLAVOR;
-  const lengths = FLAVORS[flavor].keyLengths;
-  if (lengths !== undefined && !lengths.includes(policy.keyLength)) {
+  const lengths = readableKeyLengths(flavor);
+  if (!lengths.includes(policy.keyLength)) {
     throw new PolicyError(`${flavor} reads ${lengths.join(' or ')}-byte ticket keys, not ${policy.keyLength}-byte ones: set the key length to ${lengths[0]}`);
   }
   if (!ticketsSurviveRotation(flavor)) {
