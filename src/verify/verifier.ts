@@ -331,10 +331,11 @@ export async function verifyFleet(nodes: VerifyNode[], options: VerifyOptions = 
     const flavor = software.get(name);
     return isServerFlavor(flavor) && !ticketsSurviveRotation(flavor);
   };
-  const keyOf = (name: string, version: TlsVersion): string | undefined => nodeReports.find((report) => report.node === name)?.keys[version];
+  const reportOf = new Map(nodeReports.map((report) => [report.node, report]));
   const acrossKeys = (issuer: string, resumer: string, version: TlsVersion): boolean => {
-    const [a, b] = [keyOf(issuer, version), keyOf(resumer, version)];
-    return a !== b && acceptable(a, issuer) && acceptable(b, resumer) && holdsOneKey(issuer) && holdsOneKey(resumer);
+    if (!holdsOneKey(issuer) || !holdsOneKey(resumer)) return false;
+    const [a, b] = [reportOf.get(issuer)?.keys[version], reportOf.get(resumer)?.keys[version]];
+    return a !== b && acceptable(a, issuer) && acceptable(b, resumer);
   };
   let pairsAcrossKeys = 0;
   const peers = choosePeers(reachable.map((node) => node.name), peersPerNode, options.seed ?? 1);
