@@ -3,7 +3,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'cdk.out/', 'node_modules/', 'bench/results/', '.stryker-tmp/', '.tools/'] },
+  { ignores: ['dist/', 'cdk.out/', 'node_modules/', 'bench/results/', '.stryker-tmp/', '.tools/', 'test/integ/*.snapshot/', 'test/integ/cdk-integ.out.*/'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {
