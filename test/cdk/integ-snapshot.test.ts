@@ -96,6 +96,7 @@ describe('the integration test, offline', () => {
       for (const [id, resource] of Object.entries(fleet.toJSON().Resources as Record<string, { DeletionPolicy?: string }>)) {
         expect([undefined, 'Delete'], id).toContain(resource.DeletionPolicy);
       }
+      fleet.allResourcesProperties('AWS::KMS::Key', { PendingWindowInDays: 7 });
     });
 
     it('asserts two rotations: started, AWSCURRENT at generations 1 and 2, the verifier\'s proof and the audit log', () => {

@@ -11,6 +11,7 @@ import { ExpectedResult, IntegTest, Match, type IApiCall, type IDeployAssert } f
 import { App, Aws, Duration, RemovalPolicies, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
@@ -98,6 +99,8 @@ class IntegFleetStack extends Stack {
     }
     // A test leaves nothing behind: the keys, secrets and log groups the construct keeps by default go too.
     RemovalPolicies.of(this).destroy();
+    // A KMS key is deleted only after a waiting period: the shortest, rather than the default 30 days.
+    for (const key of this.node.findAll().filter((child): child is kms.CfnKey => child instanceof kms.CfnKey)) key.pendingWindowInDays = 7;
   }
 }
 
