@@ -11,6 +11,8 @@ import { PROJECT_ROOT } from '../../src/project-root.js';
  * synthesizes it and compares it with its committed snapshot, as it does before every deploy.
  * A change that alters the deployed resources fails here until `npm run integ:snapshot`
  * records it on purpose. Asset hashes are left out of the comparison (integ-runner's default).
+ * integ-runner runs the compiled test (scripts/integ-app.sh): `npm test` builds first; after an
+ * edit, `npm run build` before running this file alone.
  */
 const TEST_FILE = 'test/integ/integ.ticket-key-rotation.ts';
 const SNAPSHOT = join(PROJECT_ROOT, `${TEST_FILE}.snapshot`);
@@ -65,11 +67,8 @@ describe('the integration test, offline', () => {
     it('costs cents: no NAT gateway, two of the smallest arm64 instances on Amazon Linux 2023', () => {
       fleet.resourceCountIs('AWS::EC2::NatGateway', 0);
       fleet.resourceCountIs('AWS::EC2::Instance', 2);
-      fleet.allResourcesProperties('AWS::EC2::Instance', {
-        InstanceType: 't4g.nano',
-        Tags: Match.arrayWith([{ Key: 'TicketKeyIntegFleet', Value: 'integ' }]),
-        // Created only once its user data has run to the end (cfn-signal).
-      });
+      fleet.allResourcesProperties('AWS::EC2::Instance', { InstanceType: 't4g.nano', Tags: Match.arrayWith([{ Key: 'TicketKeyIntegFleet', Value: 'integ' }]) });
+      // Created only once its user data has run to the end (cfn-signal).
       fleet.allResources('AWS::EC2::Instance', { CreationPolicy: { ResourceSignal: { Timeout: 'PT15M' } } });
       expect(JSON.stringify(fleet.toJSON().Parameters)).toMatch(/"\/aws\/service\/ami-amazon-linux-latest\/al2023-ami-kernel-[^"]*-arm64"/);
       fleet.resourceCountIs('AWS::EC2::VPCEndpoint', 3);
@@ -87,9 +86,23 @@ describe('the integration test, offline', () => {
       expect(userData[0]?.replaceAll(/Node[12][0-9A-F]{8}/g, 'Node')).toBe(userData[1]?.replaceAll(/Node[12][0-9A-F]{8}/g, 'Node'));
     });
 
-    it('runs the verifier in the VPC, and lets only it reach the nodes\' TLS port', () => {
+    it('starts no rotation but the test\'s own: none at deploy, and the schedule\'s first is 30 days away', () => {
+      fleet.resourcePropertiesCountIs('AWS::SecretsManager::RotationSchedule', { RotateImmediatelyOnUpdate: false, RotationRules: Match.objectLike({ ScheduleExpression: 'rate(30 days)' }) }, 1);
+      fleet.resourceCountIs('AWS::SecretsManager::RotationSchedule', 1);
+    });
+
+    it('starts the nodes once their subnet routes to the internet (dnf installs nginx)', () => {
+      fleet.allResources('AWS::EC2::Instance', { DependsOn: Match.arrayWith([Match.stringLikeRegexp('^VpcPublicSubnet1DefaultRoute')]) });
+    });
+
+    it('runs the verifier in the VPC, and lets only it reach the nodes', () => {
       fleet.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('^Verifies by TLS handshakes'), VpcConfig: Match.objectLike({ SubnetIds: Match.anyValue() }) });
-      fleet.hasResourceProperties('AWS::EC2::SecurityGroupIngress', { FromPort: 443, ToPort: 443, IpProtocol: 'tcp', SourceSecurityGroupId: Match.anyValue() });
+      const [nodeGroup] = Object.keys(fleet.findResources('AWS::EC2::SecurityGroup', { Properties: { GroupDescription: Match.stringLikeRegexp('^Integration fleet nodes') } }));
+      expect(nodeGroup).toBeDefined();
+      expect(fleet.toJSON().Resources[nodeGroup as string].Properties.SecurityGroupIngress).toBeUndefined();
+      const ingress = Object.values(fleet.findResources('AWS::EC2::SecurityGroupIngress', { Properties: { GroupId: { 'Fn::GetAtt': [nodeGroup, 'GroupId'] } } }));
+      expect(ingress).toHaveLength(1);
+      expect(ingress[0]).toMatchObject({ Properties: { FromPort: 443, ToPort: 443, IpProtocol: 'tcp', SourceSecurityGroupId: { 'Fn::GetAtt': [expect.stringMatching(/VerifierSecurityGroup/), 'GroupId'] } } });
     });
 
     it('leaves nothing behind when destroyed: no resource is retained', () => {

@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +48,10 @@ async function listening(port: number, child: ChildProcess): Promise<void> {
     if (child.exitCode !== null) throw new Error(`nginx exited with code ${child.exitCode}`);
     const open = await new Promise<boolean>((resolve) => {
       const socket = net.connect(port, LOOPBACK);
-      socket.once('connect', () => resolve(socket.destroy() !== undefined));
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
       socket.once('error', () => resolve(false));
     });
     if (open) return;
@@ -107,6 +110,7 @@ describe('the integration nodes: one certificate from one seed, on real nginx', 
     const { status, stderr } = deriveCertificate('', dir);
     expect(status).toBe(2);
     expect(stderr).toContain('the seed on standard input is empty');
+    expect(existsSync(dir)).toBe(false);
   });
 
   for (const version of TLS_VERSIONS) {
@@ -115,15 +119,19 @@ describe('the integration nodes: one certificate from one seed, on real nginx', 
       const b = { host: LOOPBACK, port: ports.b };
       const first = await handshake(a, { version });
       expect(first.resumed).toBe(false);
-      expect(first.session, 'nginx issued no ticket: ssl_session_tickets is not on').toBeDefined();
+      expect(first.session).toBeDefined();
       expect((await handshake(b, { version })).certificateFingerprint).toBe(first.certificateFingerprint);
       expect((await handshake(b, { version, session: first.session as Buffer })).resumed).toBe(true);
     });
 
     it(`does not resume on a node whose certificate came from another seed, though it holds the same ticket key (${version})`, async () => {
       const first = await handshake({ host: LOOPBACK, port: ports.a }, { version });
+      expect(first.session).toBeDefined();
       const other = { host: LOOPBACK, port: ports.other };
-      expect((await handshake(other, { version })).certificateFingerprint).not.toBe(first.certificateFingerprint);
+      const own = await handshake(other, { version });
+      expect(own.certificateFingerprint).not.toBe(first.certificateFingerprint);
+      // It resumes its own tickets: what it refuses is the other certificate's.
+      expect((await handshake(other, { version, session: own.session as Buffer })).resumed).toBe(true);
       expect((await handshake(other, { version, session: first.session as Buffer })).resumed).toBe(false);
     });
   }

@@ -30,7 +30,7 @@ const NODE_DIRECTORY = '/opt/ticket-keys-integ';
 function nodeUserData(certificateSeed: secretsmanager.ISecret): ec2.UserData {
   const userData = ec2.UserData.forLinux();
   userData.addCommands(
-    `export CERTIFICATE_SEED_SECRET='${certificateSeed.secretArn}' AWS_REGION='${Aws.REGION}'`,
+    `export CERTIFICATE_SEED_SECRET='${certificateSeed.secretArn}' AWS_REGION='${Aws.REGION}' NODE_CONFIG_FILE='${NODE_CONFIG_FILE}'`,
     `mkdir -p ${NODE_DIRECTORY}`,
     ...NODE_FILES.map((name) => `cat > ${NODE_DIRECTORY}/${name} <<'NODE_FILE_END'\n${readFileSync(join(PROJECT_ROOT, 'test', 'integ', 'node', name), 'utf8')}NODE_FILE_END`),
     `bash ${NODE_DIRECTORY}/setup-node.sh`,
@@ -62,6 +62,9 @@ class IntegFleetStack extends Stack {
       targetTagValue: FLEET_TAG.value,
       verifierVpcId: vpc.vpcId,
       verifierSubnetIds: [subnet.subnetId],
+      // Secrets Manager's own schedule must not start a rotation during a run (a window opens at
+      // 00:00 and 12:00 UTC at the default 12 hours): the test's rotations are the only ones.
+      rotationInterval: Duration.days(30),
       logRetention: logs.RetentionDays.ONE_WEEK,
     });
 
@@ -95,6 +98,8 @@ class IntegFleetStack extends Stack {
         resourceSignalTimeout: Duration.minutes(15),
       });
       userData.addSignalOnExitCommand(instance);
+      // dnf needs the subnet's route to the internet gateway.
+      instance.node.addDependency(subnet.internetConnectivityEstablished);
       Tags.of(instance).add(FLEET_TAG.key, FLEET_TAG.value);
     }
     // A test leaves nothing behind: the keys, secrets and log groups the construct keeps by default go too.
@@ -118,12 +123,12 @@ function rotationLogged(assertions: IDeployAssert, rotation: TicketKeyRotation, 
         .expect(ExpectedResult.objectLike({ events: Match.arrayWith([Match.objectLike({ message: Match.stringLikeRegexp(message) })]) })),
       5,
     );
-  const each = Array.from({ length: NODE_COUNT }, (_, index) => `$.nodes[${index}].generation = ${generation} && $.nodes[${index}].ok IS TRUE`).join(' && ');
+  const everyNodeAtGeneration = Array.from({ length: NODE_COUNT }, (_, index) => `$.nodes[${index}].generation = ${generation} && $.nodes[${index}].ok IS TRUE`).join(' && ');
   return [
     logged(`{ $.step = "createSecret" && $.outcome = "succeeded" && $.kind = "rotation" && $.generation = ${generation} }`, '"step":"createSecret"'),
-    logged(`{ $.step = "setSecret" && $.outcome = "succeeded" && $.nodesUpdated = ${NODE_COUNT} && $.nodesFailed = 0 && ${each} }`, '"step":"setSecret"'),
+    logged(`{ $.step = "setSecret" && $.outcome = "succeeded" && $.nodesUpdated = ${NODE_COUNT} && $.nodesFailed = 0 && ${everyNodeAtGeneration} }`, '"step":"setSecret"'),
     logged(
-      `{ $.step = "testSecret" && $.outcome = "succeeded" && $.nodesOnExpectedKey = ${NODE_COUNT} && ${each} }`,
+      `{ $.step = "testSecret" && $.outcome = "succeeded" && $.nodesOnExpectedKey = ${NODE_COUNT} && ${everyNodeAtGeneration} }`,
       // Every ticket captured before the rotation resumed after it (the same count twice).
       generation > 1 ? '"continuityTried":([1-9][0-9]*),"continuityResumed":\\1[,}]' : '"step":"testSecret"',
     ),
