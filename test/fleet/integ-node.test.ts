@@ -1,12 +1,11 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, LOOPBACK, makeMemoryDirectory } from '../../src/local/fleet.js';
+import { freePort, isListening, LOOPBACK, makeMemoryDirectory } from '../../src/local/fleet.js';
 import { removeDirectory, stopProcess, trackDirectory, trackProcess } from '../../src/local/teardown.js';
 import { PROJECT_ROOT } from '../../src/project-root.js';
 import { handshake, TLS_VERSIONS } from '../../src/tls/probe.js';
@@ -46,15 +45,7 @@ ${server}
 async function listening(port: number, child: ChildProcess): Promise<void> {
   for (let attempt = 0; attempt < 200; attempt++) {
     if (child.exitCode !== null) throw new Error(`nginx exited with code ${child.exitCode}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, LOOPBACK);
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
+    if (await isListening(port)) return;
     await sleep(50);
   }
   throw new Error(`nginx did not listen on ${port}`);
