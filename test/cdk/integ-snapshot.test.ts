@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/project-root.js';
+import { cliCallsOf, embeddedFiles } from '../support/aws-calls.js';
+import { Account, allowed, decisions, VIA_SECRETS_MANAGER, type Call } from '../support/iam-evaluator.js';
+import { ACCOUNT, ResolvedTemplate } from '../support/template-resolver.js';
 
 /**
  * The offline half of the integration test (test/integ/integ.ticket-key-rotation.ts): integ-runner
@@ -23,8 +26,15 @@ function integRunner(args: string[]): { status: number | null; output: string } 
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
+const FLEET_STACK = 'TicketKeyRotationInteg';
+const ASSERTION_STACK = 'TicketKeyRotationIntegTestDefaultTestDeployAssertFC7E974D';
+
+function snapshotJson(stack: string): { Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }> } {
+  return JSON.parse(readFileSync(join(SNAPSHOT, `${stack}.template.json`), 'utf8')) as never;
+}
+
 function snapshotTemplate(stack: string): Template {
-  return Template.fromJSON(JSON.parse(readFileSync(join(SNAPSHOT, `${stack}.template.json`), 'utf8')) as Record<string, unknown>);
+  return Template.fromJSON(snapshotJson(stack));
 }
 
 /** A template value with its intrinsics' literal strings joined: what user data says, token references aside. */
@@ -62,7 +72,7 @@ describe('the integration test, offline', () => {
   }, 200_000);
 
   describe('what it deploys (from the snapshot)', () => {
-    const fleet = snapshotTemplate('TicketKeyRotationInteg');
+    const fleet = snapshotTemplate(FLEET_STACK);
 
     it('costs cents: no NAT gateway, two of the smallest arm64 instances on Amazon Linux 2023', () => {
       fleet.resourceCountIs('AWS::EC2::NatGateway', 0);
@@ -113,7 +123,7 @@ describe('the integration test, offline', () => {
     });
 
     it('asserts two rotations: started, AWSCURRENT at generations 1 and 2, the verifier\'s proof and the audit log', () => {
-      const assertions = JSON.stringify(snapshotTemplate('TicketKeyRotationIntegTestDefaultTestDeployAssertFC7E974D').toJSON());
+      const assertions = JSON.stringify(snapshotTemplate(ASSERTION_STACK).toJSON());
       const count = (text: string): number => assertions.split(text).length - 1;
       expect(count('"Custom::DeployAssert@SdkCallSecretsManagerrotateSecret"')).toBe(2);
       expect(count('"Custom::DeployAssert@SdkCallLambdainvoke"')).toBe(2);
@@ -121,6 +131,59 @@ describe('the integration test, offline', () => {
       expect(assertions).toContain('\\"generation\\":2');
       expect(count('"Custom::DeployAssert@SdkCallCloudWatchLogsfilterLogEvents"')).toBe(7);
       expect(assertions).toContain('continuityResumed');
+    });
+  });
+  it('carries no base64 but the applier\'s own files: no key material is ever committed', () => {
+    for (const stack of [FLEET_STACK, ASSERTION_STACK]) {
+      const template = snapshotJson(stack);
+      const packedLines = new Set<string>();
+      for (const document of Object.values(template.Resources).filter((resource) => resource.Type === 'AWS::SSM::Document')) {
+        for (const step of (document.Properties?.Content as { mainSteps: { inputs: { runCommand: string[] } }[] }).mainSteps) {
+          const lines = step.inputs.runCommand;
+          for (const [name, content] of Object.entries(embeddedFiles(lines.join('\n')))) expect(content, name).toBe(readFileSync(join(PROJECT_ROOT, 'applier', name), 'utf8'));
+          let heredocEnd: string | undefined;
+          for (const line of lines) {
+            if (heredocEnd === undefined) heredocEnd = /^base64 -d <<'(\w+)'/.exec(line)?.[1];
+            else if (line === heredocEnd) heredocEnd = undefined;
+            else packedLines.add(line);
+          }
+        }
+      }
+      // A run of base64 with +, / or = that is not a path: the applier's packed lines, and nothing else.
+      const base64Runs = (JSON.stringify(template).match(/[A-Za-z0-9+/]{40,}={0,2}/g) ?? []).filter((run) => /[+/=]/.test(run) && !/^\/?[\w.-]+(\/[\w.-]+)+\/?$/.test(run));
+      expect(base64Runs.filter((run) => ![...packedLines].some((line) => line.includes(run))), stack).toEqual([]);
+      if (stack === FLEET_STACK) expect(packedLines.size).toBeGreaterThan(0);
+    }
+  });
+
+  describe('who may do what in it (IAM, evaluated over the snapshot)', () => {
+    const fleet = new ResolvedTemplate(snapshotJson(FLEET_STACK));
+    const account = new Account(fleet);
+    const role = account.arn('AWS::IAM::Role', 'NodeRole');
+    const nodeSession = `arn:aws:sts::${ACCOUNT}:assumed-role/${role}/i-0123456789abcdef0`;
+    // The tags the template puts on the role: what the key set's policies check.
+    const roleTags = Object.fromEntries((fleet.one('AWS::IAM::Role', 'NodeRole').properties.Tags as { Key: string; Value: string }[]).map(({ Key, Value }) => [Key, Value]));
+    // AmazonSSMManagedInstanceCore (the SSM agent's) grants no Secrets Manager or KMS action.
+    const policies = account.identityPolicies(role, [], ['AmazonSSMManagedInstanceCore']);
+    const seed = account.arn('AWS::SecretsManager::Secret', 'CertificateSeed');
+    const keySet = account.arn('AWS::SecretsManager::Secret', 'TicketKeysKeySet');
+    const key = account.arn('AWS::KMS::Key', 'TicketKeysKey', 'Arn');
+    const read = (secret: string, stage?: string): Call => ({ action: 'secretsmanager:GetSecretValue', resource: secret, ...(stage ? { context: { 'secretsmanager:VersionStage': stage } } : {}) });
+    /** What Secrets Manager asks KMS for a node's read: https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html */
+    const decrypt: Call = { action: 'kms:Decrypt', resource: key, context: { ...VIA_SECRETS_MANAGER, 'kms:EncryptionContext:SecretARN': keySet, 'kms:EncryptionContext:SecretVersionId': '4c1f9b6e-2a0d-4f5e-9a52-0c8d4e6f7a81' } };
+
+    it('lets a node read the certificate seed, the only AWS call of its user data, and nothing more of it', async () => {
+      expect(cliCallsOf(readFileSync(join(PROJECT_ROOT, 'test', 'integ', 'node', 'setup-node.sh'), 'utf8'))).toEqual(['secretsmanager:GetSecretValue']);
+      expect(await decisions(account, nodeSession, policies, [read(seed)], roleTags)).toEqual(allowed([read(seed)]));
+      const more: Call[] = [{ action: 'secretsmanager:DescribeSecret', resource: seed }, { action: 'secretsmanager:PutSecretValue', resource: seed }];
+      expect(await decisions(account, nodeSession, policies, more, roleTags)).toEqual(more.map((call) => `${call.action} ${call.resource}: ImplicitlyDenied`));
+    });
+
+    it('lets a node read the key set as onboarding and the rotation do, because its role carries the fleet tag; without it, the key set\'s policies deny', async () => {
+      expect(roleTags).toEqual({ TicketKeyIntegFleet: 'integ' });
+      const calls = [read(keySet, 'AWSCURRENT'), read(keySet, 'AWSPENDING'), decrypt];
+      expect(await decisions(account, nodeSession, policies, calls, roleTags)).toEqual(allowed(calls));
+      expect(await decisions(account, nodeSession, policies, calls)).toEqual(calls.map((call) => `${call.action} ${call.resource}: ExplicitlyDenied`));
     });
   });
 });

@@ -78,7 +78,8 @@ class IntegFleetStack extends Stack {
     });
     // The README's way: the role carries the fleet tag, so the key set's policies let it read.
     Tags.of(role).add(FLEET_TAG.key, FLEET_TAG.value);
-    certificateSeed.grantRead(role);
+    // Only the read setup-node.sh makes (grantRead would add DescribeSecret).
+    role.addToPolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [certificateSeed.secretArn] }));
 
     const nodes = new ec2.SecurityGroup(this, 'NodeSecurityGroup', { vpc, description: 'Integration fleet nodes: TLS from the verifier only' });
     if (this.rotation.verifierSecurityGroup === undefined) throw new Error('the verifier runs in the VPC, so it has a security group');

@@ -71,6 +71,7 @@ export class ResolvedTemplate {
       case 'AWS::Scheduler::Schedule.Arn':
         return `arn:${PARTITION}:scheduler:${REGION}:${ACCOUNT}:schedule/default/${this.name(id, 'Name')}`;
       case 'AWS::EC2::SecurityGroup.GroupId':
+      case 'AWS::EC2::VPC.DefaultSecurityGroup':
         return `sg-${id.toLowerCase().slice(0, 17)}`;
       default:
         throw new Error(`GetAtt ${key} is not modelled: add it to ResolvedTemplate`);
