@@ -142,7 +142,9 @@ describe('the operator\'s commands on a deployed stack (AWS mocked as documented
     expect(await operator.revoke('alice: INC-4711')).toBe('v9');
     expect(secrets.calls().map((call) => call.args[0].constructor.name)).toEqual(['TagResourceCommand', 'RotateSecretCommand']);
     expect(secrets.commandCalls(TagResourceCommand)[0]!.args[0].input.Tags).toEqual([{ Key: 'RevokeTicketKeys', Value: 'alice: INC-4711' }]);
-    // Tagged, but the rotation could not start: said so, since the next rotation revokes anyway.
+    // Tagged, but the rotation could not start: said so, since the next rotation revokes anyway. A
+    // caller without the permission gets AccessDeniedException, "You do not have sufficient access
+    // to perform this action" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/CommonErrors.html).
     secrets.on(RotateSecretCommand).rejects(Object.assign(new Error('User is not authorized to perform: secretsmanager:RotateSecret'), { name: 'AccessDeniedException' }));
     await expect(operator.revoke('alice: INC-4711')).rejects.toThrow(
       new OperatorError(
