@@ -14,6 +14,7 @@ import { NGINX } from '../../src/flavors/nginx.js';
 import { TicketKeyRotationStack } from '../../lib/ticket-key-rotation-stack.js';
 import { deployRotationSchedule, FakeParameter, FakeSecret } from '../support/aws-fakes.js';
 import { PROJECT } from '../support/aws-calls.js';
+import { writeAwsCliStub, writeStubSecret } from '../support/aws-cli-stub.js';
 import { captureStdout, expectNoMaterial, logLines, freshTicket } from '../support/helpers.js';
 import { lambdaContext } from '../support/lambda-context.js';
 import { fakeDocument, interpolate, mockRunCommand, RunCommandFake, type ManagedNode, type RunOutput } from '../support/run-command-fake.js';
@@ -87,50 +88,10 @@ describe('the functions as deployed: bundles from the cloud assembly, the templa
   const scriptFor = (node: FleetNode): string => withNodeSettings(documentScript, node);
 
   /** What the node's role could read right now, for the stub AWS CLI. */
-  const grantRead = (stubDir: string): void => {
-    writeFileSync(join(stubDir, 'arn'), secret.arn);
-    for (const [id, value] of secret.values) writeFileSync(join(stubDir, `version-${id}`), value, { mode: 0o600 });
-    for (const stage of ['AWSCURRENT', 'AWSPENDING']) writeFileSync(join(stubDir, `stage-${stage}`), secret.holder(stage) ?? '');
-  };
+  const grantRead = (stubDir: string): void =>
+    writeStubSecret(stubDir, { arn: secret.arn, versions: secret.values, stages: { AWSCURRENT: secret.holder('AWSCURRENT'), AWSPENDING: secret.holder('AWSPENDING') } });
   const stubDirOf = (node: FleetNode): string => join(fleet.memoryDir, `aws-stub-${node.name}`);
   const nodeEnvironment = (stubDir: string) => ({ PATH: `${stubDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: stubDir });
-
-  /**
-   * A stub AWS CLI that answers `secretsmanager get-secret-value` from the fake secret, as the
-   * node's role would: the node policy allows it only with AWSCURRENT or AWSPENDING named in the
-   * request (test/cdk/iam.test.ts proves it), and a version id given with a stage "must refer to the
-   * same secret version" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html;
-   * the page names no error for it: the stub answers InvalidRequestException, and the document treats any failure alike).
-   */
-  const stubCli = (dir: string): void => {
-    writeFileSync(
-      join(dir, 'aws'),
-      `#!/bin/bash
-set -euo pipefail
-[ "$1 $2" = "secretsmanager get-secret-value" ] || { echo "stub aws: $1 $2 is not modelled" >&2; exit 252; }
-shift 2
-version=
-stage=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --secret-id) [ "$2" = "$(cat "${dir}/arn")" ] || { echo "An error occurred (AccessDeniedException): not this secret: $2" >&2; exit 254; }; shift 2 ;;
-    --version-id) version=$2; shift 2 ;;
-    --version-stage) stage=$2; shift 2 ;;
-    *) shift ;;
-  esac
-done
-case "$stage" in
-  AWSCURRENT | AWSPENDING) ;;
-  *) echo "An error occurred (AccessDeniedException) when calling the GetSecretValue operation: no identity-based policy allows the secretsmanager:GetSecretValue action" >&2; exit 254 ;;
-esac
-holder=$(cat "${dir}/stage-$stage")
-[ -z "$version" ] || [ "$version" = "$holder" ] || { echo "An error occurred (InvalidRequestException) when calling the GetSecretValue operation: You provided a VersionStage that is not associated to the provided VersionId." >&2; exit 254; }
-[ -f "${dir}/version-$holder" ] || { echo "An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation" >&2; exit 254; }
-cat "${dir}/version-$holder"
-`,
-      { mode: 0o755 },
-    );
-  };
 
   const runOn = (node: FleetNode, stubDir: string) => async (_document: string, parameters: Record<string, string>): Promise<RunOutput> => {
     grantRead(stubDir);
@@ -182,7 +143,7 @@ cat "${dir}/version-$holder"
     const nodes: ManagedNode[] = fleet.nodes.map((node) => {
       const stubDir = stubDirOf(node);
       mkdirSync(stubDir, { recursive: true, mode: 0o700 });
-      stubCli(stubDir);
+      writeAwsCliStub(stubDir);
       return { instanceId: instanceIdOf(node), tags: { TicketKeyFleet: 'edge' }, pingStatus: 'Online', run: runOn(node, stubDir) };
     });
     runCommand = new RunCommandFake({ [resolved.ref(document.id)]: fakeDocument(content) }, nodes);

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -10,6 +10,7 @@ import { startLocalFleet, type FleetNode, type LocalFleet } from '../../src/loca
 import { TicketKeyRotationStack } from '../../lib/ticket-key-rotation-stack.js';
 import { expectNoMaterial, freshTicket, lineage } from '../support/helpers.js';
 import { interpolate } from '../support/run-command-fake.js';
+import { writeAwsCliStub, writeStubSecret } from '../support/aws-cli-stub.js';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:ticket-keys-AbCdEf';
 
@@ -48,44 +49,10 @@ describe('the synthesized SSM document, run on real nginx nodes with a stub AWS 
 
   beforeAll(async () => {
     fleet = await startLocalFleet({ nodeCount: 2 });
-    stubDir = join(fleet.baseDir, 'aws-stub');
-    mkdirSync(join(stubDir, 'versions'), { recursive: true });
-    sets.forEach((set, index) => writeFileSync(join(stubDir, 'versions', versions[index] as string), serializeKeySet(set), { mode: 0o600 }));
-    writeFileSync(join(stubDir, 'AWSCURRENT'), versions[0] as string);
-    writeFileSync(join(stubDir, 'AWSPENDING'), versions[1] as string);
-    // Serves `aws secretsmanager get-secret-value ... --query SecretString --output text` from files,
-    // as to the node's role: only a request naming AWSCURRENT or AWSPENDING is allowed (the node
-    // policy, proven in test/cdk/iam.test.ts), and a version id given with a stage "must refer to the
-    // same secret version" (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html;
-    // the page names no error for it: the stub answers InvalidRequestException, and the document treats any failure alike).
-    writeFileSync(
-      join(stubDir, 'aws'),
-      `#!/bin/bash
-set -euo pipefail
-dir=${stubDir}
-echo "$*" >> "$dir/calls"
-version=
-stage=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --version-id) version=$2; shift 2 ;;
-    --version-stage) stage=$2; shift 2 ;;
-    *) shift ;;
-  esac
-done
-case "$stage" in
-  AWSCURRENT | AWSPENDING) ;;
-  *) echo "An error occurred (AccessDeniedException) when calling the GetSecretValue operation: no identity-based policy allows the secretsmanager:GetSecretValue action" >&2; exit 254 ;;
-esac
-holder=$(cat "$dir/$stage")
-if [ -n "$version" ] && [ "$version" != "$holder" ]; then
-  echo "An error occurred (InvalidRequestException) when calling the GetSecretValue operation: You provided a VersionStage that is not associated to the provided VersionId." >&2
-  exit 254
-fi
-cat "$dir/versions/$holder"
-`,
-      { mode: 0o755 },
-    );
+    // The key sets in memory, like the node's own keys.
+    stubDir = join(fleet.memoryDir, 'aws-stub');
+    writeAwsCliStub(stubDir);
+    writeStubSecret(stubDir, { arn: SECRET_ARN, versions: sets.map((set, index) => [versions[index] as string, serializeKeySet(set)]), stages: { AWSCURRENT: versions[0] as string, AWSPENDING: versions[1] as string } });
   });
   afterAll(async () => {
     await fleet?.stop();
